@@ -1,0 +1,72 @@
+"""Runtime settings from the environment (PERMITWATCH_*), validated at start."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TIMEZONE = ZoneInfo("Asia/Shanghai")
+BUNDLED_CONFIG_DIR = Path(__file__).resolve().parent
+
+
+class SettingsError(ValueError):
+    """A PERMITWATCH_* setting is invalid; the message names the setting."""
+
+
+def yesterday_in_shanghai(now: datetime | None = None) -> date:
+    """The default as-of date: the end of yesterday, Asia/Shanghai."""
+    current = (now or datetime.now(TIMEZONE)).astimezone(TIMEZONE)
+    return current.date() - timedelta(days=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PERMITWATCH_", extra="ignore")
+
+    config_dir: Path = BUNDLED_CONFIG_DIR
+    database_url: str = "sqlite:///var/permitwatch.db"
+    var_dir: Path = Path("var")
+    outbox_dir: Path | None = None
+    as_of: date | None = None
+
+    @field_validator("config_dir")
+    @classmethod
+    def _config_dir_exists(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError(f"config directory {value} does not exist")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_parses(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+
+        try:
+            make_url(value)
+        except Exception as exc:
+            raise ValueError(f"not a SQLAlchemy URL: {exc}") from exc
+        return value
+
+    @property
+    def effective_as_of(self) -> date:
+        return self.as_of or yesterday_in_shanghai()
+
+    @property
+    def effective_outbox_dir(self) -> Path:
+        return self.outbox_dir or self.var_dir / "outbox"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning pydantic's error into one that names the PERMITWATCH_* variable."""
+    clean = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            problems.append(f"PERMITWATCH_{field.upper()} (or --{field.replace('_', '-')}): {error['msg']}")
+        raise SettingsError("invalid setting: " + "; ".join(problems)) from None

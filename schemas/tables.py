@@ -1,0 +1,235 @@
+"""Database tables (SQLAlchemy 2). One table per canonical input, plus the run ledger, evaluations and the alert outbox."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Run(Base):
+    """One nightly, backfill or delivery run: what it read and decided."""
+
+    __tablename__ = "runs"
+    run_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    flow: Mapped[str] = mapped_column(String(40))
+    as_of: Mapped[date] = mapped_column(Date)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    summary: Mapped[dict | None] = mapped_column(JSON)
+
+
+class Case(Base):
+    """办件."""
+
+    __tablename__ = "cases"
+    case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    matter_code: Mapped[str] = mapped_column(String(64), index=True)
+    matter_name: Mapped[str | None] = mapped_column(String(200))
+    unit_code: Mapped[str] = mapped_column(String(64), index=True)
+    unit_name: Mapped[str | None] = mapped_column(String(200))
+    region_code: Mapped[str | None] = mapped_column(String(6))
+    project_code: Mapped[str | None] = mapped_column(String(64), index=True)
+    accepted_at: Mapped[date] = mapped_column(Date)
+    completed_at: Mapped[date | None] = mapped_column(Date)
+    limit_days: Mapped[int | None] = mapped_column(Integer)
+    limit_kind: Mapped[str | None] = mapped_column(String(10))
+    status: Mapped[str | None] = mapped_column(String(40))
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    applicant_name: Mapped[str | None] = mapped_column(String(200))
+    applicant_phone: Mapped[str | None] = mapped_column(String(40))
+    row_hash: Mapped[str] = mapped_column(String(32))
+    first_seen_run: Mapped[int | None] = mapped_column(Integer)
+    last_seen_run: Mapped[int | None] = mapped_column(Integer)
+
+
+class Step(Base):
+    """环节: one stage of a case, possibly at another unit (市县同权)."""
+
+    __tablename__ = "steps"
+    case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    step_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    step_name: Mapped[str | None] = mapped_column(String(200))
+    unit_code: Mapped[str] = mapped_column(String(64), index=True)
+    started_at: Mapped[date] = mapped_column(Date)
+    ended_at: Mapped[date | None] = mapped_column(Date)
+    limit_days: Mapped[int | None] = mapped_column(Integer)
+    row_hash: Mapped[str] = mapped_column(String(32))
+    last_seen_run: Mapped[int | None] = mapped_column(Integer)
+
+
+class Suspension(Base):
+    """特别程序: a pause (or restart) of a case's clock."""
+
+    __tablename__ = "suspensions"
+    case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40), primary_key=True)
+    started_at: Mapped[date] = mapped_column(Date, primary_key=True)
+    ended_at: Mapped[date | None] = mapped_column(Date)
+    limit_days: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(Text)
+    row_hash: Mapped[str] = mapped_column(String(32))
+    last_seen_run: Mapped[int | None] = mapped_column(Integer)
+
+
+class Project(Base):
+    """工程建设项目."""
+
+    __tablename__ = "projects"
+    project_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_name: Mapped[str | None] = mapped_column(String(300))
+    category: Mapped[str] = mapped_column(String(60))
+    region_code: Mapped[str | None] = mapped_column(String(6))
+    lead_unit_code: Mapped[str] = mapped_column(String(64))
+    row_hash: Mapped[str] = mapped_column(String(32))
+    last_seen_run: Mapped[int | None] = mapped_column(Integer)
+
+
+class Deferral(Base):
+    """容缺后补: materials the applicant must supply by a deadline."""
+
+    __tablename__ = "deferrals"
+    case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    due_days: Mapped[int | None] = mapped_column(Integer)
+    due_date: Mapped[date | None] = mapped_column(Date)
+    supplied_at: Mapped[date | None] = mapped_column(Date)
+    row_hash: Mapped[str] = mapped_column(String(32))
+    last_seen_run: Mapped[int | None] = mapped_column(Integer)
+
+
+class Push(Base):
+    """审管互动: an approval result pushed to a supervising department, to be claimed (认领)."""
+
+    __tablename__ = "pushes"
+    push_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(64), index=True)
+    supervisor_unit_code: Mapped[str] = mapped_column(String(64))
+    pushed_at: Mapped[date] = mapped_column(Date)
+    claimed_at: Mapped[date | None] = mapped_column(Date)
+    row_hash: Mapped[str] = mapped_column(String(32))
+    last_seen_run: Mapped[int | None] = mapped_column(Integer)
+
+
+class ChangeHistory(Base):
+    """Every change of status or date seen on a stored row, with the run that saw it."""
+
+    __tablename__ = "change_history"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.run_id"))
+    table_name: Mapped[str] = mapped_column(String(40))
+    row_key: Mapped[str] = mapped_column(String(200))
+    field: Mapped[str] = mapped_column(String(60))
+    old_value: Mapped[str | None] = mapped_column(Text)
+    new_value: Mapped[str | None] = mapped_column(Text)
+    __table_args__ = (Index("ix_change_history_row", "table_name", "row_key"),)
+
+
+class Reject(Base):
+    """Quarantine: a row that failed its contract, with source, line, raw values and every reason."""
+
+    __tablename__ = "rejects"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.run_id"))
+    source: Mapped[str] = mapped_column(String(200))
+    target_table: Mapped[str] = mapped_column(String(40))
+    line: Mapped[int | None] = mapped_column(Integer)
+    raw: Mapped[dict] = mapped_column(JSON)
+    reasons: Mapped[str] = mapped_column(Text)
+
+
+class Evaluation(Base):
+    """A clock's state as of a date. History is kept: one row per (clock, as_of)."""
+
+    __tablename__ = "evaluations"
+    clock_id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    as_of: Mapped[date] = mapped_column(Date, primary_key=True)
+    clock_type: Mapped[str] = mapped_column(String(20))
+    subject_id: Mapped[str] = mapped_column(String(64), index=True)
+    unit_code: Mapped[str] = mapped_column(String(64), index=True)
+    matter_code: Mapped[str | None] = mapped_column(String(64))
+    start_date: Mapped[date] = mapped_column(Date)
+    limit_days: Mapped[int] = mapped_column(Integer)
+    limit_kind: Mapped[str] = mapped_column(String(10))
+    due_date: Mapped[date | None] = mapped_column(Date)
+    elapsed: Mapped[int] = mapped_column(Integer)
+    remaining: Mapped[int | None] = mapped_column(Integer)
+    overdue_workdays: Mapped[int] = mapped_column(Integer)
+    level: Mapped[str] = mapped_column(String(20))
+    calendar: Mapped[str] = mapped_column(String(12))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.run_id"))
+    __table_args__ = (Index("ix_evaluations_as_of_level", "as_of", "level"),)
+
+
+class Card(Base):
+    """An alert (黄牌/红牌/督办): unique per (clock, level, due date, reminder), stored before any send."""
+
+    __tablename__ = "cards"
+    card_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    clock_id: Mapped[str] = mapped_column(String(160))
+    level: Mapped[str] = mapped_column(String(20))
+    due_date: Mapped[date | None] = mapped_column(Date)
+    reminder_no: Mapped[int] = mapped_column(Integer, default=0)
+    clock_type: Mapped[str] = mapped_column(String(20))
+    subject_id: Mapped[str] = mapped_column(String(64))
+    unit_code: Mapped[str] = mapped_column(String(64), index=True)
+    matter_code: Mapped[str | None] = mapped_column(String(64))
+    overdue_workdays: Mapped[int] = mapped_column(Integer, default=0)
+    remaining: Mapped[int | None] = mapped_column(Integer)
+    calendar: Mapped[str] = mapped_column(String(12))
+    as_of: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20))
+    suppressed_by: Mapped[str | None] = mapped_column(String(200))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.run_id"))
+    __table_args__ = (
+        UniqueConstraint("clock_id", "level", "due_date", "reminder_no", name="uq_cards_identity"),
+        Index("ix_cards_status", "status"),
+    )
+
+
+class Delivery(Base):
+    """One card to one recipient target: apprise's result, attempts and last error."""
+
+    __tablename__ = "deliveries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    card_id: Mapped[int] = mapped_column(ForeignKey("cards.card_id"), index=True)
+    recipient_unit: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(20))
+    target: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    __table_args__ = (
+        UniqueConstraint("card_id", "recipient_unit", "channel", "target", name="uq_deliveries_target"),
+        Index("ix_deliveries_status", "status"),
+    )
+
+
+class Silence(Base):
+    """A silence: suppresses cards for a case, unit or matter until a date, with a reason."""
+
+    __tablename__ = "silences"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(10))
+    value: Mapped[str] = mapped_column(String(64))
+    until: Mapped[date] = mapped_column(Date)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    removed: Mapped[bool] = mapped_column(Boolean, default=False)
