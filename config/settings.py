@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///var/permitwatch.db"
     var_dir: Path = Path("var")
     outbox_dir: Path | None = None
+    inbox_dir: Path | None = None
     as_of: date | None = None
 
     @field_validator("config_dir")
@@ -57,6 +58,11 @@ class Settings(BaseSettings):
     @property
     def effective_outbox_dir(self) -> Path:
         return self.outbox_dir or self.var_dir / "outbox"
+
+    @property
+    def effective_inbox_dir(self) -> Path:
+        """Where file sources' relative globs are resolved (the nightly exports land here)."""
+        return self.inbox_dir or self.var_dir / "inbox"
 
 
 def load_settings(**overrides: object) -> Settings:
