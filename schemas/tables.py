@@ -1,4 +1,4 @@
-"""Database tables (SQLAlchemy 2). One table per canonical input, plus the run ledger, evaluations and the alert outbox."""
+"""Database tables (SQLAlchemy 2): one per canonical input, plus the run ledger, evaluations and the alert outbox."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: databases (SQLite always, PostgreSQL when PERMITWATCH_TEST_DATABASE_URL is set) and Prefect's harness."""
+"""Shared fixtures: SQLite always, PostgreSQL when PERMITWATCH_TEST_DATABASE_URL is set, and Prefect's harness."""
 
 from __future__ import annotations
 
