@@ -1,0 +1,288 @@
+"""The one parser for messy export values: text, codes, dates, datetimes and integers, vectorised in polars.
+
+Every parse reports the non-empty values it could not read (`ParseResult.problems`), so callers turn them into rejects
+instead of silent nulls. Dates follow DOMAIN.md: ISO date/datetime, `2023/1/20 9:05`, `2023年1月20日`, `20230120`,
+Excel serial numbers. An aware datetime is converted to Asia/Shanghai before its date is taken; a naive one is read as
+Shanghai wall time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+
+import polars as pl
+
+SHANGHAI = "Asia/Shanghai"
+
+# Full-width ASCII (U+FF01..U+FF5E) and the ideographic space fold to their half-width forms, as NFKC would.
+_FULL_WIDTH = [chr(code) for code in range(0xFF01, 0xFF5F)] + ["\u3000"]
+_HALF_WIDTH = [chr(code - 0xFEE0) for code in range(0xFF01, 0xFF5F)] + [" "]
+
+# Spellings of "no value" seen in exports. Applied to codes, numbers and dates only: in free text "无" is a real answer.
+NULL_TOKENS = ("", "-", "--", "/", "null", "NULL", "Null", "None", "none", "nan", "NaN", "N/A", "n/a", "#N/A", "无")
+
+# Excel serial day 0 is 1899-12-30 (the 1900 leap-year bug makes that the right epoch for every serial after Feb 1900).
+_EXCEL_EPOCH = date(1899, 12, 30)
+# A date outside this window is a misread (a serial taken for a year, a two-digit year), not a real approval date.
+EARLIEST_DATE = date(1990, 1, 1)
+LATEST_DATE = date(2100, 12, 31)
+_SERIAL_MIN = (EARLIEST_DATE - _EXCEL_EPOCH).days
+_SERIAL_MAX = (LATEST_DATE - _EXCEL_EPOCH).days
+
+# After canonicalisation a date-time string looks like `2023-1-20`, `2023-1-20 9:05`, `2023-01-20 09:05:07.5+08:00`.
+_NAIVE_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S%.f", "%Y%m%d", "%Y%m%d%H%M%S")
+_AWARE_FORMATS = ("%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M%#z")
+_AWARE_SUFFIX = r"(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+_SERIAL_TEXT = r"^\d{1,6}(?:\.\d+)?$"
+_INTEGER_TEXT = r"^[+-]?\d+(?:\.0*)?$"
+
+
+class ColumnKind(StrEnum):
+    TEXT = "text"  # free text: trimmed, ideographic spaces folded
+    CODE = "code"  # ids and codes: width-folded, trimmed, `360702.0` from spreadsheets back to `360702`
+    DATE = "date"  # pl.Date, Shanghai calendar day
+    DATETIME = "datetime"  # pl.Datetime (naive, Shanghai wall time)
+    INTEGER = "integer"  # pl.Int32
+
+
+@dataclass(frozen=True)
+class ParseResult:
+    """`frame` with parsed columns; `problems`: one row per unreadable non-empty value (row = 0-based position)."""
+
+    frame: pl.DataFrame
+    problems: pl.DataFrame
+
+    def failed_rows(self) -> pl.Series:
+        """Boolean mask over `frame`: True where at least one value could not be read."""
+        rows = self.problems.get_column("row").unique()
+        return pl.int_range(0, self.frame.height, dtype=pl.UInt32, eager=True).is_in(rows.implode())
+
+    def reasons_by_row(self) -> pl.DataFrame:
+        """row, reasons (every problem of the row, '; '-joined, in column order)."""
+        return self.problems.group_by("row", maintain_order=True).agg(pl.col("reason").str.join("; "))
+
+
+PROBLEM_SCHEMA = {"row": pl.UInt32, "column": pl.String, "value": pl.String, "reason": pl.String}
+
+
+def fold_width(expr: pl.Expr) -> pl.Expr:
+    """Full-width digits, letters, punctuation and spaces to half-width (１２３ → 123, （ → ()."""
+    return expr.str.replace_many(_FULL_WIDTH, _HALF_WIDTH)
+
+
+def normalize_text(expr: pl.Expr) -> pl.Expr:
+    """Free text: fold the ideographic space and non-breaking space, trim; an empty string becomes null."""
+    cleaned = expr.str.replace_many(["\u3000", "\u00a0"], [" ", " "]).str.strip_chars()
+    return pl.when(cleaned.str.len_bytes() == 0).then(None).otherwise(cleaned)
+
+
+def normalize_value(expr: pl.Expr) -> pl.Expr:
+    """Codes, numbers and dates: width-folded, trimmed, with every NULL_TOKENS spelling as null."""
+    cleaned = fold_width(expr).str.replace_all("\u00a0", " ", literal=True).str.strip_chars()
+    return pl.when(cleaned.is_in(list(NULL_TOKENS))).then(None).otherwise(cleaned)
+
+
+def _canonical_datetime_text(text: pl.Expr) -> pl.Expr:
+    """`2023/1/20 9:05`, `2023.1.20`, `2023年1月20日 9时5分`, `2023-01-20T09:05Z` → `2023-1-20 9:05[...]`."""
+    return (
+        text.str.replace(r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?", "${1}-${2}-${3}")
+        .str.replace(r"^(\d{4}-\d{1,2}-\d{1,2})(?:\s*T\s*|\s+)", "${1} ")
+        .str.replace(r"(\d{1,2})\s*[时点:]\s*(\d{1,2})\s*分?(?:\s*(\d{1,2})\s*秒)?$", "${1}:${2}:${3}")
+        .str.replace(r":$", "")
+        .str.replace(r"\s+(" + _AWARE_SUFFIX[:-1] + r")$", "${1}")
+    )
+
+
+def _local_datetime_from_text(text: pl.Expr, extra_formats: Sequence[str]) -> pl.Expr:
+    canonical = _canonical_datetime_text(text)
+    aware = canonical.str.contains(r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?" + _AWARE_SUFFIX)
+    candidates: list[pl.Expr] = [
+        pl.when(aware).then(
+            canonical.str.strptime(pl.Datetime("us", SHANGHAI), fmt, strict=False).dt.replace_time_zone(None)
+        )
+        for fmt in _AWARE_FORMATS
+    ]
+    candidates += [
+        pl.when(~aware).then(canonical.str.strptime(pl.Datetime("us"), fmt, strict=False, exact=True))
+        for fmt in _NAIVE_FORMATS
+    ]
+    # Extra formats are read as written (not canonicalised); with %z the instant is converted to Shanghai time.
+    candidates += [
+        text.str.strptime(pl.Datetime("us", SHANGHAI), fmt, strict=False, exact=True).dt.replace_time_zone(None)
+        for fmt in extra_formats
+    ]
+    serial = pl.when(text.str.contains(_SERIAL_TEXT)).then(text.cast(pl.Float64, strict=False))
+    candidates.append(_datetime_from_serial(serial))
+    return pl.coalesce(candidates)
+
+
+def _datetime_from_serial(serial: pl.Expr) -> pl.Expr:
+    """An Excel serial number (days since 1899-12-30, the fraction is the time of day) as a naive datetime."""
+    in_range = (serial >= _SERIAL_MIN) & (serial < _SERIAL_MAX + 1)
+    micros = (serial * 86_400_000_000).round(0).cast(pl.Int64, strict=False)
+    epoch = pl.lit(_EXCEL_EPOCH).cast(pl.Datetime("us"))
+    return pl.when(in_range).then(epoch + pl.duration(microseconds=micros))
+
+
+def _local_datetime_from_number(number: pl.Expr) -> pl.Expr:
+    """A number in a date column: 20230120 (yyyymmdd) or an Excel serial."""
+    as_text = number.cast(pl.Int64, strict=False).cast(pl.String)
+    yyyymmdd = pl.when((number >= 10_000_101) & (number <= 99_991_231) & (number.round(0) == number)).then(
+        as_text.str.strptime(pl.Datetime("us"), "%Y%m%d", strict=False)
+    )
+    return pl.coalesce(yyyymmdd, _datetime_from_serial(number.cast(pl.Float64)))
+
+
+def local_datetime_expression(column: str, dtype: pl.DataType, extra_formats: Sequence[str] = ()) -> pl.Expr:
+    """Naive Shanghai wall-time datetime from a column of any dtype; unreadable values become null."""
+    source = pl.col(column)
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is not None:
+            return source.dt.convert_time_zone(SHANGHAI).dt.replace_time_zone(None).dt.cast_time_unit("us")
+        return source.dt.cast_time_unit("us")
+    if dtype == pl.Date:
+        return source.cast(pl.Datetime("us"))
+    if dtype.is_numeric():
+        return _local_datetime_from_number(source)
+    if dtype == pl.String:
+        return _local_datetime_from_text(normalize_value(source), extra_formats)
+    return _local_datetime_from_text(normalize_value(source.cast(pl.String, strict=False)), extra_formats)
+
+
+def date_expression(column: str, dtype: pl.DataType, extra_formats: Sequence[str] = ()) -> pl.Expr:
+    """pl.Date (Shanghai calendar day) from a column of any dtype; unreadable or implausible values become null."""
+    day = local_datetime_expression(column, dtype, extra_formats).dt.date()
+    return pl.when(day.is_between(EARLIEST_DATE, LATEST_DATE)).then(day)
+
+
+def integer_expression(column: str, dtype: pl.DataType) -> pl.Expr:
+    source = pl.col(column)
+    if dtype.is_integer():
+        return source.cast(pl.Int32, strict=False)
+    if dtype.is_float():
+        return pl.when(source.round(0) == source).then(source.cast(pl.Int32, strict=False))
+    text = normalize_value(source.cast(pl.String, strict=False))
+    whole = text.str.replace(r"\.0*$", "")
+    return pl.when(text.str.contains(_INTEGER_TEXT)).then(whole.cast(pl.Int32, strict=False))
+
+
+def code_expression(column: str, dtype: pl.DataType) -> pl.Expr:
+    source = pl.col(column)
+    if dtype.is_integer():
+        return source.cast(pl.String)
+    if dtype.is_float():
+        # A spreadsheet stored the code as a number: 360702.0 means "360702".
+        return pl.when(source.round(0) == source).then(source.cast(pl.Int64, strict=False).cast(pl.String))
+    text = normalize_value(source.cast(pl.String, strict=False))
+    return text.str.replace(r"^(\d+)\.0+$", "${1}")
+
+
+def text_expression(column: str, dtype: pl.DataType) -> pl.Expr:
+    return normalize_text(pl.col(column).cast(pl.String, strict=False))
+
+
+def _original_text(column: str, dtype: pl.DataType) -> pl.Expr:
+    source = pl.col(column)
+    return source if dtype == pl.String else source.cast(pl.String, strict=False)
+
+
+def _is_present(column: str, dtype: pl.DataType) -> pl.Expr:
+    """A value that is there to be read (null, blank and NULL_TOKENS are absent, not failures)."""
+    if dtype == pl.String:
+        return normalize_value(pl.col(column)).is_not_null()
+    if dtype.is_float():
+        return pl.col(column).is_not_null() & pl.col(column).is_not_nan()
+    return pl.col(column).is_not_null()
+
+
+def _parse_expression(kind: ColumnKind, column: str, dtype: pl.DataType, extra_formats: Sequence[str]) -> pl.Expr:
+    if kind in (ColumnKind.DATE, ColumnKind.DATETIME):
+        return local_datetime_expression(column, dtype, extra_formats)
+    if kind is ColumnKind.INTEGER:
+        return integer_expression(column, dtype)
+    if kind is ColumnKind.CODE:
+        return code_expression(column, dtype)
+    return text_expression(column, dtype)
+
+
+def _bounded(kind: ColumnKind, raw: pl.Expr) -> pl.Expr:
+    """Dates keep the day inside the plausible window; other kinds pass through."""
+    if kind is not ColumnKind.DATE:
+        return raw
+    day = raw.dt.date()
+    return pl.when(day.is_between(EARLIEST_DATE, LATEST_DATE)).then(day)
+
+
+def _reason(kind: ColumnKind, column: str, original: pl.Expr, raw: pl.Expr) -> pl.Expr:
+    if kind is ColumnKind.DATE:
+        outside = f"{column}: date outside {EARLIEST_DATE}..{LATEST_DATE} '{{}}'"
+        return pl.when(raw.is_not_null()).then(pl.format(outside, original)).otherwise(
+            pl.format(f"{column}: not a date '{{}}'", original)
+        )
+    what = {
+        ColumnKind.DATETIME: "not a date-time",
+        ColumnKind.INTEGER: "not a whole number",
+        ColumnKind.CODE: "not a code",
+        ColumnKind.TEXT: "not text",
+    }[kind]
+    return pl.format("{}: {} '{}'", pl.lit(column), pl.lit(what), original)
+
+
+def parse_columns(
+    frame: pl.DataFrame, kinds: Mapping[str, ColumnKind], extra_formats: Iterable[str] = ()
+) -> ParseResult:
+    """Parse the named columns in place (others untouched) and collect every unreadable non-empty value."""
+    formats = tuple(extra_formats)
+    schema = frame.schema
+    missing = [column for column in kinds if column not in schema]
+    if missing:
+        raise KeyError(f"columns not in frame: {', '.join(missing)}")
+    columns = list(kinds)
+    staged = (
+        frame.lazy()
+        .with_row_index("__row")
+        .with_columns(
+            _parse_expression(kinds[column], column, schema[column], formats).alias(f"__raw_{index}")
+            for index, column in enumerate(columns)
+        )
+        .with_columns(
+            _bounded(kinds[column], pl.col(f"__raw_{index}")).alias(f"__parsed_{index}")
+            for index, column in enumerate(columns)
+        )
+        .with_columns(
+            pl.when(_is_present(column, schema[column]) & pl.col(f"__parsed_{index}").is_null())
+            .then(_reason(kinds[column], column, _original_text(column, schema[column]), pl.col(f"__raw_{index}")))
+            .alias(f"__problem_{index}")
+            for index, column in enumerate(columns)
+        )
+        .collect()
+    )
+    problem_parts = [
+        staged.lazy()
+        .filter(pl.col(f"__problem_{index}").is_not_null())
+        .select(
+            pl.col("__row").alias("row"),
+            pl.lit(column).alias("column"),
+            _original_text(column, schema[column]).alias("value"),
+            pl.col(f"__problem_{index}").alias("reason"),
+        )
+        for index, column in enumerate(columns)
+    ]
+    problems = (
+        pl.concat(problem_parts).collect().cast(PROBLEM_SCHEMA).sort("row", maintain_order=True)
+        if problem_parts
+        else pl.DataFrame(schema=PROBLEM_SCHEMA)
+    )
+    parsed = staged.select(
+        pl.col(f"__parsed_{columns.index(name)}").alias(name) if name in kinds else pl.col(name)
+        for name in frame.columns
+    )
+    return ParseResult(frame=parsed, problems=problems)
+
+
+def parse_dates(frame: pl.DataFrame, columns: Iterable[str], extra_formats: Iterable[str] = ()) -> ParseResult:
+    """The date columns of `frame` as pl.Date; `problems` lists every non-empty value that is not a date."""
+    return parse_columns(frame, dict.fromkeys(columns, ColumnKind.DATE), extra_formats)
