@@ -36,6 +36,7 @@ _SERIAL_MAX = (LATEST_DATE - _EXCEL_EPOCH).days
 _NAIVE_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S%.f", "%Y%m%d", "%Y%m%d%H%M%S")
 _AWARE_FORMATS = ("%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M%#z")
 _AWARE_SUFFIX = r"(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+_ISO_TEXT = r"^\d{4}-\d{2}-\d{2}(?: \d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$"
 _SERIAL_TEXT = r"^\d{1,6}(?:\.\d+)?$"
 _INTEGER_TEXT = r"^[+-]?\d+(?:\.0*)?$"
 
@@ -88,7 +89,7 @@ def normalize_value(expr: pl.Expr) -> pl.Expr:
 def _canonical_datetime_text(text: pl.Expr) -> pl.Expr:
     """`2023/1/20 9:05`, `2023.1.20`, `2023年1月20日 9时5分`, `2023-01-20T09:05Z` → `2023-1-20 9:05[...]`."""
     return (
-        text.str.replace(r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?", "${1}-${2}-${3}")
+        text.str.replace(r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})(?:\s*日)?", "${1}-${2}-${3}")
         .str.replace(r"^(\d{4}-\d{1,2}-\d{1,2})(?:\s*T\s*|\s+)", "${1} ")
         .str.replace(r"(\d{1,2})\s*[时点:]\s*(\d{1,2})\s*分?(?:\s*(\d{1,2})\s*秒)?$", "${1}:${2}:${3}")
         .str.replace(r":$", "")
@@ -96,8 +97,10 @@ def _canonical_datetime_text(text: pl.Expr) -> pl.Expr:
     )
 
 
-def _local_datetime_from_text(text: pl.Expr, extra_formats: Sequence[str]) -> pl.Expr:
-    canonical = _canonical_datetime_text(text)
+def _text_datetimes(values: pl.Series, extra_formats: Sequence[str]) -> pl.Series:
+    """Parse each distinct string once (exports repeat dates heavily), then map the results back onto the rows."""
+    distinct = values.drop_nulls().unique()
+    text, canonical = pl.col("text"), pl.col("canonical")
     aware = canonical.str.contains(r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?" + _AWARE_SUFFIX)
     candidates: list[pl.Expr] = [
         pl.when(aware).then(
@@ -116,7 +119,21 @@ def _local_datetime_from_text(text: pl.Expr, extra_formats: Sequence[str]) -> pl
     ]
     serial = pl.when(text.str.contains(_SERIAL_TEXT)).then(text.cast(pl.Float64, strict=False))
     candidates.append(_datetime_from_serial(serial))
-    return pl.coalesce(candidates)
+    staged = pl.DataFrame({"value": distinct}).lazy().with_columns(normalize_value(pl.col("value")).alias("text"))
+    # Canonicalising is the costly step; values already in ISO form (most machine exports) skip it.
+    is_iso = text.str.contains(_ISO_TEXT).fill_null(False)
+    iso_parsed = pl.coalesce(
+        text.str.strptime(pl.Datetime("us"), fmt, strict=False, exact=True) for fmt in _NAIVE_FORMATS[:3]
+    )
+    table = pl.concat(
+        [
+            staged.filter(is_iso).select("value", iso_parsed.alias("parsed")),
+            staged.filter(~is_iso)
+            .with_columns(_canonical_datetime_text(text).alias("canonical"))
+            .select("value", pl.coalesce(candidates).alias("parsed")),
+        ]
+    ).collect()
+    return values.replace_strict(table["value"], table["parsed"], default=None, return_dtype=pl.Datetime("us"))
 
 
 def _datetime_from_serial(serial: pl.Expr) -> pl.Expr:
@@ -136,26 +153,28 @@ def _local_datetime_from_number(number: pl.Expr) -> pl.Expr:
     return pl.coalesce(yyyymmdd, _datetime_from_serial(number.cast(pl.Float64)))
 
 
-def local_datetime_expression(column: str, dtype: pl.DataType, extra_formats: Sequence[str] = ()) -> pl.Expr:
-    """Naive Shanghai wall-time datetime from a column of any dtype; unreadable values become null."""
-    source = pl.col(column)
-    if isinstance(dtype, pl.Datetime):
-        if dtype.time_zone is not None:
-            return source.dt.convert_time_zone(SHANGHAI).dt.replace_time_zone(None).dt.cast_time_unit("us")
-        return source.dt.cast_time_unit("us")
-    if dtype == pl.Date:
-        return source.cast(pl.Datetime("us"))
-    if dtype.is_numeric():
-        return _local_datetime_from_number(source)
+def local_datetimes(values: pl.Series, extra_formats: Sequence[str] = ()) -> pl.Series:
+    """Naive Shanghai wall-time datetimes from a series of any dtype; unreadable values become null."""
+    dtype = values.dtype
     if dtype == pl.String:
-        return _local_datetime_from_text(normalize_value(source), extra_formats)
-    return _local_datetime_from_text(normalize_value(source.cast(pl.String, strict=False)), extra_formats)
+        return _text_datetimes(values, extra_formats)
+    source = pl.col(values.name)
+    if isinstance(dtype, pl.Datetime):
+        expr = source.dt.cast_time_unit("us")
+        if dtype.time_zone is not None:
+            expr = source.dt.convert_time_zone(SHANGHAI).dt.replace_time_zone(None).dt.cast_time_unit("us")
+    elif dtype == pl.Date:
+        expr = source.cast(pl.Datetime("us"))
+    elif dtype.is_numeric():
+        expr = _local_datetime_from_number(source)
+    else:
+        return _text_datetimes(values.cast(pl.String, strict=False), extra_formats)
+    return values.to_frame().select(expr).to_series()
 
 
-def date_expression(column: str, dtype: pl.DataType, extra_formats: Sequence[str] = ()) -> pl.Expr:
-    """pl.Date (Shanghai calendar day) from a column of any dtype; unreadable or implausible values become null."""
-    day = local_datetime_expression(column, dtype, extra_formats).dt.date()
-    return pl.when(day.is_between(EARLIEST_DATE, LATEST_DATE)).then(day)
+def dates(values: pl.Series, extra_formats: Sequence[str] = ()) -> pl.Series:
+    """pl.Date (Shanghai calendar day) from a series of any dtype; unreadable or implausible values become null."""
+    return local_datetimes(values, extra_formats).to_frame().select(_bounded(ColumnKind.DATE, pl.first())).to_series()
 
 
 def integer_expression(column: str, dtype: pl.DataType) -> pl.Expr:
@@ -198,9 +217,7 @@ def _is_present(column: str, dtype: pl.DataType) -> pl.Expr:
     return pl.col(column).is_not_null()
 
 
-def _parse_expression(kind: ColumnKind, column: str, dtype: pl.DataType, extra_formats: Sequence[str]) -> pl.Expr:
-    if kind in (ColumnKind.DATE, ColumnKind.DATETIME):
-        return local_datetime_expression(column, dtype, extra_formats)
+def _parse_expression(kind: ColumnKind, column: str, dtype: pl.DataType) -> pl.Expr:
     if kind is ColumnKind.INTEGER:
         return integer_expression(column, dtype)
     if kind is ColumnKind.CODE:
@@ -245,7 +262,9 @@ def parse_columns(
         frame.lazy()
         .with_row_index("__row")
         .with_columns(
-            _parse_expression(kinds[column], column, schema[column], formats).alias(f"__raw_{index}")
+            pl.lit(local_datetimes(frame.get_column(column), formats)).alias(f"__raw_{index}")
+            if kinds[column] in (ColumnKind.DATE, ColumnKind.DATETIME)
+            else _parse_expression(kinds[column], column, schema[column]).alias(f"__raw_{index}")
             for index, column in enumerate(columns)
         )
         .with_columns(
