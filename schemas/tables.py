@@ -188,6 +188,7 @@ class Card(Base):
     reminder_no: Mapped[int] = mapped_column(Integer, default=0)
     clock_type: Mapped[str] = mapped_column(String(20))
     subject_id: Mapped[str] = mapped_column(String(64))
+    case_id: Mapped[str | None] = mapped_column(String(64))
     unit_code: Mapped[str] = mapped_column(String(64), index=True)
     matter_code: Mapped[str | None] = mapped_column(String(64))
     overdue_workdays: Mapped[int] = mapped_column(Integer, default=0)

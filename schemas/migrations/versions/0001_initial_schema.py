@@ -130,6 +130,7 @@ def upgrade() -> None:
     sa.Column('reminder_no', sa.Integer(), nullable=False),
     sa.Column('clock_type', sa.String(length=20), nullable=False),
     sa.Column('subject_id', sa.String(length=64), nullable=False),
+    sa.Column('case_id', sa.String(length=64), nullable=True),
     sa.Column('unit_code', sa.String(length=64), nullable=False),
     sa.Column('matter_code', sa.String(length=64), nullable=True),
     sa.Column('overdue_workdays', sa.Integer(), nullable=False),
