@@ -1,0 +1,244 @@
+"""Input sources (`config/sources.yaml`) and the canonical columns every source is mapped onto.
+
+A source is a named export: its kind (csv|xlsx|parquet|jsonl|sql), where it is (a path glob resolved in the inbox
+directory, or a SQLAlchemy URL from the environment plus a query), its target table, a header mapping, an encoding,
+extra date formats and the largest reject fraction it may have before nothing from it is stored.
+
+The Chinese headers of DOMAIN.md ("Canonical data") are accepted for every source by default, so a raw export of the
+approval platform loads with no mapping at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from config.loader import ConfigError, expand_env, load_model
+
+SOURCES_FILE = "sources.yaml"
+
+SourceKind = Literal["csv", "xlsx", "parquet", "jsonl", "sql"]
+TableName = Literal["cases", "steps", "suspensions", "projects", "deferrals", "pushes"]
+Encoding = Literal["auto", "utf-8", "utf-8-sig", "gb18030", "gbk"]
+# Value kinds understood by tasks.parsing.ColumnKind.
+ValueKind = Literal["text", "code", "date", "datetime", "integer"]
+
+
+@dataclass(frozen=True)
+class CanonicalColumn:
+    name: str
+    kind: ValueKind
+    required: bool = False
+    headers: tuple[str, ...] = ()  # Chinese (and other) export headers accepted without a mapping
+
+
+def _column(name: str, kind: ValueKind, *headers: str, required: bool = False) -> CanonicalColumn:
+    return CanonicalColumn(name=name, kind=kind, required=required, headers=headers)
+
+
+CANONICAL_COLUMNS: dict[str, tuple[CanonicalColumn, ...]] = {
+    "cases": (  # 办件
+        _column("case_id", "code", "办件编号", "办件号", "受理编号", required=True),
+        _column("matter_code", "code", "事项编码", "事项代码", required=True),
+        _column("matter_name", "text", "事项名称"),
+        _column("unit_code", "code", "承办单位编码", "办理单位编码", required=True),
+        _column("unit_name", "text", "承办单位", "办理单位", "承办单位名称"),
+        _column("region_code", "code", "行政区划代码", "区划代码", "行政区划编码"),
+        _column("project_code", "code", "项目代码", "项目编码"),
+        _column("accepted_at", "date", "受理时间", "受理日期", required=True),
+        _column("completed_at", "date", "办结时间", "办结日期"),
+        _column("limit_days", "integer", "承诺时限", "承诺时限(工作日)", "时限"),
+        _column("limit_kind", "text", "时限类型"),
+        _column("status", "text", "办件状态", "状态"),
+        _column("updated_at", "datetime", "更新时间", "最后更新时间"),
+        _column("applicant_name", "text", "申请人", "申请人姓名"),
+        _column("applicant_phone", "code", "联系电话", "申请人电话", "手机号码"),
+    ),
+    "steps": (  # 环节
+        _column("case_id", "code", "办件编号", "办件号", required=True),
+        _column("step_no", "integer", "环节序号", "环节编号", "序号", required=True),
+        _column("step_name", "text", "环节名称"),
+        _column("unit_code", "code", "办理单位编码", "承办单位编码", "环节单位编码", required=True),
+        _column("started_at", "date", "开始时间", "环节开始时间", required=True),
+        _column("ended_at", "date", "结束时间", "环节结束时间"),
+        _column("limit_days", "integer", "环节时限", "时限", "承诺时限"),
+    ),
+    "suspensions": (  # 特别程序
+        _column("case_id", "code", "办件编号", "办件号", required=True),
+        _column("kind", "text", "特别程序种类", "特别程序类型", "特别程序", required=True),
+        _column("started_at", "date", "开始时间", "特别程序开始时间", required=True),
+        _column("ended_at", "date", "结束时间", "特别程序结束时间"),
+        _column("limit_days", "integer", "特别程序时限", "时限"),
+        _column("reason", "text", "原因", "特别程序原因", "事由"),
+    ),
+    "projects": (  # 工程建设项目
+        _column("project_code", "code", "项目代码", "项目编码", required=True),
+        _column("project_name", "text", "项目名称"),
+        _column("category", "text", "项目类别", "项目类型", required=True),
+        _column("region_code", "code", "行政区划代码", "区划代码", "行政区划编码"),
+        _column("lead_unit_code", "code", "牵头单位", "牵头单位编码", required=True),
+    ),
+    "deferrals": (  # 容缺后补
+        _column("case_id", "code", "办件编号", "办件号", required=True),
+        _column("due_days", "integer", "补交时限", "限期补交天数"),
+        _column("due_date", "date", "补交截止日期", "限期补交日期"),
+        _column("supplied_at", "date", "补交时间", "补齐时间", "补交日期"),
+    ),
+    "pushes": (  # 审管互动
+        _column("push_id", "code", "推送编号", "推送ID", required=True),
+        _column("case_id", "code", "办件编号", "办件号", required=True),
+        _column("supervisor_unit_code", "code", "监管单位编码", "监管部门编码", "认领单位编码", required=True),
+        _column("pushed_at", "date", "推送时间", "推送日期", required=True),
+        _column("claimed_at", "date", "认领时间", "认领日期"),
+    ),
+}
+
+TABLES: tuple[str, ...] = tuple(CANONICAL_COLUMNS)
+
+
+def canonical_names(table: str) -> list[str]:
+    return [column.name for column in CANONICAL_COLUMNS[table]]
+
+
+def default_header_map(table: str) -> dict[str, str]:
+    """Export header → canonical name, for the canonical names themselves and the accepted Chinese headers."""
+    mapping: dict[str, str] = {}
+    for column in CANONICAL_COLUMNS[table]:
+        mapping[column.name] = column.name
+        for header in column.headers:
+            mapping.setdefault(header, column.name)
+    return mapping
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(_Strict):
+    name: str = Field(min_length=1, max_length=120)
+    kind: SourceKind
+    table: TableName
+    path: str | None = None  # a glob; relative globs resolve in the inbox directory
+    url: str | None = None  # SQLAlchemy URL with ${ENV} references; expanded on use so no secret is held in config
+    query: str | None = None
+    sheet: str | int | None = None  # xlsx: sheet name or 0-based index (default: the first sheet)
+    mapping: dict[str, str] = Field(default_factory=dict)  # source header → canonical column
+    values: dict[str, dict[str, str]] = Field(default_factory=dict)  # canonical column → {source value: value}
+    encoding: Encoding = "auto"
+    separator: str = Field(default=",", min_length=1, max_length=1)
+    date_formats: tuple[str, ...] = ()  # extra strptime formats, tried after the built-in ones
+    max_reject_fraction: float = Field(default=0.2, ge=0, le=1)
+    required: bool = False  # a file source with no matching file is an error (default: nothing to load)
+
+    @model_validator(mode="after")
+    def _location_fits_kind(self) -> Source:
+        if self.kind == "sql":
+            if not self.url or not self.query:
+                raise ValueError("a sql source needs `url` (with ${ENV} for secrets) and `query`")
+            if self.path:
+                raise ValueError("a sql source takes `url` and `query`, not `path`")
+            expand_env(self.url, where=f"source '{self.name}' url")
+        else:
+            if not self.path:
+                raise ValueError(f"a {self.kind} source needs `path` (a file glob)")
+            if self.url or self.query:
+                raise ValueError(f"a {self.kind} source takes `path`, not `url`/`query`")
+        if self.sheet is not None and self.kind != "xlsx":
+            raise ValueError("`sheet` only applies to xlsx sources")
+        return self
+
+    @model_validator(mode="after")
+    def _mapping_targets_exist(self) -> Source:
+        known = set(canonical_names(self.table))
+        unknown = sorted({target for target in self.mapping.values() if target not in known} | set(self.values) - known)
+        if unknown:
+            columns = ", ".join(sorted(known))
+            raise ValueError(f"no column {', '.join(unknown)} in table {self.table} (columns: {columns})")
+        return self
+
+    @field_validator("date_formats")
+    @classmethod
+    def _formats_have_a_date(cls, formats: tuple[str, ...]) -> tuple[str, ...]:
+        for fmt in formats:
+            if "%Y" not in fmt and "%y" not in fmt:
+                raise ValueError(f"date format {fmt!r} has no year (%Y or %y)")
+        return formats
+
+    def header_map(self) -> dict[str, str]:
+        """Source header → canonical name: the configured mapping first, then the default headers."""
+        return {**default_header_map(self.table), **self.mapping}
+
+    def resolved_url(self) -> str:
+        if self.url is None:
+            raise ConfigError(f"source '{self.name}' has no url")
+        return expand_env(self.url, where=f"source '{self.name}' url")
+
+    def files(self, inbox_dir: Path) -> list[Path]:
+        """The files matching the glob (relative globs resolve in `inbox_dir`), sorted by name."""
+        if self.path is None:
+            return []
+        pattern = Path(self.path).expanduser()
+        literal = pattern if pattern.is_absolute() else inbox_dir / pattern
+        if literal.is_file():  # a plain file name, even one holding glob characters such as [1]
+            return [literal]
+        if pattern.is_absolute():
+            anchor = Path(pattern.anchor)
+            matches = anchor.glob(str(pattern.relative_to(anchor)))
+        else:
+            matches = inbox_dir.glob(self.path)
+        return sorted(path for path in matches if path.is_file())
+
+
+class SourceCatalog(_Strict):
+    sources: tuple[Source, ...] = ()
+
+    @field_validator("sources")
+    @classmethod
+    def _names_unique(cls, sources: tuple[Source, ...]) -> tuple[Source, ...]:
+        seen: set[str] = set()
+        for source in sources:
+            if source.name in seen:
+                raise ValueError(f"source name '{source.name}' is used twice")
+            seen.add(source.name)
+        return sources
+
+    def get(self, name: str) -> Source:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise KeyError(f"no source named '{name}' (known: {', '.join(s.name for s in self.sources)})")
+
+    def for_table(self, table: str) -> list[Source]:
+        return [source for source in self.sources if source.table == table]
+
+
+def load_sources(config_dir: Path) -> SourceCatalog:
+    """The source catalog of `config_dir/sources.yaml`; a missing file means no sources."""
+    path = config_dir / SOURCES_FILE
+    if not path.exists():
+        return SourceCatalog()
+    return load_model(path, SourceCatalog)
+
+
+def adhoc_source(
+    path: Path, table: str, *, encoding: Encoding = "auto", mapping: Mapping[str, str] | None = None
+) -> Source:
+    """A one-off source for a single file (the `validate` command), its kind taken from the file suffix."""
+    suffix = path.suffix.lower().lstrip(".")
+    kinds = {"csv": "csv", "txt": "csv", "tsv": "csv", "xlsx": "xlsx", "xlsm": "xlsx", "parquet": "parquet",
+             "jsonl": "jsonl", "ndjson": "jsonl"}
+    if suffix not in kinds:
+        raise ConfigError(f"{path}: cannot tell the kind of a '.{suffix}' file (csv, xlsx, parquet or jsonl)")
+    return Source(
+        name=path.name,
+        kind=kinds[suffix],  # type: ignore[arg-type]
+        table=table,  # type: ignore[arg-type]
+        path=str(path.resolve()),
+        encoding=encoding,
+        separator="\t" if suffix == "tsv" else ",",
+        mapping=dict(mapping or {}),
+    )
