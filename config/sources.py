@@ -229,8 +229,16 @@ def adhoc_source(
 ) -> Source:
     """A one-off source for a single file (the `validate` command), its kind taken from the file suffix."""
     suffix = path.suffix.lower().lstrip(".")
-    kinds = {"csv": "csv", "txt": "csv", "tsv": "csv", "xlsx": "xlsx", "xlsm": "xlsx", "parquet": "parquet",
-             "jsonl": "jsonl", "ndjson": "jsonl"}
+    kinds = {
+        "csv": "csv",
+        "txt": "csv",
+        "tsv": "csv",
+        "xlsx": "xlsx",
+        "xlsm": "xlsx",
+        "parquet": "parquet",
+        "jsonl": "jsonl",
+        "ndjson": "jsonl",
+    }
     if suffix not in kinds:
         raise ConfigError(f"{path}: cannot tell the kind of a '.{suffix}' file (csv, xlsx, parquet or jsonl)")
     return Source(

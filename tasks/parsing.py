@@ -236,8 +236,10 @@ def _bounded(kind: ColumnKind, raw: pl.Expr) -> pl.Expr:
 def _reason(kind: ColumnKind, column: str, original: pl.Expr, raw: pl.Expr) -> pl.Expr:
     if kind is ColumnKind.DATE:
         outside = f"{column}: date outside {EARLIEST_DATE}..{LATEST_DATE} '{{}}'"
-        return pl.when(raw.is_not_null()).then(pl.format(outside, original)).otherwise(
-            pl.format(f"{column}: not a date '{{}}'", original)
+        return (
+            pl.when(raw.is_not_null())
+            .then(pl.format(outside, original))
+            .otherwise(pl.format(f"{column}: not a date '{{}}'", original))
         )
     what = {
         ColumnKind.DATETIME: "not a date-time",
