@@ -61,10 +61,12 @@ _WEEKDAY_NAMES = ("周一", "周二", "周三", "周四", "周五", "周六", "�
 _TITLE = re.compile(r"国务院办公厅关于(\d{4})年部分节假日安排的通知")
 _DOCUMENT_NUMBER = re.compile(r"国办发明电\s*[〔\[(（［]\s*(\d{4})\s*[〕\])）］]\s*(\d+)\s*号")
 _DATE_LINE = re.compile(r"(\d{4})年(\d{1,2})月(\d{1,2})日")
+_SIGNED = re.compile(r"国务院办公厅\s*(\d{4})年(\d{1,2})月(\d{1,2})日")
 _ISSUED_FIELD = re.compile(r"成文日期\s*[:：]\s*(\d{4})年(\d{1,2})月(\d{1,2})日")
 _INTRODUCTION = re.compile(r"现将(\d{4})年(.+?)放假调休日期的?具体安排通知如下")
 _CLAUSE_HEAD = re.compile(rf"^([{_NUMERALS}]{{1,3}})、\s*([^:：]{{1,24}}?)\s*[:：](.*)$")
 _CLAUSE_BREAK = re.compile(rf"([。.])[ \t　]*(?=[{_NUMERALS}]{{1,3}}、)")
+_SIGNATURE_BREAK = re.compile(r"\s*(国务院办公厅)\s*(?=[0-9０-９]{4}年)")  # a signature glued to the text
 _DATE = re.compile(r"(?:(?P<year>\d{4})年)?(?:(?P<month>\d{1,2})月)?(?P<day>\d{1,2})日(?:\((?P<note>[^()]*)\))?")
 _RANGE = re.compile(r"至|[—–\-~〜]+")
 _HOLIDAY = re.compile(
@@ -119,12 +121,16 @@ def read_notice(path: Path) -> ParsedNotice:
 
 def parse_notice(text: str) -> ParsedNotice:
     """The calendar file a notice announces, with its clauses. Raises NoticeError on anything it cannot read."""
-    title_match = _TITLE.search(re.sub(r"\s+", "", text))
+    title_match = _TITLE.search(re.sub(r"\s+", "", unicodedata.normalize("NFKC", text)))
     if title_match is None:
         raise NoticeError("not a holiday notice: the title 国务院办公厅关于YYYY年部分节假日安排的通知 was not found")
     year = int(title_match.group(1))
-    source = NoticeSource(title=title_match.group(0), document_number=_document_number(text), issued=_issued(text))
-    lines = _CLAUSE_BREAK.sub(r"\1\n", text).splitlines()
+    source = NoticeSource(
+        title=f"国务院办公厅关于{year}年部分节假日安排的通知",
+        document_number=_document_number(text),
+        issued=_issued(text),
+    )
+    lines = _SIGNATURE_BREAK.sub(r"\n\1\n", _CLAUSE_BREAK.sub(r"\1\n", text)).splitlines()
     clauses = _read_clauses(lines, year)
     _check_introduction(text, year, clauses)
     holidays = _unique_across_clauses(clauses, "holidays")
@@ -143,13 +149,13 @@ def _document_number(text: str) -> str | None:
 
 
 def _issued(text: str) -> date:
-    """The date under the signature (the last line holding only a date), cross-checked with a 成文日期 field."""
+    """The date under the signature 国务院办公厅, cross-checked with a 成文日期 field when the page carries one."""
     normal = unicodedata.normalize("NFKC", text)
-    found = [match for line in normal.splitlines() if (match := _DATE_LINE.fullmatch(line.strip()))][-1:]
-    field = _ISSUED_FIELD.search(normal)
-    if field is not None:
-        found.append(field)
-    candidates = [_to_date(match.group(1), match.group(2), match.group(3)) for match in found]
+    signed = _SIGNED.findall(normal)
+    if not signed:
+        signed = [match.groups() for line in normal.splitlines() if (match := _DATE_LINE.fullmatch(line.strip()))]
+    found = signed[-1:] + _ISSUED_FIELD.findall(normal)[:1]
+    candidates = [_to_date(*parts) for parts in found]
     if not candidates:
         raise NoticeError("date of issue not found: keep the signature block (国务院办公厅 / YYYY年M月D日) in the text")
     if len(set(candidates)) > 1:
