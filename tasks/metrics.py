@@ -146,7 +146,9 @@ def _known_completion(as_of: date) -> pl.Expr:
 
 
 def _clock_rows(evaluations: pl.DataFrame, clock_type: str, as_of: date) -> pl.DataFrame:
-    return evaluations.filter(pl.col("clock_type") == clock_type).with_columns(
+    """Clocks of one type that had started by `as_of` (a report for a past date ignores later data)."""
+    started = (pl.col("clock_type") == clock_type) & (pl.col("start_date") <= as_of)
+    return evaluations.filter(started).with_columns(
         completed_date=_known_completion(as_of), workdays_used=_workdays_used(evaluations)
     )
 
@@ -173,7 +175,8 @@ def case_facts(
     )
     category = projects.select("project_code", "category")
     facts = (
-        cases.select("case_id", "unit_code", "matter_code", "region_code", "project_code", "accepted_at")
+        cases.filter(pl.col("accepted_at") <= as_of)
+        .select("case_id", "unit_code", "matter_code", "region_code", "project_code", "accepted_at")
         .join(clocks, on="case_id", how="left")
         .join(category, on="project_code", how="left")
         .join(dimensions.units, on="unit_code", how="left")
