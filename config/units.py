@@ -11,6 +11,8 @@ Everything is checked at load; an error names the file and the unit.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
@@ -129,7 +131,8 @@ class Contact:
     @property
     def safe_url(self) -> str:
         """The URL with passwords and tokens masked, for logs and error messages."""
-        instance = apprise.Apprise.instantiate(self.url)
+        with apprise_without_debug():
+            instance = apprise.Apprise.instantiate(self.url, suppress_exceptions=True)
         return instance.url(privacy=True) if instance is not None else self.target
 
 
@@ -282,8 +285,21 @@ def load_units(config_dir: Path) -> UnitDirectory:
     return directory
 
 
+@contextmanager
+def apprise_without_debug() -> Iterator[None]:
+    """apprise logs every URL it loads at DEBUG, secrets from ${ENV} included (tokens in `+Header=` arguments)."""
+    apprise_logger = logging.getLogger("apprise")
+    previous = apprise_logger.level
+    apprise_logger.setLevel(max(previous, logging.INFO))
+    try:
+        yield
+    finally:
+        apprise_logger.setLevel(previous)
+
+
 def _check_url(url: str, channel: str) -> str | None:
-    instance = apprise.Apprise.instantiate(url, suppress_exceptions=True)
+    with apprise_without_debug():
+        instance = apprise.Apprise.instantiate(url, suppress_exceptions=True)
     if instance is None:
         return "not a valid apprise URL"
     schema = url.split("://", 1)[0].lower()

@@ -1,0 +1,389 @@
+"""Delivery end to end: cards stored, digests sent to a real SMTP server and a real HTTP SMS gateway on loopback."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from alert_servers import SmsGateway, SmtpServer, running_sms_gateway, running_smtp_server
+from sqlalchemy import Engine, insert, select
+
+from config.bundle import PermitwatchConfig, load_config
+from config.settings import BUNDLED_CONFIG_DIR, TIMEZONE
+from schemas.tables import Card, Case, Delivery
+from tasks.delivery import add_silence, deliver_pending, issue_cards, list_silences, remove_silence
+
+NOW = datetime(2026, 3, 5, 10, 0, tzinfo=TIMEZONE)  # Thursday, a working day
+AS_OF = date(2026, 3, 4)
+TOKEN = "s3cret-gateway-token"
+
+# code, parent, tags, has contacts
+UNITS = [
+    ("360700WXB", None, ["supervisor"], True),
+    ("360700XNB", "360700WXB", ["ops"], True),
+    ("360700SCJ", "360700WXB", [], True),
+    ("360702ZF", "360700WXB", ["supervisor"], True),
+    ("360702SPJ", "360702ZF", [], True),
+    ("360703ZF", "360700WXB", ["supervisor"], True),
+    ("360703SPJ", "360703ZF", [], True),
+    ("360704ZF", "360700WXB", ["supervisor"], True),
+    ("360704SPJ", "360704ZF", [], False),
+]
+APPLICANTS = {"C1": ("张小三", "13812345678"), "C2": ("李四", "13987654321"), "C3": ("欧阳娜娜", "0797-8123456")}
+
+
+def mobile(code: str) -> str:
+    return "139" + str(zlib.crc32(code.encode()) % 10**8).zfill(8)
+
+
+def mailbox(code: str) -> str:
+    return f"{code.lower()}@example.gov.cn"
+
+
+@dataclass
+class World:
+    engine: Engine
+    config: PermitwatchConfig
+    smtp: SmtpServer
+    gateway: SmsGateway
+    outbox: Path
+
+    def deliver(self, now: datetime = NOW, *, force: bool = False):  # type: ignore[no-untyped-def]
+        return deliver_pending(self.engine, self.config, now, self.outbox, force=force)
+
+    def issue(self, evaluations: pl.DataFrame, as_of: date = AS_OF, now: datetime = NOW):  # type: ignore[no-untyped-def]
+        return issue_cards(self.engine, evaluations, self.config.units, as_of=as_of, now=now)
+
+    def emails(self, code: str) -> list:  # type: ignore[type-arg]
+        return self.smtp.to(mailbox(code))
+
+    def sms(self, code: str) -> list:  # type: ignore[type-arg]
+        return self.gateway.to(mobile(code))
+
+
+def write_config(directory: Path, smtp: SmtpServer, gateway: SmsGateway, max_attempts: int = 5) -> None:
+    shutil.copytree(BUNDLED_CONFIG_DIR, directory, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    units = []
+    for code, parent, tags, has_contacts in UNITS:
+        contacts = (
+            [{"url": smtp.mailto(mailbox(code)), "tag": "email"}, {"url": gateway.json_url(mobile(code)), "tag": "sms"}]
+            if has_contacts
+            else []
+        )
+        units.append(
+            {
+                "code": code,
+                "name": f"单位{code}",
+                "region": code[:6],
+                "parent": parent,
+                "tags": tags,
+                "contacts": contacts,
+            }
+        )
+    document = {"alerting": {"max_attempts": max_attempts}, "units": units}
+    (directory / "units.yaml").write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    with running_smtp_server() as server:
+        yield server
+
+
+@pytest.fixture
+def sms_gateway() -> Iterator[SmsGateway]:
+    with running_sms_gateway() as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def world(
+    engine: Engine, tmp_path: Path, smtp_server: SmtpServer, sms_gateway: SmsGateway, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[World]:
+    monkeypatch.setenv("SMS_GATEWAY_TOKEN", TOKEN)
+    write_config(tmp_path / "config", smtp_server, sms_gateway)
+    with engine.begin() as connection:
+        connection.execute(
+            insert(Case),
+            [
+                {
+                    "case_id": case_id,
+                    "matter_code": "SXTQ-A001",
+                    "matter_name": "食品经营许可",
+                    "unit_code": "360702SPJ",
+                    "accepted_at": date(2026, 2, 2),
+                    "applicant_name": name,
+                    "applicant_phone": phone,
+                    "row_hash": "x",
+                }
+                for case_id, (name, phone) in APPLICANTS.items()
+            ],
+        )
+    yield World(engine, load_config(tmp_path / "config"), smtp_server, sms_gateway, tmp_path / "outbox")
+
+
+def evaluations(*rows: tuple[str, str, str, int, int], calendar: str = "official") -> pl.DataFrame:
+    """rows: (case_id, unit_code, level, remaining, overdue_workdays); all due 2026-02-26 (or per level)."""
+    return pl.DataFrame(
+        {
+            "clock_id": [f"case:{row[0]}" for row in rows],
+            "clock_type": ["case"] * len(rows),
+            "subject_id": [row[0] for row in rows],
+            "case_id": [row[0] for row in rows],
+            "unit_code": [row[1] for row in rows],
+            "matter_code": ["SXTQ-A001"] * len(rows),
+            "due_date": [date(2026, 2, 26)] * len(rows),
+            "remaining": [row[3] for row in rows],
+            "overdue_workdays": [row[4] for row in rows],
+            "level": [row[2] for row in rows],
+            "calendar": [calendar] * len(rows),
+            "repeat_every": [3] * len(rows),
+        },
+        schema_overrides={"remaining": pl.Int32, "overdue_workdays": pl.Int32, "repeat_every": pl.Int32},
+    )
+
+
+STANDARD = evaluations(
+    ("C1", "360702SPJ", "warning", 1, 0),
+    ("C2", "360702SPJ", "overdue", -2, 2),
+    ("C3", "360703SPJ", "overdue", -4, 4),
+    ("C4", "360700SCJ", "warning", 0, 0),
+    ("C5", "360700SCJ", "normal", 8, 0),
+    ("C6", "360703SPJ", "paused", 3, 0),
+)
+
+
+def statuses(engine: Engine) -> dict[str, int]:
+    with engine.connect() as connection:
+        rows = connection.execute(select(Delivery.status)).scalars().all()
+    return {status: rows.count(status) for status in set(rows)}
+
+
+def test_each_unit_with_cards_gets_one_email_and_one_sms_and_a_second_delivery_sends_nothing(world: World) -> None:
+    plan = world.issue(STANDARD)
+    assert plan.counts["new"] == 4
+    report = world.deliver()
+    assert report.skipped is None and report.messages_failed == 0
+    for code in ("360702SPJ", "360703SPJ", "360700SCJ"):
+        assert len(world.emails(code)) == 1, code
+        assert len(world.sms(code)) == 1, code
+    for code in ("360700WXB", "360702ZF", "360703ZF", "360700XNB"):
+        assert world.emails(code) == [] and world.sms(code) == [], code
+    digest = world.sms("360702SPJ")[0]
+    assert digest.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert "超期1" in digest.body["content"] and "预警1" in digest.body["content"]
+    assert digest.body["content"].index("C2") < digest.body["content"].index("C1")  # most urgent first
+    assert "title" not in digest.body
+    email = world.emails("360702SPJ")[0]
+    html = email.html()
+    assert html.index("C2") < html.index("C1")
+    assert "cards.csv" in email.attachments()
+    assert statuses(world.engine) == {"sent": 8}  # 4 cards x (email, sms)
+    with world.engine.connect() as connection:
+        assert set(connection.execute(select(Card.status)).scalars()) == {"sent"}
+
+    world.issue(STANDARD)  # the nightly run again for the same as-of date: nothing new
+    again = world.deliver()
+    assert again.messages_sent == 0
+    assert len(world.smtp.messages) == 3 and len(world.gateway.requests) == 3
+
+
+def test_overdue_clock_is_reminded_every_repeat_every_working_days(world: World) -> None:
+    for overdue in (1, 2, 3, 4):
+        world.issue(evaluations(("C2", "360702SPJ", "overdue", -overdue, overdue)))
+        world.deliver()
+    # overdue working days 1..3 are one reminder, day 4 (1 + repeat_every) the next
+    assert len(world.sms("360702SPJ")) == 2
+    with world.engine.connect() as connection:
+        assert sorted(connection.execute(select(Card.reminder_no)).scalars()) == [0, 1]
+
+
+def test_escalation_reaches_the_supervisor_and_supersedes_the_pending_overdue_card(world: World) -> None:
+    world.issue(evaluations(("C2", "360702SPJ", "overdue", -4, 4)))
+    plan = world.issue(evaluations(("C2", "360702SPJ", "escalated", -5, 5)), as_of=date(2026, 3, 5))
+    assert plan.superseded.height == 1
+    assert plan.superseded["superseded_by"][0] == "inhibited by escalated"
+    world.deliver()
+    owner_sms = world.sms("360702SPJ")
+    supervisor_sms = world.sms("360702ZF")
+    assert len(owner_sms) == 1 and len(supervisor_sms) == 1
+    assert "督办1" in owner_sms[0].body["content"] and "超期" not in owner_sms[0].body["content"]
+    assert "C2" in supervisor_sms[0].body["content"]
+    assert len(world.emails("360702ZF")) == 1 and "C2" in world.emails("360702ZF")[0].html()
+    assert world.emails("360700WXB") == []  # one supervisor level by default
+    with world.engine.connect() as connection:
+        cards = dict(connection.execute(select(Card.level, Card.status)).all())
+    assert cards == {"overdue": "superseded", "escalated": "sent"}
+
+
+def test_unit_without_contacts_is_alerted_through_its_parent(world: World) -> None:
+    world.issue(evaluations(("C1", "360704SPJ", "warning", 1, 0)))
+    world.deliver()
+    assert len(world.sms("360704ZF")) == 1 and len(world.emails("360704ZF")) == 1
+
+
+def test_gateway_down_keeps_sms_pending_until_it_is_back_then_delivers_once(world: World) -> None:
+    world.issue(STANDARD)
+    world.gateway.down()
+    first = world.deliver()
+    assert first.messages_sent == 3 and first.messages_failed == 3
+    assert statuses(world.engine) == {"sent": 4, "pending": 4}
+    with world.engine.connect() as connection:
+        pending = connection.execute(
+            select(Delivery.channel, Delivery.attempts, Delivery.last_error).where(Delivery.status == "pending")
+        ).all()
+    assert {row.channel for row in pending} == {"sms"}
+    assert all(row.attempts == 1 and "Connection error" in (row.last_error or "") for row in pending)
+
+    world.gateway.up()
+    world.gateway.fail(500)
+    second = world.deliver(datetime(2026, 3, 5, 11, 0, tzinfo=TIMEZONE))
+    assert second.messages_failed == 3 and len(world.gateway.requests) == 3
+    with world.engine.connect() as connection:
+        errors = connection.execute(select(Delivery.last_error).where(Delivery.status == "pending")).scalars().all()
+    assert all("500" in error for error in errors)
+
+    world.gateway.fail(200)
+    world.gateway.clear()
+    third = world.deliver(datetime(2026, 3, 5, 12, 0, tzinfo=TIMEZONE))
+    assert third.messages_sent == 3 and third.messages_failed == 0
+    world.deliver(datetime(2026, 3, 5, 13, 0, tzinfo=TIMEZONE))
+    for code in ("360702SPJ", "360703SPJ", "360700SCJ"):
+        assert len(world.sms(code)) == 1
+        assert len(world.emails(code)) == 1
+    assert statuses(world.engine) == {"sent": 8}
+
+
+def test_a_target_failing_max_attempts_times_is_failed_and_reported_to_ops(world: World, tmp_path: Path) -> None:
+    write_config(tmp_path / "config2", world.smtp, world.gateway, max_attempts=2)
+    world.config = load_config(tmp_path / "config2")
+    world.issue(evaluations(("C1", "360702SPJ", "warning", 1, 0)))
+    world.gateway.fail(500)
+    first = world.deliver()
+    assert first.deliveries_failed == 0 and first.ops_notified is None
+    second = world.deliver(datetime(2026, 3, 5, 11, 0, tzinfo=TIMEZONE))
+    assert second.deliveries_failed == 1 and second.ops_notified is True
+    ops = world.emails("360700XNB")
+    assert len(ops) == 1
+    assert "360702SPJ" in ops[0].html() and "SMS_GATEWAY_TOKEN" in ops[0].html() and TOKEN not in ops[0].html()
+    with world.engine.connect() as connection:
+        assert connection.execute(select(Card.status)).scalar_one() == "failed"
+    world.gateway.fail(200)
+    world.deliver(datetime(2026, 3, 5, 12, 0, tzinfo=TIMEZONE))
+    assert len(world.sms("360702SPJ")) == 2  # the two failed attempts; a failed delivery is not retried again
+
+
+def test_a_silence_suppresses_and_records_the_cards(world: World) -> None:
+    silence = add_silence(world.engine, "unit", "360703SPJ", date(2026, 3, 31), "机构调整", now=NOW)
+    world.issue(STANDARD)
+    with world.engine.connect() as connection:
+        suppressed = connection.execute(
+            select(Card.subject_id, Card.suppressed_by).where(Card.status == "suppressed")
+        ).all()
+    assert [card.subject_id for card in suppressed] == ["C3"]
+    assert suppressed[0].suppressed_by.startswith(f"silence {silence} unit=360703SPJ")
+    world.deliver()
+    assert world.sms("360703SPJ") == [] and world.emails("360703SPJ") == []
+    assert len(world.sms("360702SPJ")) == 1
+
+
+def test_a_silence_added_after_the_nightly_run_holds_back_pending_cards(world: World) -> None:
+    world.issue(STANDARD)
+    add_silence(world.engine, "case", "C2", date(2026, 3, 5), "申请人撤回中", now=NOW)
+    report = world.deliver()
+    assert report.suppressed_cards == 1
+    assert "C2" not in world.sms("360702SPJ")[0].body["content"]
+    assert "C1" in world.sms("360702SPJ")[0].body["content"]
+
+
+def test_silences_can_be_listed_and_removed(world: World) -> None:
+    first = add_silence(world.engine, "matter", "SXTQ-A001", date(2026, 4, 1), "事项调整", now=NOW)
+    add_silence(world.engine, "case", "C9", date(2026, 4, 1), "核查", now=NOW)
+    assert list_silences(world.engine)["id"].to_list() == [first, first + 1]
+    assert remove_silence(world.engine, first) is True
+    assert remove_silence(world.engine, first) is False
+    assert list_silences(world.engine)["value"].to_list() == ["C9"]
+    with pytest.raises(ValueError, match="scope"):
+        add_silence(world.engine, "region", "360702", date(2026, 4, 1), "x", now=NOW)
+    with pytest.raises(ValueError, match="past"):
+        add_silence(world.engine, "case", "C1", date(2026, 3, 1), "x", now=NOW)
+
+
+def test_a_backfill_sends_nothing(world: World) -> None:
+    plan = world.issue(STANDARD, as_of=date(2026, 2, 20))
+    assert not plan.deliverable and plan.counts["backfill"] == 4
+    report = world.deliver()
+    assert report.messages_sent == 0
+    assert world.smtp.messages == [] and world.gateway.requests == []
+    with world.engine.connect() as connection:
+        assert connection.execute(select(Card)).first() is None
+
+
+@pytest.mark.parametrize(
+    ("now", "reason"),
+    [
+        (datetime(2026, 3, 5, 7, 59, tzinfo=TIMEZONE), "outside the delivery window 08:30-18:00"),
+        (datetime(2026, 3, 5, 18, 0, tzinfo=TIMEZONE), "outside the delivery window"),
+        (datetime(2026, 3, 7, 10, 0, tzinfo=TIMEZONE), "2026-03-07 (Saturday) is not an official working day"),
+        (datetime(2026, 2, 17, 10, 0, tzinfo=TIMEZONE), "2026-02-17 (Tuesday) is not an official working day"),
+        (datetime(2026, 3, 5, 1, 0, tzinfo=TIMEZONE), "01:00 is outside"),
+    ],
+)
+def test_outside_the_window_nothing_is_sent_unless_forced(world: World, now: datetime, reason: str) -> None:
+    world.issue(STANDARD)
+    report = world.deliver(now)
+    assert report.skipped is not None and reason in report.skipped
+    assert world.smtp.messages == [] and world.gateway.requests == []
+    forced = world.deliver(now, force=True)
+    assert forced.skipped is None and forced.messages_sent == 6
+
+
+def test_a_make_up_working_saturday_is_inside_the_window(world: World) -> None:
+    world.issue(STANDARD, as_of=date(2026, 2, 13), now=datetime(2026, 2, 14, 1, 30, tzinfo=TIMEZONE))
+    report = world.deliver(datetime(2026, 2, 14, 9, 0, tzinfo=TIMEZONE))  # 调休 Saturday
+    assert report.skipped is None and report.messages_sent == 6
+
+
+def test_no_applicant_name_or_phone_in_any_sms_or_log_line(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    world.issue(STANDARD)
+    world.gateway.down()
+    world.deliver()
+    world.gateway.up()
+    world.deliver(datetime(2026, 3, 5, 11, 0, tzinfo=TIMEZONE))
+    assert len(world.gateway.requests) == 3
+    sms_bodies = [str(request.body) for request in world.gateway.requests]
+    captured = caplog.text + "\n".join(record.getMessage() for record in caplog.records)
+    assert "Sent JSON POST notification" in captured  # apprise's own log lines were captured
+    assert TOKEN not in captured
+    for name, phone in APPLICANTS.values():
+        for text in [*sms_bodies, captured]:
+            assert name not in text and phone not in text
+            assert phone.replace("-", "") not in text
+    html = world.emails("360702SPJ")[0].html()
+    assert "张*三" in html and "138****5678" in html and "张小三" not in html and "13812345678" not in html
+    csv = world.emails("360702SPJ")[0].attachments()["cards.csv"].decode("utf-8-sig")
+    assert "张*三" in csv and "张小三" not in csv
+
+
+def test_outbox_contacts_write_one_file_per_unit_and_channel(engine: Engine, tmp_path: Path) -> None:
+    config = load_config(BUNDLED_CONFIG_DIR)
+    issue_cards(engine, STANDARD, config.units, as_of=AS_OF, now=NOW)
+    report = deliver_pending(engine, config, NOW, tmp_path / "outbox")
+    assert report.messages_sent == 6
+    folder = tmp_path / "outbox" / "20260305T100000"
+    names = sorted(path.name for path in folder.iterdir())
+    assert names == sorted(
+        f"{code}.{suffix}"
+        for code in ("360702SPJ", "360703SPJ", "360700SCJ")
+        for suffix in ("email.html", "email.cards.csv", "sms.txt")
+    )
+    assert "C2" in (folder / "360702SPJ.sms.txt").read_text(encoding="utf-8")
