@@ -29,7 +29,7 @@ PROJECT_CODE = r"^(?:(?:19|20)\d{2}|\d{2}(?:0[1-9]|1[0-2]))-\d{6}-\d{2}-\d{2}-\d
 LIMIT_KINDS = ("workday", "calendar")
 MAX_LIMIT_DAYS = 3650
 
-VIOLATION_SCHEMA = {"row": pl.UInt32, "reason": pl.String}
+VIOLATION_SCHEMA = {"row": pl.UInt32, "column": pl.String, "reason": pl.String}
 # Messages for pandera's built-in checks, which carry code-like names.
 _BUILTIN_MESSAGES = {"not_nullable": "missing", "dtype": "wrong type"}
 _DTYPES: dict[str, pl.DataType] = {
@@ -237,7 +237,8 @@ def empty_frame(table: str) -> pl.DataFrame:
 
 
 def violations(table: str, frame: pl.DataFrame) -> pl.DataFrame:
-    """Every broken contract rule of `frame` (canonical columns only): row (0-based position), reason."""
+    """Every broken contract rule of `frame` (canonical columns only): row (0-based position), column (null for a
+    rule over several columns), reason."""
     parts = [_pandera_violations(table, frame), _length_violations(table, frame)]
     return pl.concat(parts).sort("row", maintain_order=True)
 
@@ -265,8 +266,11 @@ def _pandera_violations(table: str, frame: pl.DataFrame) -> pl.DataFrame:
         .then(pl.format("{}: {}", pl.col("column"), check))
         .otherwise(pl.format("{}: {} '{}'", pl.col("column"), check, value))
     )
-    return failures.select(pl.col("index").cast(pl.UInt32).alias("row"), reason.alias("reason")).unique(
-        maintain_order=True
+    column = pl.when(pl.col("schema_context") == "Column").then(pl.col("column"))
+    return (
+        failures.select(pl.col("index").cast(pl.UInt32).alias("row"), column.alias("column"), reason.alias("reason"))
+        .unique(maintain_order=True)
+        .cast(VIOLATION_SCHEMA)
     )
 
 
@@ -280,33 +284,45 @@ def _length_violations(table: str, frame: pl.DataFrame) -> pl.DataFrame:
                 frame.lazy()
                 .with_row_index("row")
                 .filter(too_long)
-                .select("row", pl.lit(f"{column.name}: longer than {column.type.length} characters").alias("reason"))
+                .select(
+                    "row",
+                    pl.lit(column.name).alias("column"),
+                    pl.lit(f"{column.name}: longer than {column.type.length} characters").alias("reason"),
+                )
             )
     if not parts:
         return pl.DataFrame(schema=VIOLATION_SCHEMA)
     return pl.concat(parts).collect().cast(VIOLATION_SCHEMA)
 
 
-def duplicate_violations(table: str, frame: pl.DataFrame, lines: pl.Series) -> pl.DataFrame:
-    """Rows whose key repeats within the load: all but the newest are rejected "duplicate of line N".
+def duplicate_violations(table: str, frame: pl.DataFrame, order: pl.Series, labels: pl.Series) -> pl.DataFrame:
+    """Rows whose key repeats within one load: all but the newest copy are rejected "duplicate of <label>".
 
-    `lines` holds each row's physical line (N names the kept row). Rows with a null key are left to the contract.
+    Newest means the latest `updated_at` (when the table has it, null counting as oldest), then the largest `order`
+    (the position in the load: file, then line). `labels` names each row ("line 12", "line 12 of b.csv"); the reason
+    names the kept copy. Rows with a null key are left to the contract.
     """
     keys = key_columns(table)
-    order = ["updated_at", "__line"] if "updated_at" in frame.columns else ["__line"]
+    timed = "updated_at" in frame.columns
     staged = (
         frame.lazy()
-        .select(*keys, *(["updated_at"] if "updated_at" in frame.columns else []))
-        .with_columns(lines.alias("__line"))
+        .select(*keys, *(["updated_at"] if timed else []))
+        .with_columns(order.alias("__order"), labels.alias("__label"))
         .with_row_index("row")
         .filter(pl.all_horizontal(pl.col(key).is_not_null() for key in keys))
         .filter(pl.len().over(keys) > 1)
     )
-    kept_line = pl.col("__line").sort_by(order, nulls_last=False).last().over(keys)
+    sort_by = ["updated_at", "__order"] if timed else ["__order"]
+    newest = pl.col("row").sort_by(sort_by, nulls_last=[False] * len(sort_by)).last().over(keys)
+    kept_label = pl.col("__label").sort_by(sort_by, nulls_last=[False] * len(sort_by)).last().over(keys)
     return (
-        staged.with_columns(kept_line.alias("__kept"))
-        .filter(pl.col("__line") != pl.col("__kept"))
-        .select("row", pl.format("duplicate of line {}", pl.col("__kept")).alias("reason"))
+        staged.with_columns(newest.alias("__kept"), kept_label.alias("__kept_label"))
+        .filter(pl.col("row") != pl.col("__kept"))
+        .select(
+            "row",
+            pl.lit(None, pl.String).alias("column"),
+            pl.format("duplicate of {}", pl.col("__kept_label")).alias("reason"),
+        )
         .collect()
         .cast(VIOLATION_SCHEMA)
     )
@@ -339,5 +355,10 @@ def pause_violations(suspensions: pl.DataFrame, cases: pl.DataFrame) -> pl.DataF
             pl.format("ended_at {} is after the case was completed ({})", pl.col("ended_at"), pl.col("__completed")),
         ),
     ]
-    parts = [joined.filter(broken.fill_null(False)).select("row", message.alias("reason")) for broken, message in rules]
+    parts = [
+        joined.filter(broken.fill_null(False)).select(
+            "row", pl.lit(None, pl.String).alias("column"), message.alias("reason")
+        )
+        for broken, message in rules
+    ]
     return pl.concat(parts).collect().cast(VIOLATION_SCHEMA)
