@@ -32,9 +32,11 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+import polars as pl
 from pydantic import ValidationError
 
 from config.calendar_files import CalendarFile, NoticeSource, first_allowed_date
+from tasks.calendar import WorkCalendar
 
 _FESTIVALS: dict[str, str] = {
     "元旦": "元旦",
@@ -98,6 +100,51 @@ class NoticeClause:
 class ParsedNotice:
     calendar: CalendarFile
     clauses: tuple[NoticeClause, ...]
+
+
+@dataclass(frozen=True)
+class CalendarChanges:
+    """What importing a notice changes, date by date, against the calendar in use before it."""
+
+    holidays_added: list[date]
+    holidays_removed: list[date]
+    workdays_added: list[date]
+    workdays_removed: list[date]
+    status_changed: list[date]  # days that turn from working day to rest day or back: the ones clocks feel
+
+    @property
+    def empty(self) -> bool:
+        return not (self.holidays_added or self.holidays_removed or self.workdays_added or self.workdays_removed)
+
+
+def notice_window(calendar: CalendarFile) -> tuple[date, date]:
+    """The days a calendar file speaks for: its year, and the previous December's New Year days it lists."""
+    return min([date(calendar.year, 1, 1), *calendar.holidays, *calendar.workdays]), date(calendar.year, 12, 31)
+
+
+def calendar_changes(before: WorkCalendar, after: WorkCalendar, first: date, last: date) -> CalendarChanges:
+    """Holidays (named rest days) and make-up workdays (worked weekend days) added or removed in first..last."""
+
+    def marks(calendar: WorkCalendar) -> pl.DataFrame:
+        return calendar.days(first, last).select(
+            "date",
+            "is_workday",
+            holiday=~pl.col("is_workday") & pl.col("note").is_not_null(),
+            makeup=pl.col("is_workday") & (pl.col("date").dt.weekday() >= 6),
+        )
+
+    joined = marks(before).join(marks(after), on="date", suffix="_after").sort("date")
+
+    def dates(condition: pl.Expr) -> list[date]:
+        return joined.filter(condition)["date"].to_list()
+
+    return CalendarChanges(
+        holidays_added=dates(pl.col("holiday_after") & ~pl.col("holiday")),
+        holidays_removed=dates(pl.col("holiday") & ~pl.col("holiday_after")),
+        workdays_added=dates(pl.col("makeup_after") & ~pl.col("makeup")),
+        workdays_removed=dates(pl.col("makeup") & ~pl.col("makeup_after")),
+        status_changed=dates(pl.col("is_workday") != pl.col("is_workday_after")),
+    )
 
 
 def read_notice(path: Path) -> ParsedNotice:

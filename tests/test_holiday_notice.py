@@ -11,8 +11,10 @@ import chinese_calendar
 import pytest
 from chinese_calendar.constants import holidays as package_holidays
 from chinese_calendar.constants import workdays as package_workdays
+from typer.testing import CliRunner
 
-from config.calendar_files import CalendarFile
+from cli.main import app
+from config.calendar_files import CalendarFile, dump_calendar_file, load_calendar_file
 from tasks.holiday_notice import NoticeError, parse_notice, read_notice
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -274,3 +276,101 @@ def test_read_errors_name_the_file(tmp_path: Path) -> None:
         read_notice(bad)
     with pytest.raises(NoticeError, match="cannot read"):
         read_notice(tmp_path / "missing.txt")
+
+
+# `permitwatch calendar import`: check, show the changes, write config/calendar/YYYY.yaml; nothing written on error.
+
+runner = CliRunner()
+INVENTED_2027 = HISTORICAL / "invented-2027.txt"  # made-up dates for a year the package lacks; see its README
+
+
+def run_import(config_dir: Path, *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["--config", str(config_dir), "calendar", "import", *args])
+    return result.exit_code, " ".join(result.output.split())  # rich wraps long lines; compare words
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "config"
+    directory.mkdir()
+    return directory
+
+
+def test_import_writes_the_year_and_shows_changes_against_the_provisional_calendar(config_dir: Path) -> None:
+    code, output = run_import(config_dir, str(INVENTED_2027))
+    assert code == 0, output
+    target = config_dir / "calendar" / "2027.yaml"
+    assert load_calendar_file(target) == read_notice(INVENTED_2027).calendar
+    assert "│ 春节 │ 02-05 周五 – 02-12 周五 │ 8 │ 02-20 周六 │" in output
+    assert "Against the current calendar for 2027 (PROVISIONAL" in output
+    # The holidays package estimated 2月5日至10日 and no make-up days; the notice says 5日至12日 and four.
+    assert (
+        "holidays added (9): 2027-01-02 周六 – 2027-01-03 周日, 2027-02-11 周四 – 2027-02-12 周五, "
+        "2027-04-03 周六 – 2027-04-04 周日, 2027-05-05 周三, 2027-10-06 周三 – 2027-10-07 周四 "
+        "make-up workdays added (4): 2027-02-20 周六, 2027-04-25 周日, 2027-09-26 周日, 2027-10-09 周六 "
+        "9 days change between working day and rest day: 2027-02-11 周四 – 2027-02-12 周五, 2027-02-20 周六, "
+        "2027-04-25 周日, 2027-05-05 周三, 2027-09-26 周日, 2027-10-06 周三 – 2027-10-07 周四, 2027-10-09 周六"
+    ) in output
+    assert "holidays removed" not in output and "make-up workdays removed" not in output
+    assert f"Wrote {target}." in output
+
+
+def test_reimporting_the_same_notice_changes_nothing(config_dir: Path) -> None:
+    assert run_import(config_dir, str(INVENTED_2027))[0] == 0
+    code, output = run_import(config_dir, str(INVENTED_2027))
+    assert code == 0, output
+    assert "Against the current calendar for 2027 (official (file) — config/calendar/2027.yaml" in output
+    assert "no change" in output
+
+
+def test_a_published_notice_for_a_package_year_matches_the_package(config_dir: Path) -> None:
+    for year in (2024, 2025, 2026):
+        code, output = run_import(config_dir, str(PUBLISHED / f"{year}.txt"), "--dry-run")
+        assert code == 0, output
+        assert f"Against the current calendar for {year} (official (chinese-calendar)" in output
+        assert "no change" in output
+    assert not (config_dir / "calendar").exists()
+
+
+def test_import_against_an_older_file_lists_dates_removed(config_dir: Path) -> None:
+    older = read_notice(INVENTED_2027).calendar
+    amended = CalendarFile.model_validate(
+        {**older.model_dump(), "holidays": [*older.holidays, date(2027, 10, 8)], "workdays": older.workdays[:-1]}
+    )
+    dump_calendar_file(amended, config_dir / "calendar" / "2027.yaml")
+    code, output = run_import(config_dir, str(INVENTED_2027))
+    assert code == 0, output
+    assert "holidays removed (1): 2027-10-08 周五" in output
+    assert "make-up workdays added (1): 2027-10-09 周六" in output
+    assert "2 days change between working day and rest day: 2027-10-08 周五 – 2027-10-09 周六" in output
+    assert load_calendar_file(config_dir / "calendar" / "2027.yaml") == older
+
+
+def test_dry_run_and_output_option(config_dir: Path, tmp_path: Path) -> None:
+    code, output = run_import(config_dir, str(INVENTED_2027), "--dry-run")
+    assert code == 0 and "Dry run" in output
+    assert not (config_dir / "calendar").exists()
+    elsewhere = tmp_path / "review" / "2027.yaml"
+    assert run_import(config_dir, str(INVENTED_2027), "-o", str(elsewhere))[0] == 0
+    assert load_calendar_file(elsewhere).year == 2027
+    code, output = run_import(config_dir, str(INVENTED_2027), "-o", str(tmp_path / "calendar-2027.yaml"))
+    assert code == 2 and "must be named 2027.yaml" in output
+
+
+def test_a_bad_notice_writes_nothing(config_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "notice.txt"
+    bad.write_text(INVENTED_2027.read_text(encoding="utf-8").replace("共8天", "共9天"), encoding="utf-8")
+    code, output = run_import(config_dir, str(bad))
+    assert code == 2
+    assert "clause 二、春节" in output and "announces 9天 but 2027-02-05 to 2027-02-12 is 8 days" in output
+    assert "Nothing was written." in output
+    assert not (config_dir / "calendar").exists()
+
+
+def test_an_invalid_existing_file_for_another_year_stops_the_import(config_dir: Path) -> None:
+    broken = config_dir / "calendar" / "2028.yaml"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("year: 2028\n", encoding="utf-8")
+    code, output = run_import(config_dir, str(INVENTED_2027))
+    assert code == 2 and "fix or remove the invalid calendar file first" in output
+    assert not (config_dir / "calendar" / "2027.yaml").exists()
