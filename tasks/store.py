@@ -1,0 +1,328 @@
+"""Store canonical frames: idempotent upserts keyed by each table's primary key, with change detection and history.
+
+- A row's `row_hash` covers every canonical column. A row whose hash is unchanged is not written at all, so a rerun
+  of the same export writes nothing; `last_seen_run` is therefore the run that last inserted or changed the row.
+- Every change of a tracked field (status, dates, limits; see TRACKED) is written to `change_history` with the run
+  that saw it, in the same transaction as the upsert. A new suspension is recorded as "pause added".
+- Rows missing from a later export are kept: nothing is ever deleted here.
+- SQLite: one executemany of INSERT .. ON CONFLICT DO UPDATE per batch. PostgreSQL: COPY into a temporary table,
+  then one INSERT .. SELECT .. ON CONFLICT DO UPDATE.
+
+The hash uses polars' row hashing, which is stable within a polars version; after a polars upgrade every row is
+rewritten once (the history is unaffected: it compares values, not hashes).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import polars as pl
+from sqlalchemy import Connection, Engine
+
+from config.sources import TABLES
+from schemas.contracts import MODELS, canonical_schema, key_columns
+from tasks.ingest import ProgressCallback
+
+BATCH_ROWS = 50_000
+KEY_SEPARATOR = "|"
+_NULL = "\x00"
+_HASH_SEED = 0x5EED_0001
+
+# Fields whose changes are history: a change of status or date, or of a limit (the clock's inputs).
+TRACKED: dict[str, tuple[str, ...]] = {
+    "cases": ("status", "accepted_at", "completed_at", "limit_days", "limit_kind", "unit_code", "matter_code"),
+    "steps": ("unit_code", "started_at", "ended_at", "limit_days"),
+    "suspensions": ("ended_at", "limit_days"),
+    "projects": ("category", "lead_unit_code"),
+    "deferrals": ("due_days", "due_date", "supplied_at"),
+    "pushes": ("supervisor_unit_code", "pushed_at", "claimed_at"),
+}
+# Tables where a new row is itself an event worth a history line.
+INSERT_EVENTS = {"suspensions": "pause added"}
+
+HISTORY_COLUMNS = ("run_id", "table_name", "row_key", "field", "old_value", "new_value")
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    table: str
+    inserted: int
+    updated: int
+    unchanged: int
+    history: int = 0
+
+    @property
+    def written(self) -> int:
+        return self.inserted + self.updated
+
+
+# ---------------------------------------------------------------------------------------------------- value formats
+
+
+def _text_values(frame: pl.DataFrame, table: str) -> pl.DataFrame:
+    """Every canonical column as the text the database stores (and the hash and the history compare)."""
+    schema = canonical_schema(table)
+    return frame.select(_as_text(name, dtype) for name, dtype in schema.items())
+
+
+def _as_text(name: str, dtype: pl.DataType) -> pl.Expr:
+    column = pl.col(name)
+    if dtype == pl.Date:
+        return column.dt.strftime("%Y-%m-%d").alias(name)
+    if isinstance(dtype, pl.Datetime):
+        # SQLAlchemy's SQLite DateTime storage format, which PostgreSQL also accepts.
+        return column.dt.strftime("%Y-%m-%d %H:%M:%S.%6f").alias(name)
+    return column.cast(pl.String).alias(name)
+
+
+def row_hashes(frame: pl.DataFrame, table: str) -> pl.Series:
+    """A 64-bit hash per row over all canonical columns (nulls distinct from empty strings), as 20 digits.
+
+    It is only ever compared with the same row's previous hash, so 64 bits leave a 2**-64 chance of missing a change.
+    """
+    texts = _text_values(frame, table)
+    joined = pl.concat_str([pl.col(name).fill_null(_NULL) for name in texts.columns], separator="\x1f")
+    return texts.select(joined.hash(_HASH_SEED).cast(pl.String).str.zfill(20).alias("row_hash")).to_series()
+
+
+def _row_keys(frame: pl.DataFrame, table: str) -> pl.Expr:
+    keys = key_columns(table)
+    texts = [_as_text(name, frame.schema[name]) for name in keys]
+    return pl.concat_str(texts, separator=KEY_SEPARATOR) if len(texts) > 1 else texts[0]
+
+
+# ------------------------------------------------------------------------------------------------------- reading
+
+
+def _fetch(connection: Connection, sql: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Run `sql` and return its rows as text-typed columns (integers kept as Int64)."""
+    raw_connection = connection.connection.driver_connection
+    if connection.dialect.name == "postgresql":
+        buffer = io.BytesIO()
+        with raw_connection.cursor() as cursor, cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)") as copy:
+            for block in copy:
+                buffer.write(block)
+        if buffer.tell() == 0:
+            return pl.DataFrame(schema=schema)
+        return pl.read_csv(buffer.getvalue(), has_header=False, new_columns=list(schema), schema=schema)
+    cursor = raw_connection.cursor()
+    try:
+        cursor.execute(sql)
+        frames = []
+        while rows := cursor.fetchmany(BATCH_ROWS):
+            frames.append(pl.DataFrame(rows, schema=schema, orient="row"))
+    finally:
+        cursor.close()
+    return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+
+
+def _text_schema(table: str, columns: Sequence[str]) -> dict[str, pl.DataType]:
+    canonical = canonical_schema(table)
+    return {name: (pl.Int64() if canonical.get(name) == pl.Int32 else pl.String()) for name in columns}
+
+
+def _from_text(frame: pl.DataFrame, table: str) -> pl.DataFrame:
+    """Database text back to canonical dtypes."""
+    schema = canonical_schema(table)
+    columns = []
+    for name in frame.columns:
+        dtype = schema.get(name)
+        column = pl.col(name)
+        if dtype == pl.Date:
+            column = column.str.slice(0, 10).str.to_date("%Y-%m-%d")
+        elif isinstance(dtype, pl.Datetime):
+            column = column.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us")
+        elif dtype is not None:
+            column = column.cast(dtype)
+        columns.append(column.alias(name))
+    return frame.select(columns)
+
+
+def _quoted(names: Sequence[str]) -> str:
+    return ", ".join(f'"{name}"' for name in names)
+
+
+def read_tables(engine: Engine, tables: Sequence[str] = TABLES) -> dict[str, pl.DataFrame]:
+    """The stored canonical frames (cases, steps, suspensions, projects, deferrals, pushes), canonical dtypes."""
+    result = {}
+    with engine.connect() as connection:
+        for table in tables:
+            names = list(canonical_schema(table))
+            sql = f"SELECT {_quoted(names)} FROM {table} ORDER BY {_quoted(key_columns(table))}"
+            result[table] = _from_text(_fetch(connection, sql, _text_schema(table, names)), table)
+    return result
+
+
+def read_case_reference(engine: Engine) -> pl.DataFrame:
+    """case_id, accepted_at, completed_at of the stored cases (to check suspensions against their case's life)."""
+    names = ["case_id", "accepted_at", "completed_at"]
+    with engine.connect() as connection:
+        frame = _fetch(connection, f"SELECT {_quoted(names)} FROM cases", _text_schema("cases", names))
+    return _from_text(frame, "cases")
+
+
+# ------------------------------------------------------------------------------------------------------- writing
+
+
+def store_table(
+    engine: Engine,
+    table: str,
+    frame: pl.DataFrame,
+    run_id: int | None,
+    progress: ProgressCallback | None = None,
+) -> StoreStats:
+    """Upsert a canonical frame (unique keys, as a LoadResult's `accepted`); unchanged rows are not written."""
+    keys = key_columns(table)
+    tracked = list(TRACKED[table])
+    if frame.height == 0:
+        return StoreStats(table, 0, 0, 0)
+    if frame.select(pl.struct(keys).is_duplicated().any()).item():
+        raise ValueError(f"{table}: duplicate keys {keys} in the frame to store; a load rejects them first")
+    texts = _text_values(frame.select(list(canonical_schema(table))), table)
+    incoming = texts.with_columns(
+        row_hashes(frame, table).alias("row_hash"),
+        _row_keys(frame, table).alias("__key"),
+    )
+    with engine.begin() as connection:
+        existing_sql = f"SELECT {_quoted([*keys, 'row_hash', *tracked])} FROM {table}"
+        existing = _fetch(
+            connection,
+            existing_sql,
+            {**_text_schema(table, keys), "row_hash": pl.String(), **{name: pl.String() for name in tracked}},
+        )
+        existing = existing.with_columns(
+            _row_keys(_from_text(existing.select(keys), table), table).alias("__key")
+        ).select("__key", pl.col("row_hash").alias("__old_hash"), *[pl.col(n).alias(f"__old_{n}") for n in tracked])
+        compared = incoming.join(existing, on="__key", how="left")
+        new = compared.filter(pl.col("__old_hash").is_null())
+        changed = compared.filter(pl.col("__old_hash").is_not_null() & (pl.col("__old_hash") != pl.col("row_hash")))
+        unchanged = compared.height - new.height - changed.height
+        history = _history(table, new, changed, tracked, run_id)
+        to_write = pl.concat([new, changed]).select(*texts.columns, "row_hash")
+        _upsert(connection, table, to_write, run_id, progress)
+        _append(connection, "change_history", history, progress=None)
+    return StoreStats(table, new.height, changed.height, unchanged, history.height)
+
+
+def _history(
+    table: str, new: pl.DataFrame, changed: pl.DataFrame, tracked: list[str], run_id: int | None
+) -> pl.DataFrame:
+    parts = []
+    for name in tracked:
+        old, current = pl.col(f"__old_{name}"), pl.col(name)
+        differs = old.ne_missing(current)
+        parts.append(
+            changed.filter(differs).select(
+                pl.col("__key").alias("row_key"),
+                pl.lit(name).alias("field"),
+                old.alias("old_value"),
+                current.alias("new_value"),
+            )
+        )
+    if table in INSERT_EVENTS:
+        parts.append(
+            new.select(
+                pl.col("__key").alias("row_key"),
+                pl.lit(INSERT_EVENTS[table]).alias("field"),
+                pl.lit(None, pl.String).alias("old_value"),
+                pl.col("__key").alias("new_value"),
+            )
+        )
+    schema = {"row_key": pl.String, "field": pl.String, "old_value": pl.String, "new_value": pl.String}
+    history = pl.concat([part.cast(schema) for part in parts]) if parts else pl.DataFrame(schema=schema)
+    return history.select(pl.lit(run_id, pl.Int64).alias("run_id"), pl.lit(table).alias("table_name"), *schema)
+
+
+def _upsert(
+    connection: Connection, table: str, rows: pl.DataFrame, run_id: int | None, progress: ProgressCallback | None
+) -> None:
+    if rows.height == 0:
+        return
+    keys = key_columns(table)
+    extra = {"last_seen_run": run_id}
+    if "first_seen_run" in MODELS[table].__table__.columns:
+        extra["first_seen_run"] = run_id
+    rows = rows.with_columns(pl.lit(value, pl.Int64).alias(name) for name, value in extra.items())
+    columns = rows.columns
+    updates = [name for name in columns if name not in keys and name != "first_seen_run"]
+    assignments = ", ".join(f'"{name}" = excluded."{name}"' for name in updates)
+    conflict = f"ON CONFLICT ({_quoted(keys)}) DO UPDATE SET {assignments}"
+    if connection.dialect.name == "postgresql":
+        staging = f"pw_stage_{table}"
+        connection.exec_driver_sql(f"CREATE TEMP TABLE {staging} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP")
+        _copy_in(connection, staging, rows, progress, f"{table}: writing")
+        connection.exec_driver_sql(
+            f"INSERT INTO {table} ({_quoted(columns)}) SELECT {_quoted(columns)} FROM {staging} {conflict}"
+        )
+        connection.exec_driver_sql(f"DROP TABLE {staging}")
+        return
+    placeholders = ", ".join("?" for _ in columns)
+    sql = f"INSERT INTO {table} ({_quoted(columns)}) VALUES ({placeholders}) {conflict}"
+    _executemany(connection, sql, rows, progress, f"{table}: writing")
+
+
+def _batches(frame: pl.DataFrame) -> Iterator[tuple[int, pl.DataFrame]]:
+    for offset in range(0, frame.height, BATCH_ROWS):
+        yield offset, frame.slice(offset, BATCH_ROWS)
+
+
+def _executemany(
+    connection: Connection, sql: str, rows: pl.DataFrame, progress: ProgressCallback | None, what: str
+) -> None:
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        for offset, batch in _batches(rows):
+            cursor.executemany(sql, batch.rows())
+            if progress:
+                progress(what, offset + batch.height, rows.height)
+    finally:
+        cursor.close()
+
+
+def _copy_in(
+    connection: Connection, target: str, rows: pl.DataFrame, progress: ProgressCallback | None, what: str | None
+) -> None:
+    """COPY rows into a PostgreSQL table (CSV: an unquoted empty field is NULL, a quoted one an empty string)."""
+    raw_connection = connection.connection.driver_connection
+    with raw_connection.cursor() as cursor:
+        sql = f"COPY {target} ({_quoted(rows.columns)}) FROM STDIN WITH (FORMAT csv)"
+        with cursor.copy(sql) as copy:
+            for offset, batch in _batches(rows):
+                copy.write(batch.write_csv(include_header=False, quote_style="non_numeric", null_value=""))
+                if progress and what:
+                    progress(what, offset + batch.height, rows.height)
+
+
+def _append(connection: Connection, table: str, rows: pl.DataFrame, progress: ProgressCallback | None) -> None:
+    if rows.height == 0:
+        return
+    if connection.dialect.name == "postgresql":
+        _copy_in(connection, table, rows, progress, f"{table}: writing")
+        return
+    placeholders = ", ".join("?" for _ in rows.columns)
+    _executemany(
+        connection,
+        f"INSERT INTO {table} ({_quoted(rows.columns)}) VALUES ({placeholders})",
+        rows,
+        progress,
+        f"{table}: writing",
+    )
+
+
+def store_rejects(engine: Engine, rejected: pl.DataFrame, run_id: int | None) -> int:
+    """Quarantine rejected rows (a LoadResult's `rejected`: source, table, line, raw, reasons)."""
+    if rejected.height == 0:
+        return 0
+    rows = rejected.select(
+        pl.lit(run_id, pl.Int64).alias("run_id"),
+        pl.col("source").str.slice(0, 200),
+        pl.col("table").alias("target_table"),
+        "line",
+        "raw",
+        "reasons",
+    ).cast({"line": pl.Int64})
+    with engine.begin() as connection:
+        _append(connection, "rejects", rows, progress=None)
+    return rows.height
