@@ -114,7 +114,13 @@ class CalendarChanges:
 
     @property
     def empty(self) -> bool:
-        return not (self.holidays_added or self.holidays_removed or self.workdays_added or self.workdays_removed)
+        return not (
+            self.holidays_added
+            or self.holidays_removed
+            or self.workdays_added
+            or self.workdays_removed
+            or self.status_changed
+        )
 
 
 def notice_window(calendar: CalendarFile) -> tuple[date, date]:
