@@ -57,6 +57,14 @@ class StoreStats:
     def written(self) -> int:
         return self.inserted + self.updated
 
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "history": self.history,
+        }
+
 
 # ---------------------------------------------------------------------------------------------------- value formats
 
