@@ -2,25 +2,47 @@
 
 from __future__ import annotations
 
-from datetime import date
+import os
+import shutil
+import time
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import typer
+from rich.table import Table
+from sqlalchemy.engine import make_url
 
-from cli.common import console, state
+from cli.common import CliState, console, fail, state
+from config.settings import TIMEZONE
 from tasks.calendar import load_work_calendar
 from tasks.sample import DEFAULT_FIRST_DATE, SampleSpec, generate_sample, write_sample
+
+DEMO_CASES = 4000
+TOP_UNITS = 10
 
 
 def register(app: typer.Typer) -> None:
     app.command("sample")(sample)
+    app.command("run")(run)
+    app.command("demo")(demo)
+    app.command("serve")(serve)
+
+
+def _date_option(value: str | None, name: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        fail(f"{name}: expected a date such as 2026-11-24, not {value!r}")
 
 
 def sample(
     ctx: typer.Context,
-    cases: int = typer.Option(4000, "--cases", min=1, help="How many cases (办件) to generate."),
+    cases: int = typer.Option(DEMO_CASES, "--cases", min=1, help="How many cases (办件) to generate."),
     seed: int = typer.Option(7, "--seed", help="Random seed: the same seed and dates give the same files."),
-    out: Path = typer.Option(Path("var/inbox"), "--out", help="Folder for cases.csv, steps.csv, … (canonical columns)."),
+    out: Path = typer.Option(Path("var/inbox"), "--out", help="Folder for cases.csv, steps.csv, … (canonical)."),
     first_date: str = typer.Option(DEFAULT_FIRST_DATE.isoformat(), "--from", help="Earliest acceptance date."),
     last_date: str | None = typer.Option(None, "--to", help="Latest date in the data (default: the as-of date)."),
     dirty_fraction: float = typer.Option(
@@ -29,14 +51,170 @@ def sample(
 ) -> None:
     """Write deterministic sample data (Ganzhou's units and matters) in the canonical columns."""
     cli = state(ctx)
-    config = cli.config()
     spec = SampleSpec(
         cases=cases,
         seed=seed,
-        first_date=date.fromisoformat(first_date),
-        last_date=date.fromisoformat(last_date) if last_date else cli.settings().effective_as_of,
+        first_date=_date_option(first_date, "--from") or DEFAULT_FIRST_DATE,
+        last_date=_date_option(last_date, "--to") or cli.settings().effective_as_of,
         dirty_fraction=dirty_fraction,
     )
+    _write_sample(cli, spec, out)
+
+
+def _write_sample(cli: CliState, spec: SampleSpec, out: Path) -> dict[str, int]:
+    config = cli.config()
     tables = generate_sample(spec, config.rules, config.units, load_work_calendar(config.calendar_files))
     for name, path in write_sample(tables, out).items():
-        console.print(f"{tables[name].height:>9,} rows  {path}")
+        console.print(f"{tables[name].height:>9,} rows  {path}", highlight=False)
+    return {name: frame.height for name, frame in tables.items()}
+
+
+def run(
+    ctx: typer.Context,
+    as_of: str | None = typer.Option(None, "--as-of", help="Evaluate as of the end of this day (default: yesterday)."),
+    source: list[str] | None = typer.Option(None, "--source", help="Only these sources (repeatable)."),
+) -> None:
+    """Run the nightly flow once: ingest, validate, store, evaluate, cards. Sends nothing."""
+    cli = state(ctx)
+    _export_settings(cli)
+    from flows.nightly import nightly
+
+    final = nightly(as_of=_date_option(as_of, "--as-of"), sources=source or None, return_state=True)
+    summary = final.data if isinstance(final.data, dict) else None
+    if summary and "sources" in summary:
+        _print_run_summary(summary, cli)
+    console.print(f"nightly: {final.name}: {final.message or ''}", highlight=False)
+    if final.is_failed():
+        raise typer.Exit(1)
+
+
+def demo(
+    ctx: typer.Context,
+    cases: int = typer.Option(DEMO_CASES, "--cases", min=1, help="Sample size."),
+    seed: int = typer.Option(7, "--seed"),
+) -> None:
+    """Sample data, then the nightly run and a delivery on the embedded default (SQLite, ephemeral Prefect, outbox)."""
+    started = time.perf_counter()
+    cli = state(ctx)
+    settings = cli.settings()
+    _reset_demo_state(cli)
+    as_of = settings.effective_as_of
+    console.rule(f"permitwatch demo: sample data up to {as_of}")
+    _write_sample(cli, SampleSpec(cases=cases, seed=seed, last_date=as_of), settings.effective_inbox_dir)
+
+    _export_settings(cli)
+    from flows.deliver import deliver_flow
+    from flows.nightly import nightly
+
+    console.rule("nightly run (Prefect flow `nightly`)")
+    final = nightly(as_of=as_of, return_state=True)
+    summary = final.data if isinstance(final.data, dict) else {}
+    console.print(f"nightly: {final.name}: {final.message or ''}", highlight=False)
+
+    console.rule("delivery (Prefect flow `deliver`, window forced for the demo)")
+    report = deliver_flow(now=datetime.now(TIMEZONE), force=True)
+    console.print(report.summary(), highlight=False)
+
+    if summary:
+        _print_run_summary(summary, cli)
+    _print_outputs(cli)
+    console.print(f"\nDemo finished in {time.perf_counter() - started:.1f} s.", highlight=False)
+    if final.is_failed():
+        raise typer.Exit(1)
+
+
+def serve(ctx: typer.Context) -> None:
+    """Register the scheduled deployments (nightly 01:30, deliver 08:30, weekly-report Mon 09:00, Asia/Shanghai)
+    and serve them until interrupted."""
+    cli = state(ctx)
+    cli.config()
+    _export_settings(cli)
+    from prefect import serve as prefect_serve
+
+    from flows.deployments import deployments
+
+    prefect_serve(*deployments())
+
+
+def _export_settings(cli: CliState) -> None:
+    """Flows read settings from the environment, so a --config given to the CLI must reach them there."""
+    if cli.config_dir is not None:
+        os.environ["PERMITWATCH_CONFIG_DIR"] = str(cli.config_dir.resolve())
+
+
+def _reset_demo_state(cli: CliState) -> None:
+    """The demo starts clean: its inbox, outbox and (embedded SQLite only) database are recreated."""
+    settings = cli.settings()
+    for folder in (settings.effective_inbox_dir, settings.effective_outbox_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        for suffix in ("", "-wal", "-shm"):
+            Path(url.database + suffix).unlink(missing_ok=True)
+    else:
+        console.print(f"The demo keeps the data already in {url.render_as_string(hide_password=True)}.")
+
+
+def _print_run_summary(summary: dict[str, Any], cli: CliState) -> None:
+    sources = Table(title=f"Sources as of {summary['as_of']}", title_justify="left")
+    for column in ("source", "table", "read", "accepted", "rejected", "stored"):
+        sources.add_column(column, justify="right" if column in ("read", "accepted", "rejected") else "left")
+    for row in summary["sources"]:
+        sources.add_row(row["source"], row["table"], f"{row['rows_read']:,}", f"{row['accepted']:,}",
+                        f"{row['rejected']:,}", "yes" if row["stored"] else f"no: {row.get('note') or ''}")
+    console.print(sources)
+    console.print(f"Rows rejected: {summary['rows_rejected']:,} of {summary['rows_read']:,} read "
+                  "(stored in the `rejects` table with line numbers and reasons).", highlight=False)
+
+    from tasks.artifacts import level_counts, overdue_by_unit
+
+    evaluations = _latest_evaluations(cli, summary["as_of"])
+    levels = Table(title="Clocks per level", title_justify="left")
+    for column in ("clock type", "level", "clocks"):
+        levels.add_column(column, justify="right" if column == "clocks" else "left")
+    for clock_type, level, count in level_counts(evaluations).iter_rows():
+        levels.add_row(clock_type, level, f"{count:,}")
+    console.print(levels)
+
+    units = cli.config().units
+    top = Table(title=f"The {TOP_UNITS} units with the most overdue clocks", title_justify="left")
+    for column in ("unit", "name", "overdue", "escalated (督办)"):
+        top.add_column(column, justify="right" if column.startswith(("overdue", "escalated")) else "left")
+    for unit_code, overdue, escalated in overdue_by_unit(evaluations).head(TOP_UNITS).iter_rows():
+        name = units[unit_code].name if unit_code in units else "?"
+        top.add_row(unit_code, name, f"{overdue:,}", f"{escalated:,}")
+    console.print(top)
+    cards = summary.get("cards", {})
+    missing_years = ", ".join(map(str, summary.get("provisional_years", []))) or "none"
+    console.print(f"Cards: {cards.get('new', 0):,} new, {cards.get('deliveries', 0):,} deliveries queued; "
+                  f"{summary.get('provisional_clocks', 0):,} clocks on a provisional calendar "
+                  f"(years without an official notice: {missing_years}).", highlight=False)
+
+
+def _latest_evaluations(cli: CliState, as_of: str) -> Any:
+    from tasks.evaluations import read_evaluations
+
+    return read_evaluations(cli.engine(), date.fromisoformat(as_of))
+
+
+def _print_outputs(cli: CliState) -> None:
+    settings = cli.settings()
+    outbox = settings.effective_outbox_dir
+    files = sorted(outbox.rglob("*")) if outbox.exists() else []
+    messages = [path for path in files if path.is_file()]
+    console.rule("where everything went")
+    console.print(f"Database:  {make_url(settings.database_url).render_as_string(hide_password=True)}", highlight=False)
+    console.print(f"Inbox:     {settings.effective_inbox_dir}/ (the sample exports that were loaded)", highlight=False)
+    console.print(f"Outbox:    {outbox}/ ({len(messages)} files, one per unit and channel)", highlight=False)
+    for path in messages[:6]:
+        console.print(f"           {path}", highlight=False)
+    if len(messages) > 6:
+        console.print(f"           … and {len(messages) - 6} more", highlight=False)
+    prefect_home = os.environ.get("PREFECT_HOME", str(Path.home() / ".prefect"))
+    console.print(
+        "Prefect UI: the runs, their task graph and artifacts were recorded by the ephemeral server in "
+        f"{prefect_home}. To browse them:\n"
+        f"    PREFECT_HOME={prefect_home} .venv/bin/prefect server start\n"
+        "    then open http://127.0.0.1:4200 (Runs → nightly-…, Artifacts → nightly-summary).",
+        highlight=False,
+    )

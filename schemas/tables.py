@@ -36,6 +36,16 @@ class Run(Base):
     summary: Mapped[dict | None] = mapped_column(JSON)
 
 
+class RunLock(Base):
+    """Held by the one nightly run allowed at a time; a second run finds the row taken and stands down."""
+
+    __tablename__ = "run_locks"
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(Integer)
+    holder: Mapped[str] = mapped_column(String(200))
+    acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class Case(Base):
     """办件."""
 

@@ -1,0 +1,35 @@
+"""The scheduled deployments, in Asia/Shanghai time (Flow.serve has no timezone argument, so each Cron carries one).
+
+The same schedules are in prefect.yaml for a work-pool deployment. Cron cannot know 调休, so `deliver` runs every
+day at 08:30 and itself skips days that are not official working days, saying why in its log.
+"""
+
+from __future__ import annotations
+
+from prefect.deployments.runner import RunnerDeployment
+from prefect.schedules import Cron
+
+from flows.deliver import deliver_flow
+from flows.nightly import nightly
+from flows.weekly_report import weekly_report
+
+TIMEZONE_NAME = "Asia/Shanghai"
+SCHEDULES = {
+    "nightly": "30 1 * * *",
+    "deliver": "30 8 * * *",
+    "weekly-report": "0 9 * * 1",
+}
+
+
+def deployments() -> list[RunnerDeployment]:
+    def cron(name: str) -> list[Cron]:
+        return [Cron(SCHEDULES[name], timezone=TIMEZONE_NAME)]
+
+    return [
+        nightly.to_deployment(name="nightly", schedules=cron("nightly"), tags=["permitwatch"],
+                              description="Ingest, validate, store, evaluate, cards (sends nothing)."),
+        deliver_flow.to_deployment(name="deliver", schedules=cron("deliver"), tags=["permitwatch"],
+                                   description="Send pending cards on official working days, 08:30-18:00."),
+        weekly_report.to_deployment(name="weekly-report", schedules=cron("weekly-report"), tags=["permitwatch"],
+                                    description="Weekly statistics report to the supervisors."),
+    ]

@@ -1,0 +1,80 @@
+"""Evaluation history: each run's clock states stored per (clock, as_of), and what changed since the last run."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import polars as pl
+from sqlalchemy import Engine, delete, func, insert, select
+
+from schemas.tables import Evaluation
+
+# Clocks completed longer ago than this are history the report recomputes; storing them nightly only grows the table.
+KEEP_COMPLETED_FOR = timedelta(days=31)
+STORED_COLUMNS = [column.name for column in Evaluation.__table__.columns if column.name not in ("as_of", "run_id")]
+_CHUNK = 20_000
+_POLARS_TYPES: dict[str, pl.DataType] = {
+    "as_of": pl.Date(), "start_date": pl.Date(), "due_date": pl.Date(), "limit_days": pl.Int32(), "elapsed": pl.Int32(),
+    "remaining": pl.Int32(), "overdue_workdays": pl.Int32(), "run_id": pl.Int64(),
+}
+
+
+def worth_storing(evaluations: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    """Open clocks, and clocks completed within the last month (so a late completion is still visible)."""
+    return evaluations.filter(
+        pl.col("completed_date").is_null()
+        | (pl.col("completed_date") > as_of)
+        | (pl.col("completed_date") >= as_of - KEEP_COMPLETED_FOR)
+    )
+
+
+def store_evaluations(engine: Engine, evaluations: pl.DataFrame, as_of: date, run_id: int | None) -> int:
+    """Replace the stored states for `as_of` with these (a rerun for the same date leaves one copy)."""
+    rows = worth_storing(evaluations, as_of).select(STORED_COLUMNS).with_columns(
+        pl.lit(as_of).alias("as_of"), pl.lit(run_id, pl.Int64).alias("run_id")
+    )
+    with engine.begin() as connection:
+        connection.execute(delete(Evaluation).where(Evaluation.as_of == as_of))
+        for chunk in rows.iter_slices(_CHUNK):
+            connection.execute(insert(Evaluation), chunk.to_dicts())
+    return rows.height
+
+
+def read_evaluations(engine: Engine, as_of: date) -> pl.DataFrame:
+    """The stored clock states of one as-of date."""
+    with engine.connect() as connection:
+        rows = connection.execute(select(Evaluation).where(Evaluation.as_of == as_of)).scalars().all()
+    columns = [column.name for column in Evaluation.__table__.columns]
+    return pl.DataFrame(
+        [{column: getattr(row, column) for column in columns} for row in rows],
+        schema={column: _POLARS_TYPES.get(column, pl.String) for column in columns},
+    )
+
+
+def previous_due_dates(engine: Engine, as_of: date) -> pl.DataFrame:
+    """clock_id, due_date, calendar from the newest stored run on or before `as_of`."""
+    with engine.connect() as connection:
+        latest = connection.execute(select(func.max(Evaluation.as_of)).where(Evaluation.as_of <= as_of)).scalar()
+        if latest is None:
+            return pl.DataFrame(schema={"clock_id": pl.String, "due_date": pl.Date, "calendar": pl.String})
+        rows = connection.execute(
+            select(Evaluation.clock_id, Evaluation.due_date, Evaluation.calendar).where(Evaluation.as_of == latest)
+        ).all()
+    return pl.DataFrame(
+        [tuple(row) for row in rows],
+        schema={"clock_id": pl.String, "due_date": pl.Date, "calendar": pl.String},
+        orient="row",
+    )
+
+
+def due_date_changes(evaluations: pl.DataFrame, previous: pl.DataFrame) -> pl.DataFrame:
+    """Clocks whose due date moved since the previous run (a calendar import or a rule change moves them)."""
+    return (
+        evaluations.select("clock_id", "due_date", "calendar")
+        .join(previous, on="clock_id", suffix="_before")
+        .filter(
+            pl.col("due_date").is_not_null()
+            & pl.col("due_date_before").is_not_null()
+            & (pl.col("due_date") != pl.col("due_date_before"))
+        )
+    )

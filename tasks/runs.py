@@ -1,0 +1,77 @@
+"""The run ledger (`runs`) and the lock that lets only one nightly run work at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from config.settings import TIMEZONE
+from schemas.tables import Run, RunLock
+
+# A lock older than this belongs to a run that died without releasing it (killed worker, lost machine).
+STALE_LOCK_AFTER = timedelta(hours=6)
+
+
+class RunLocked(RuntimeError):
+    """Another run holds the lock."""
+
+
+def now_local() -> datetime:
+    return datetime.now(TIMEZONE)
+
+
+def open_run(engine: Engine, flow: str, as_of: date) -> int:
+    with engine.begin() as connection:
+        result = connection.execute(
+            insert(Run).values(flow=flow, as_of=as_of, started_at=now_local(), status="running")
+        )
+        return int(result.inserted_primary_key[0])
+
+
+def close_run(engine: Engine, run_id: int, status: str, summary: dict[str, Any]) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            update(Run)
+            .where(Run.run_id == run_id)
+            .values(status=status, finished_at=now_local(), summary=summary)
+        )
+
+
+def last_runs(engine: Engine, limit: int = 10) -> list[dict[str, Any]]:
+    with engine.connect() as connection:
+        rows = connection.execute(select(Run).order_by(Run.run_id.desc()).limit(limit)).scalars().all()
+    return [
+        {"run_id": r.run_id, "flow": r.flow, "as_of": r.as_of, "status": r.status, "started_at": r.started_at}
+        for r in rows
+    ]
+
+
+@contextmanager
+def run_lock(engine: Engine, name: str, holder: str) -> Iterator[None]:
+    """Hold the named lock for the block. Raises RunLocked when a live holder has it.
+
+    The lock is a row keyed by name, so the database's primary key decides between two runs that start together,
+    on SQLite and PostgreSQL alike.
+    """
+    now = now_local()
+    with engine.begin() as connection:
+        connection.execute(delete(RunLock).where(RunLock.name == name, RunLock.acquired_at < now - STALE_LOCK_AFTER))
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(RunLock).values(name=name, holder=holder, acquired_at=now))
+    except IntegrityError:
+        with engine.connect() as connection:
+            current = connection.execute(select(RunLock).where(RunLock.name == name)).scalar_one_or_none()
+        since = f" since {current.acquired_at:%Y-%m-%d %H:%M}" if current else ""
+        who = current.holder if current else "another run"
+        raise RunLocked(f"{name} is already running ({who}{since})") from None
+    try:
+        yield
+    finally:
+        with engine.begin() as connection:
+            connection.execute(delete(RunLock).where(RunLock.name == name, RunLock.holder == holder))
