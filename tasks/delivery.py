@@ -16,7 +16,7 @@ import logging
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -174,7 +174,12 @@ def add_silence(engine: Engine, scope: str, value: str, until: date, reason: str
     with engine.begin() as connection:
         result = connection.execute(
             insert(Silence).values(
-                scope=scope, value=value.strip(), until=until, reason=reason.strip(), created_at=created, removed=False
+                scope=scope,
+                value=value.strip(),
+                until=until,
+                reason=reason.strip(),
+                created_at=created.astimezone(UTC),
+                removed=False,
             )
         )
         return int(result.inserted_primary_key[0])
@@ -189,7 +194,9 @@ def list_silences(engine: Engine, *, include_removed: bool = False) -> pl.DataFr
     with engine.connect() as connection:
         rows = connection.execute(query).all()
     schema = {**SILENCE_SCHEMA, "created_at": pl.Datetime(time_zone="UTC"), "removed": pl.Boolean()}
-    return pl.DataFrame([tuple(row) for row in rows], schema=schema, orient="row")
+    # SQLite hands back stored UTC times without an offset; PostgreSQL with one.
+    normalised = [(*row[:5], row[5] if row[5].tzinfo else row[5].replace(tzinfo=UTC), row[6]) for row in rows]
+    return pl.DataFrame(normalised, schema=schema, orient="row")
 
 
 def remove_silence(engine: Engine, silence_id: int) -> bool:
@@ -255,6 +262,9 @@ def deliver_pending(
     """Send every pending card as digests. Outside the delivery window nothing is sent unless `force`."""
     if now.tzinfo is None:
         now = now.replace(tzinfo=TIMEZONE)
+    now = now.astimezone(TIMEZONE)
+    # Times are stored in UTC: SQLite keeps no offset, and rows are matched on the exact time of this delivery.
+    stored_at = now.astimezone(UTC)
     report = DeliveryReport(now=now)
     units = config.units
     policy = units.alerting
@@ -264,22 +274,22 @@ def deliver_pending(
             report.skipped = reason
             logger.info("delivery skipped: %s", reason)
             return report
-    _release_stale(engine, now)
+    _release_stale(engine, stored_at)
     items = _pending_items(engine)
     items = _suppress_silenced(engine, items, now, report)
-    items = _drop_unknown_targets(engine, items, units, policy.max_attempts, now)
+    items = _drop_unknown_targets(engine, items, units, policy.max_attempts, stored_at)
     templates = DigestTemplates(config.templates_dir)
     today = now.astimezone(TIMEZONE).date()
     digests = build_digests(items, units, templates, as_of=today) if items.height else []
     stamp = now.astimezone(TIMEZONE).strftime("%Y%m%dT%H%M%S")
     touched_cards: set[int] = set()
     for digest in digests:
-        _deliver_digest(engine, digest, units, outbox_dir, stamp, now, policy.max_attempts, report)
+        _deliver_digest(engine, digest, units, outbox_dir, stamp, stored_at, policy.max_attempts, report)
         touched_cards.update(
             items.filter(pl.col("delivery_id").is_in(list(digest.delivery_ids))).get_column("card_id").to_list()
         )
     _settle_cards(engine, touched_cards)
-    newly_failed = _failures_since(engine, now)
+    newly_failed = _failures_since(engine, stored_at)
     report.deliveries_failed = sum(failure["cards"] for failure in newly_failed)
     if newly_failed:
         report.ops_notified = _notify_ops(newly_failed, units, templates, outbox_dir, stamp, now)
