@@ -87,12 +87,21 @@ class LoadResult:
         return self.error is None and not self.over_threshold
 
     def top_reasons(self, limit: int = 10) -> pl.DataFrame:
-        """reason, count: the most common single reasons among the rejected rows."""
+        """reason, count, example: the most common kinds of reason among the rejected rows (a kind is the reason
+        with its quoted value, line numbers and dates generalised)."""
+        kind = (
+            pl.col("example")
+            .str.replace_all(r"'[^']*'", "'…'")
+            .str.replace_all(r"\bline \d+( of \S+)?", "line N")
+            .str.replace_all(r"\d{4}-\d{2}-\d{2}", "YYYY-MM-DD")
+            .str.replace_all(r"has \d+ fields", "has N fields")
+        )
         return (
-            self.rejected.select(pl.col("reasons").str.split("; ").alias("reason"))
-            .explode("reason")
+            self.rejected.select(pl.col("reasons").str.split("; ").alias("example"))
+            .explode("example")
+            .with_columns(kind.alias("reason"))
             .group_by("reason")
-            .len("count")
+            .agg(pl.len().alias("count"), pl.col("example").first())
             .sort(["count", "reason"], descending=[True, False])
             .head(limit)
         )
