@@ -26,9 +26,9 @@ def deployments() -> list[RunnerDeployment]:
         return [Cron(SCHEDULES[name], timezone=TIMEZONE_NAME)]
 
     return [
-        nightly.to_deployment(name="nightly", schedules=cron("nightly"), tags=["permitwatch"],
+        nightly.to_deployment(name="nightly", schedules=cron("nightly"), tags=["permitwatch"], concurrency_limit=1,
                               description="Ingest, validate, store, evaluate, cards (sends nothing)."),
-        deliver_flow.to_deployment(name="deliver", schedules=cron("deliver"), tags=["permitwatch"],
+        deliver_flow.to_deployment(name="deliver", schedules=cron("deliver"), tags=["permitwatch"], concurrency_limit=1,
                                    description="Send pending cards on official working days, 08:30-18:00."),
         weekly_report.to_deployment(name="weekly-report", schedules=cron("weekly-report"), tags=["permitwatch"],
                                     description="Weekly statistics report to the supervisors."),

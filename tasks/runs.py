@@ -42,15 +42,6 @@ def close_run(engine: Engine, run_id: int, status: str, summary: dict[str, Any])
         )
 
 
-def last_runs(engine: Engine, limit: int = 10) -> list[dict[str, Any]]:
-    with engine.connect() as connection:
-        rows = connection.execute(select(Run).order_by(Run.run_id.desc()).limit(limit)).scalars().all()
-    return [
-        {"run_id": r.run_id, "flow": r.flow, "as_of": r.as_of, "status": r.status, "started_at": r.started_at}
-        for r in rows
-    ]
-
-
 @contextmanager
 def run_lock(engine: Engine, name: str, holder: str) -> Iterator[None]:
     """Hold the named lock for the block. Raises RunLocked when a live holder has it.
@@ -66,7 +57,9 @@ def run_lock(engine: Engine, name: str, holder: str) -> Iterator[None]:
             connection.execute(insert(RunLock).values(name=name, holder=holder, acquired_at=now))
     except IntegrityError:
         with engine.connect() as connection:
-            current = connection.execute(select(RunLock).where(RunLock.name == name)).scalar_one_or_none()
+            current = connection.execute(
+                select(RunLock.holder, RunLock.acquired_at).where(RunLock.name == name)
+            ).first()
         since = f" since {current.acquired_at:%Y-%m-%d %H:%M}" if current else ""
         who = current.holder if current else "another run"
         raise RunLocked(f"{name} is already running ({who}{since})") from None
