@@ -14,6 +14,9 @@ from typing import overload
 import polars as pl
 
 _MASK = "*"
+_DIGITS = frozenset("0123456789")
+# Stripped around values: spaces, tabs, line breaks, the no-break and the full-width (全角) space.
+_SPACE = " \t\r\n\xa0\u3000"
 
 
 @overload
@@ -25,7 +28,7 @@ def mask_name(name: pl.Expr | str | None) -> pl.Expr | str | None:
         return _mask_name_expr(name)
     if name is None:
         return None
-    stripped = name.strip()
+    stripped = name.strip(_SPACE)
     if len(stripped) <= 1:
         return _MASK if stripped else stripped
     if len(stripped) == 2:
@@ -42,9 +45,9 @@ def mask_phone(phone: pl.Expr | str | None) -> pl.Expr | str | None:
         return _mask_phone_expr(phone)
     if phone is None:
         return None
-    digits = "".join(character for character in phone if character.isdigit())
+    digits = "".join(character for character in phone if character in _DIGITS)
     if not digits:
-        return _MASK * len(phone.strip()) if phone.strip() else ""
+        return _MASK * len(phone.strip(_SPACE)) if phone.strip(_SPACE) else ""
     if len(digits) >= 11:
         return digits[:3] + _MASK * (len(digits) - 7) + digits[-4:]
     if len(digits) > 2:
@@ -53,7 +56,7 @@ def mask_phone(phone: pl.Expr | str | None) -> pl.Expr | str | None:
 
 
 def _mask_name_expr(raw: pl.Expr) -> pl.Expr:
-    value = raw.str.strip_chars()
+    value = raw.str.strip_chars(_SPACE)
     length = value.str.len_chars()
     return (
         pl.when(length == 0)
@@ -67,10 +70,10 @@ def _mask_name_expr(raw: pl.Expr) -> pl.Expr:
 
 
 def _mask_phone_expr(raw: pl.Expr) -> pl.Expr:
-    digits = raw.str.replace_all(r"\D", "")
+    digits = raw.str.replace_all(r"[^0-9]", "")
     count = digits.str.len_chars()
     stars = pl.lit(_MASK)
-    blank = raw.str.strip_chars().str.len_chars()
+    blank = raw.str.strip_chars(_SPACE).str.len_chars()
     return (
         pl.when(count == 0)
         .then(stars.repeat_by(blank).list.join(""))
