@@ -482,7 +482,15 @@ def _check_file(source: Source, raw: _RawTable) -> _CheckedFile:
     # A value that could not be parsed is already reported; the contract's "missing" for it would repeat it.
     unparsed = parsed.problems.select("row", "column")
     contract = contract.join(unparsed, on=["row", "column"], how="anti", nulls_equal=False)
-    reasons = pl.concat([parsed.problems.select("row", "reason"), contract.select("row", "reason")])
+    # Reasons of a row read in column order; rules over several columns come last.
+    position = pl.col("column").replace_strict(
+        [c.name for c in columns], list(range(len(columns))), default=len(columns), return_dtype=pl.Int32
+    )
+    reasons = (
+        pl.concat([parsed.problems.select("row", "column", "reason"), contract.select("row", "column", "reason")])
+        .sort(pl.col("row"), position.fill_null(len(columns)), maintain_order=True)
+        .select("row", "reason")
+    )
     return _CheckedFile(raw=raw, canonical=canonical, reasons=reasons)
 
 
@@ -649,9 +657,9 @@ def load_sources(
 
 def case_reference(loaded: Sequence[pl.DataFrame], stored: pl.DataFrame | None) -> pl.DataFrame:
     """case_id, accepted_at, completed_at: this load's cases first, then the stored ones."""
-    frames = [frame.select(CASE_REFERENCE_SCHEMA) for frame in loaded]
+    frames = [frame.select(list(CASE_REFERENCE_SCHEMA)) for frame in loaded]
     if stored is not None:
-        frames.append(stored.select(CASE_REFERENCE_SCHEMA))
+        frames.append(stored.select(list(CASE_REFERENCE_SCHEMA)))
     if not frames:
         return pl.DataFrame(schema=CASE_REFERENCE_SCHEMA)
     return pl.concat(frames).unique("case_id", keep="first", maintain_order=True)
