@@ -14,6 +14,7 @@ import base64
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,17 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from noto_cjk_sans_otc import FONT_PATH
 
+from config.bundle import PermitwatchConfig
 from config.rules import RuleBook
+from config.settings import BUNDLED_CONFIG_DIR
 from config.units import UnitDirectory
-from tasks.metrics import TOTAL, Dimensions, ReportViews
+from tasks.calendar import WorkCalendar, load_work_calendar
+from tasks.clock_builders import build_clocks
+from tasks.clocks import evaluate_clocks
+from tasks.metrics import TOTAL, Dimensions, MetricInputs, Period, PeriodKind, ReportViews, build_views, report_periods
 
 CJK_FAMILY = "Noto Sans CJK SC"
+BUNDLED_TEMPLATES = BUNDLED_CONFIG_DIR / "templates"
 TEMPLATE_NAME = "report.html.j2"
 HTML_PREVIEW_ROWS = 20
 
@@ -220,18 +227,77 @@ def dimensions_from_config(rules: RuleBook, units: UnitDirectory) -> Dimensions:
     return Dimensions(units=unit_frame, regions=regions, matters=matters, categories=categories)
 
 
+# -- evaluation: the deadline engine, the same calls the nightly run makes ---------------------------------------
+
+
+def _workdays_used(clocks: pl.DataFrame, pauses: pl.DataFrame, calendar: WorkCalendar, as_of: date) -> pl.DataFrame:
+    """clock_id, workdays_used for calendar-day clocks (自然日): the engine's elapsed when counted in working days."""
+    as_workdays = clocks.filter(pl.col("limit_kind") == "calendar").with_columns(limit_kind=pl.lit("workday"))
+    counted = evaluate_clocks(as_workdays, pauses, calendar, as_of)
+    return counted.select("clock_id", pl.col("elapsed").alias("calendar_clock_workdays"))
+
+
+def evaluate_for_report(
+    tables: Mapping[str, pl.DataFrame], rules: RuleBook, calendar: WorkCalendar, periods: list[Period], as_of: date
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(every clock evaluated at as-of with `workdays_used`, case clocks open at each earlier period end evaluated
+    on that day with an `as_of` column)."""
+    clock_set = build_clocks(dict(tables), rules)
+    clocks, pauses = clock_set.clocks, clock_set.pauses
+    evaluations = evaluate_clocks(clocks, pauses, calendar, as_of)
+    evaluations = (
+        evaluations.join(_workdays_used(clocks, pauses, calendar, as_of), on="clock_id", how="left")
+        .with_columns(
+            workdays_used=pl.when(pl.col("limit_kind") == "workday")
+            .then(pl.col("elapsed"))
+            .otherwise(pl.col("calendar_clock_workdays"))
+        )
+        .drop("calendar_clock_workdays")
+    )
+    case_clocks = clocks.filter(pl.col("clock_type") == "case")
+    snapshots = [
+        evaluations.filter(pl.col("clock_type") == "case").drop("workdays_used").with_columns(as_of=pl.lit(as_of))
+    ]
+    for period in periods:
+        if period.end >= as_of:
+            continue
+        open_then = case_clocks.filter(
+            (pl.col("start_date") <= period.end)
+            & (pl.col("completed_date").is_null() | (pl.col("completed_date") > period.end))
+        )
+        snapshots.append(
+            evaluate_clocks(open_then, pauses, calendar, period.end).with_columns(as_of=pl.lit(period.end))
+        )
+    return evaluations, pl.concat(snapshots, how="vertical_relaxed")
+
+
+def build_report(
+    tables: Mapping[str, pl.DataFrame],
+    config: PermitwatchConfig,
+    kind: PeriodKind,
+    as_of: date,
+    *,
+    trend_periods: int = 8,
+    calendar: WorkCalendar | None = None,
+) -> ReportViews:
+    """The report's views for the period holding `as_of`, from canonical tables wherever they were read from."""
+    calendar = calendar or load_work_calendar(config.calendar_files)
+    periods = report_periods(kind, as_of, max(trend_periods, 2))
+    evaluations, snapshots = evaluate_for_report(tables, config.rules, calendar, periods, as_of)
+    inputs = MetricInputs(tables, evaluations, snapshots, dimensions_from_config(config.rules, config.units), as_of)
+    return build_views(inputs, kind, trend_periods=len(periods))
+
+
 # -- charts -------------------------------------------------------------------------------------------------------
 
 
 @lru_cache(maxsize=1)
-def register_cjk_font() -> str:
-    """Add the packaged Noto Sans CJK collection to matplotlib's font list; returns the file used."""
-    path = str(FONT_PATH)
-    font_manager.fontManager.addfont(path)
-    found = font_manager.findfont(font_manager.FontProperties(family=CJK_FAMILY), fallback_to_default=False)
-    if Path(found).resolve() != Path(path).resolve():
-        raise RuntimeError(f"matplotlib resolves {CJK_FAMILY} to {found}, not the packaged font {path}")
-    return path
+def register_cjk_font() -> font_manager.FontPath:
+    """Add the packaged Noto Sans CJK collection to matplotlib's font list and resolve Noto Sans CJK SC in it (the
+    packaged file, or an identical system copy listed before it)."""
+    font_manager.fontManager.addfont(str(FONT_PATH))
+    # fallback_to_default=False: a missing font is an error here, not a chart full of empty boxes.
+    return font_manager.findfont(font_manager.FontProperties(family=CJK_FAMILY), fallback_to_default=False)
 
 
 def _chart_style() -> dict[str, Any]:
@@ -280,7 +346,7 @@ def overdue_trend_chart(trend: pl.DataFrame, title: str) -> bytes:
         axes.set_ylim(0, max([*trend["open_overdue"].to_list(), 1]) * 1.2)
         axes.yaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_title(title)
-        axes.legend(loc="upper left")
+        axes.legend(loc="best")
         axes.grid(alpha=0.3)
         axes.tick_params(axis="x", labelrotation=30)
         return _png(figure)
@@ -520,8 +586,10 @@ def html_sections(report: ReportViews) -> list[Section]:
 
 
 def _environment(template_dir: Path) -> jinja2.Environment:
+    # A config directory may override the bundled template; without its own, the bundled one is used.
+    loaders = [jinja2.FileSystemLoader(str(template_dir)), jinja2.FileSystemLoader(str(BUNDLED_TEMPLATES))]
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(template_dir)),
+        loader=jinja2.ChoiceLoader(loaders),
         autoescape=jinja2.select_autoescape(["html", "j2"]),
         undefined=jinja2.StrictUndefined,
     )
