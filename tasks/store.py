@@ -90,15 +90,17 @@ def row_hashes(frame: pl.DataFrame, table: str) -> pl.Series:
 
     It is only ever compared with the same row's previous hash, so 64 bits leave a 2**-64 chance of missing a change.
     """
-    texts = _text_values(frame, table)
+    return _hashes(_text_values(frame, table))
+
+
+def _hashes(texts: pl.DataFrame) -> pl.Series:
     joined = pl.concat_str([pl.col(name).fill_null(_NULL) for name in texts.columns], separator="\x1f")
     return texts.select(joined.hash(_HASH_SEED).cast(pl.String).str.zfill(20).alias("row_hash")).to_series()
 
 
-def _row_keys(frame: pl.DataFrame, table: str) -> pl.Expr:
-    keys = key_columns(table)
-    texts = [_as_text(name, frame.schema[name]) for name in keys]
-    return pl.concat_str(texts, separator=KEY_SEPARATOR) if len(texts) > 1 else texts[0]
+def _row_key(table: str) -> pl.Expr:
+    """The key as one text ("C1", "C1|2", "C1|补正|2023-01-20"), over a frame of stored text values."""
+    return pl.concat_str([pl.col(name).cast(pl.String) for name in key_columns(table)], separator=KEY_SEPARATOR)
 
 
 # ------------------------------------------------------------------------------------------------------- reading
@@ -190,19 +192,16 @@ def store_table(
         raise ValueError(f"{table}: duplicate keys {keys} in the frame to store; a load rejects them first")
     texts = _text_values(frame.select(list(canonical_schema(table))), table)
     incoming = texts.with_columns(
-        row_hashes(frame, table).alias("row_hash"),
-        _row_keys(frame, table).alias("__key"),
-    )
+        _hashes(texts).alias("row_hash"),
+    ).with_columns(_row_key(table).alias("__key"))
     with engine.begin() as connection:
         existing_sql = f"SELECT {_quoted([*keys, 'row_hash', *tracked])} FROM {table}"
-        existing = _fetch(
-            connection,
-            existing_sql,
-            {**_text_schema(table, keys), "row_hash": pl.String(), **{name: pl.String() for name in tracked}},
+        schema = {**_text_schema(table, keys), "row_hash": pl.String(), **_text_schema(table, tracked)}
+        existing = _fetch(connection, existing_sql, schema).select(
+            _row_key(table).alias("__key"),
+            pl.col("row_hash").alias("__old_hash"),
+            *[pl.col(name).cast(pl.String).alias(f"__old_{name}") for name in tracked],
         )
-        existing = existing.with_columns(
-            _row_keys(_from_text(existing.select(keys), table), table).alias("__key")
-        ).select("__key", pl.col("row_hash").alias("__old_hash"), *[pl.col(n).alias(f"__old_{n}") for n in tracked])
         compared = incoming.join(existing, on="__key", how="left")
         new = compared.filter(pl.col("__old_hash").is_null())
         changed = compared.filter(pl.col("__old_hash").is_not_null() & (pl.col("__old_hash") != pl.col("row_hash")))
