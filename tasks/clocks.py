@@ -19,11 +19,15 @@ How it is fast: dates become day offsets into the calendar table, whose cumulati
 working days in (a, b]" into W[b] - W[a] and "the k-th working day" into one gather. For a calendar clock the
 count is simply b - a. Pauses are merged per clock into disjoint intervals with a running maximum over the pauses
 sorted by clock and start; each merged interval removes a block of positions from the counting. Every step is a numpy
-operation over all clocks or all pauses at once.
+operation over a block of clocks and their pauses at once; blocks are small enough for the processor's cache and are
+evaluated on all cores (numpy releases the GIL inside each operation).
 """
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
@@ -34,6 +38,9 @@ from tasks.calendar import WorkCalendar
 LEVELS = ("normal", "warning", "overdue", "escalated", "paused", "completed_on_time", "completed_late")
 NORMAL, WARNING, OVERDUE, ESCALATED, PAUSED, COMPLETED_ON_TIME, COMPLETED_LATE = range(len(LEVELS))
 CALENDAR_STATES = ("official", "provisional")
+
+BLOCK_ROWS = 1 << 16  # clocks per block: a block's arrays stay in cache
+WORKERS = min(8, os.cpu_count() or 1)
 
 CLOCK_COLUMNS = {
     "clock_id": pl.String,
@@ -74,214 +81,152 @@ def evaluate_clocks(clocks: pl.DataFrame, pauses: pl.DataFrame, calendar: WorkCa
     """The clocks, in their order, with due_date, elapsed, remaining, overdue_workdays, level and calendar added.
 
     Required clock columns: clock_id (unique), start_date, limit_days (>= 0), limit_kind (workday|calendar),
-    completed_date, warning_days, escalate_after; other columns pass through. Pauses: clock_id, start_date, end_date
-    (null = open), restart. Pauses of clock ids not among the clocks are ignored. Every date must lie in the calendar
-    (clock_builders rejects rows that do not); a computation that would leave the calendar raises ValueError.
+    completed_date, warning_days (null: 1), escalate_after (null: never); other columns pass through. Pauses:
+    clock_id, start_date, end_date (null = open), restart. Pauses of clock ids not among the clocks are ignored.
+    Start, completion and pause dates must lie in the calendar (tasks/clock_builders.py rejects rows that do not); a
+    due date that would fall after its last day raises ValueError.
     """
     if clocks.is_empty():
         return clocks.with_columns(pl.lit(None, dtype).alias(name) for name, dtype in EVALUATION_COLUMNS.items())
     days = _Days(calendar)
     t = days.offset_of(as_of)
-    count = len(clocks)
+    known = _KnownPauses.read(clocks["clock_id"], pauses, as_of, days)
+    bounds = [*range(0, len(clocks), BLOCK_ROWS), len(clocks)]
+    pause_bounds = np.searchsorted(known.row, bounds).tolist()
+    out = _Outputs.allocate(len(clocks))
 
-    original_start = days.offsets(clocks["start_date"], "start_date")
-    limit = clocks["limit_days"].cast(pl.Int64).to_numpy()
-    if clocks["limit_days"].null_count() or limit.min() < 0:
-        raise ValueError("limit_days must be present and >= 0 for every clock")
-    workday_kind = (clocks["limit_kind"] == "workday").fill_null(False).to_numpy()
-    calendar_kind = (clocks["limit_kind"] == "calendar").fill_null(False).to_numpy()
-    if not (workday_kind | calendar_kind).all():
-        raise ValueError("limit_kind must be 'workday' or 'calendar' for every clock")
-    completed = days.offsets(clocks["completed_date"], "completed_date", unknown_after=t)
-    completed_known = completed != days.never  # a completion after T is not known at T
-    end = np.where(completed_known, completed, t)  # the last day the clock ran, as known at T
+    def evaluate_block(block: int) -> None:
+        first, stop = bounds[block], bounds[block + 1]
+        inputs = _ClockInputs.read(clocks.slice(first, stop - first), days, t)
+        merged = _merge_pauses(known.part(pause_bounds[block], pause_bounds[block + 1], first), inputs.start, days)
+        effects = _PauseEffects.compute(merged, inputs, days, t)
+        _evaluate_rows(inputs, effects, days, t, out, slice(first, stop))
 
-    pause = _merge_pauses(clocks["clock_id"], pauses, original_start, as_of, days)
-    start = pause.start  # moved by restarts
-    paused_now = ~completed_known & pause.open_clock
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        list(pool.map(evaluate_block, range(len(bounds) - 1)))
 
-    def position(offset: np.ndarray, workday: np.ndarray) -> np.ndarray:
-        """Where `offset` lies on a clock's counting scale: its working-day index, or the day itself."""
-        return np.where(workday, days.workday_index[np.minimum(offset, days.last)], offset)
-
-    base = position(start, workday_kind)
-    rows = pause.row
-    seg_workday = workday_kind[rows]
-    seg_from = position(pause.seg_start, seg_workday)
-    seg_length = np.where(pause.seg_open, 0, position(pause.seg_end, seg_workday) - seg_from)
-
-    # Due date: the N-th counted position, pushed back by every merged pause that starts before it. Pauses are
-    # disjoint and sorted, so a pause starts before the N-th counted day exactly when the counted positions before it
-    # (its start minus the lengths of the clock's earlier pauses) are fewer than base + N.
-    counted_before = seg_from - _exclusive_group_cumsum(seg_length, pause.seg_first)
-    reached = counted_before < base[rows] + limit[rows]
-    shift = np.bincount(rows, weights=seg_length * reached, minlength=count).astype(np.int64)
-    blocked = np.zeros(count, dtype=bool)
-    blocked[rows[reached & pause.seg_open]] = True  # an open pause comes first: the due date is not known yet
-    target = base + limit + shift
-    needs_due = ~blocked & ~paused_now & (limit > 0)
-    due = np.where(workday_kind, days.kth_workday(target, needs_due & workday_kind), 0)
-    due = np.where(calendar_kind, days.roll_forward(target, needs_due & calendar_kind), due)
-    due = np.where(limit == 0, start, due)
-    due_known = ~blocked & ~paused_now
-
-    # Elapsed: counted positions in (start, end] that no merged pause covers.
-    stop = np.maximum(end, start)
-    seg_stop = stop[rows]
-    covered = np.maximum(0, position(np.minimum(pause.seg_end, seg_stop), seg_workday) - seg_from)
-    paused_positions = np.bincount(rows, weights=covered, minlength=count).astype(np.int64)
-    elapsed = position(stop, workday_kind) - base - paused_positions
-    remaining = limit - elapsed
-
-    late = due_known & (end > due)
-    overdue_workdays = np.where(late, days.workday_index[end] - days.workday_index[np.where(late, due, 0)], 0)
-
-    warning_days = clocks["warning_days"].cast(pl.Int64).fill_null(1).to_numpy()
-    escalate_after = clocks["escalate_after"].cast(pl.Int64).fill_null(np.iinfo(np.int64).max).to_numpy()
-    level = np.full(count, NORMAL, dtype=np.uint8)
-    level[remaining <= warning_days] = WARNING
-    level[late] = OVERDUE
-    level[late & (overdue_workdays >= escalate_after)] = ESCALATED
-    level[paused_now] = PAUSED
-    level[completed_known & ~late] = COMPLETED_ON_TIME
-    level[completed_known & late] = COMPLETED_LATE
-
-    last_used = np.where(due_known, np.maximum(end, due), end)
-    provisional = days.any_provisional(np.minimum(original_start, last_used), np.maximum(original_start, last_used))
-
-    computed = pl.DataFrame(
-        {
-            "due": (due + days.origin).astype(np.int32),
-            "due_known": due_known,
-            "elapsed": elapsed.astype(np.int32),
-            "remaining": remaining.astype(np.int32),
-            "overdue_workdays": overdue_workdays.astype(np.int32),
-            "level": level,
-            "provisional": provisional,
-        }
-    ).select(
-        pl.when("due_known").then(pl.col("due").cast(pl.Date)).alias("due_date"),
-        "elapsed",
-        "remaining",
-        "overdue_workdays",
-        pl.col("level").replace_strict(dict(enumerate(LEVELS)), return_dtype=pl.String),
-        pl.when("provisional").then(pl.lit(CALENDAR_STATES[1])).otherwise(pl.lit(CALENDAR_STATES[0])).alias("calendar"),
+    return pl.concat(
+        [
+            clocks.drop(EVALUATION_COLUMNS, strict=False),
+            pl.DataFrame({"due": out.due, "due_known": out.due_known}).select(
+                pl.when("due_known").then(pl.col("due").cast(pl.Date)).alias("due_date")
+            ),
+            pl.DataFrame(
+                {
+                    "elapsed": out.elapsed,
+                    "remaining": out.remaining,
+                    "overdue_workdays": out.overdue_workdays,
+                    "level": pl.Series(LEVELS, dtype=pl.String).gather(pl.Series(out.level)),
+                    "calendar": pl.Series(CALENDAR_STATES, dtype=pl.String).gather(pl.Series(out.provisional)),
+                }
+            ),
+        ],
+        how="horizontal",
     )
-    return pl.concat([clocks.drop(EVALUATION_COLUMNS, strict=False), computed], how="horizontal")
 
 
-class _Days:
-    """The calendar as integer arrays, and conversion of date columns to day offsets (0 = the calendar's first day)."""
+@dataclass(frozen=True)
+class _ClockInputs:
+    """The clock columns the engine reads, as numpy arrays; dates as day offsets."""
 
-    def __init__(self, calendar: WorkCalendar) -> None:
-        self.calendar = calendar
-        self.origin = calendar.origin
-        self.last = len(calendar) - 1
-        self.never = len(calendar) + 1  # stands for "no date yet": an open pause's end, an unknown completion
-        self.workday_index = calendar.workday_index_array.astype(np.int64)
-        self.workday_offsets = calendar.workday_offsets.astype(np.int64)
-        self.roll_forward_array = calendar.roll_forward_array.astype(np.int64)
-        self.provisional_index = calendar.provisional_index_array.astype(np.int64)
-        self.provisional = calendar.provisional_array
+    start: np.ndarray
+    limit: np.ndarray
+    workday: np.ndarray  # True: working-day clock; False: calendar-day clock
+    completed: np.ndarray  # `never` when there is none, or it comes after T
+    warning_days: np.ndarray
+    escalate_after: np.ndarray
 
-    def offset_of(self, day: date) -> int:
-        return self.calendar.offset(day)
-
-    def offsets(self, column: pl.Series, name: str, *, unknown_after: int | None = None) -> np.ndarray:
-        """Day offsets of a Date column. With `unknown_after`, nulls and days after it become `never`."""
-        physical = column.cast(pl.Date).to_physical()
-        if physical.is_empty():
-            return np.empty(0, dtype=np.int64)
-        if unknown_after is None and physical.null_count():
-            raise ValueError(f"{name} must be present for every row")
-        values = physical.fill_null(self.never + self.origin).to_numpy().astype(np.int64) - self.origin
-        if unknown_after is not None:
-            values = np.where(values > unknown_after, self.never, values)
-        if values.min() < 0 or (unknown_after is None and values.max() > self.last):
-            raise ValueError(f"{name} has dates outside the calendar ({self._range()})")
-        return values
-
-    def kth_workday(self, ordinal: np.ndarray, needed: np.ndarray) -> np.ndarray:
-        """Offset of the ordinal-th working day of the calendar (ordinal >= 1) where `needed`."""
-        if (needed & (ordinal > len(self.workday_offsets))).any():
-            raise ValueError(f"a due date falls after the calendar's last day ({self._range()})")
-        return self.workday_offsets[np.clip(ordinal - 1, 0, len(self.workday_offsets) - 1)]
-
-    def roll_forward(self, offset: np.ndarray, needed: np.ndarray) -> np.ndarray:
-        """The first working day on or after each offset, where `needed`."""
-        rolled = self.roll_forward_array[np.clip(offset, 0, self.last)]
-        if (needed & ((offset > self.last) | (rolled > self.last))).any():
-            raise ValueError(f"a due date falls after the calendar's last day ({self._range()})")
-        return rolled
-
-    def any_provisional(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-        """Whether any day in [low, high] lies in a provisional year."""
-        return (self.provisional_index[high] - self.provisional_index[low] + self.provisional[low]) > 0
-
-    def _range(self) -> str:
-        return f"{self.calendar.first_date} to {self.calendar.last_date}"
-
-
-class _MergedPauses:
-    """Per clock: the start after restarts and whether a pause is open; per merged pause (sorted by clock, start):
-    its clock row, start and end offsets ((start, end] paused), whether it is open and whether it is the clock's first.
-    """
-
-    def __init__(
-        self,
-        start: np.ndarray,
-        open_clock: np.ndarray,
-        row: np.ndarray,
-        seg_start: np.ndarray,
-        seg_end: np.ndarray,
-        seg_open: np.ndarray,
-        seg_first: np.ndarray,
-    ) -> None:
-        self.start = start
-        self.open_clock = open_clock
-        self.row = row
-        self.seg_start = seg_start
-        self.seg_end = seg_end
-        self.seg_open = seg_open
-        self.seg_first = seg_first
-
-
-def _merge_pauses(
-    clock_ids: pl.Series, pauses: pl.DataFrame, start: np.ndarray, as_of: date, days: _Days
-) -> _MergedPauses:
-    count = len(start)
-    known = pauses.filter(pl.col("start_date") <= as_of)  # a pause that starts after T is not known at T
-    if known.is_empty():
-        nothing = np.empty(0, dtype=np.int64)
-        return _MergedPauses(
-            start, np.zeros(count, dtype=bool), nothing, nothing, nothing, nothing.astype(bool), nothing.astype(bool)
+    @classmethod
+    def read(cls, clocks: pl.DataFrame, days: _Days, t: int) -> _ClockInputs:
+        limit = clocks["limit_days"]
+        if limit.null_count() or limit.min() < 0:  # type: ignore[operator]
+            raise ValueError("limit_days must be present and >= 0 for every clock")
+        kinds = clocks.select(
+            workday=pl.col("limit_kind") == "workday",
+            known=pl.col("limit_kind").is_in(["workday", "calendar"]).all(),
         )
-    row = _rows_of(clock_ids, known["clock_id"])
-    found = row >= 0
-    t = days.offset_of(as_of)
-    row = row[found]
-    pause_start = days.offsets(known["start_date"], "pause start_date")[found]
-    pause_end = days.offsets(known["end_date"], "pause end_date", unknown_after=t)[found]
-    restart = known["restart"].fill_null(False).to_numpy()[found]
+        if not kinds["known"][0]:
+            raise ValueError("limit_kind must be 'workday' or 'calendar' for every clock")
+        return cls(
+            start=days.offsets(clocks["start_date"], "start_date"),
+            limit=limit.cast(pl.Int64).to_numpy(),
+            workday=kinds["workday"].fill_null(False).to_numpy(),
+            completed=days.offsets(clocks["completed_date"], "completed_date", unknown_after=t),
+            warning_days=clocks["warning_days"].cast(pl.Int64).fill_null(1).to_numpy(),
+            escalate_after=clocks["escalate_after"].cast(pl.Int64).fill_null(np.iinfo(np.int64).max).to_numpy(),
+        )
 
+
+@dataclass(frozen=True)
+class _KnownPauses:
+    """The pauses known at T (S <= T) whose clock is present, sorted by clock row, then start; ends after T are
+    `never` (open)."""
+
+    row: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    restart: np.ndarray
+
+    @classmethod
+    def read(cls, clock_ids: pl.Series, pauses: pl.DataFrame, as_of: date, days: _Days) -> _KnownPauses:
+        known = pauses.filter(pl.col("start_date") <= as_of)
+        row = _rows_of(clock_ids, known["clock_id"])
+        start = days.offsets(known["start_date"], "pause start_date")
+        end = days.offsets(known["end_date"], "pause end_date", unknown_after=days.offset_of(as_of))
+        restart = known["restart"].fill_null(False).to_numpy()
+        found = np.flatnonzero(row >= 0)
+        order = found[np.argsort(row[found] * (days.never + 1) + start[found])]
+        return cls(row[order], start[order], end[order], restart[order])
+
+    def part(self, first: int, stop: int, first_row: int) -> _KnownPauses:
+        """Pauses first..stop, with rows counted from `first_row`."""
+        return _KnownPauses(
+            self.row[first:stop] - first_row, self.start[first:stop], self.end[first:stop], self.restart[first:stop]
+        )
+
+
+@dataclass(frozen=True)
+class _MergedPauses:
+    """Per clock: the start after restarts and whether a pause is open at T. Per merged pause, sorted by clock and
+    start: the clock's row, the (start, end] offsets, whether it is open, and whether it is the clock's first."""
+
+    start: np.ndarray
+    open_clock: np.ndarray
+    row: np.ndarray
+    seg_start: np.ndarray
+    seg_end: np.ndarray
+    seg_open: np.ndarray
+    seg_first: np.ndarray
+
+    @classmethod
+    def none(cls, start: np.ndarray) -> _MergedPauses:
+        nothing = np.empty(0, dtype=np.int64)
+        flags = np.empty(0, dtype=bool)
+        return cls(start, np.zeros(len(start), dtype=bool), nothing, nothing, nothing, flags, flags)
+
+
+def _merge_pauses(pauses: _KnownPauses, start: np.ndarray, days: _Days) -> _MergedPauses:
+    """Restarts applied, then each clock's pauses merged into disjoint (start, end] intervals."""
+    if len(pauses.row) == 0:
+        return _MergedPauses.none(start)
+    row = pauses.row
     # A finished restart pause starts the count over from its end.
     new_start = start.copy()
-    restarted = restart & (pause_end != days.never)
-    np.maximum.at(new_start, row[restarted], pause_end[restarted])
+    restarted = pauses.restart & (pauses.end != days.never)
+    np.maximum.at(new_start, row[restarted], pauses.end[restarted])
 
-    pause_start = np.maximum(pause_start, new_start[row])
-    effective = pause_end > pause_start
-    row, pause_start, pause_end = row[effective], pause_start[effective], pause_end[effective]
-    if len(row) == 0:
-        return _MergedPauses(new_start, np.zeros(count, dtype=bool), row, row, row, row.astype(bool), row.astype(bool))
-
-    span = days.never + 1
-    order = np.argsort(row * span + pause_start, kind="stable")
-    row, pause_start, pause_end = row[order], pause_start[order], pause_end[order]
+    # Days up to the (new) start are not counted anyway, so a pause is clipped to start there; one that ends by then
+    # changes nothing. Clipping raises the starts of one clock to a common floor, so the order still holds.
+    pause_start = np.maximum(pauses.start, new_start[row])
+    effective = np.flatnonzero(pauses.end > pause_start)
+    if len(effective) == 0:
+        return _MergedPauses.none(new_start)
+    row, pause_start, pause_end = row[effective], pause_start[effective], pauses.end[effective]
 
     first = np.ones(len(row), dtype=bool)
     first[1:] = row[1:] != row[:-1]
     # Running maximum of the ends within each clock: offsetting each clock's ends by row * span keeps clocks apart.
+    span = days.never + 1
     running_end = np.maximum.accumulate(pause_end + row * span) - row * span
     previous_end = np.empty_like(running_end)
     previous_end[0] = -1
@@ -290,11 +235,11 @@ def _merge_pauses(
     seg_index = np.flatnonzero(begins)
     seg_last = np.empty_like(seg_index)
     seg_last[:-1] = seg_index[1:] - 1
-    seg_last[-1:] = len(row) - 1
+    seg_last[-1] = len(row) - 1
     seg_end = running_end[seg_last]
     seg_open = seg_end == days.never
     seg_row = row[seg_index]
-    open_clock = np.zeros(count, dtype=bool)
+    open_clock = np.zeros(len(start), dtype=bool)
     open_clock[seg_row[seg_open]] = True
     return _MergedPauses(
         start=new_start,
@@ -307,13 +252,221 @@ def _merge_pauses(
     )
 
 
-def _rows_of(clock_ids: pl.Series, pause_clock_ids: pl.Series) -> np.ndarray:
-    """Row of each pause's clock among the clocks, -1 when it has none."""
-    lookup = pl.DataFrame({"clock_id": clock_ids}).with_row_index("row")
-    matched = pl.DataFrame({"clock_id": pause_clock_ids}).join(
+@dataclass(frozen=True)
+class _PauseEffects:
+    """Per clock, what its merged pauses do: the start after restarts, the counted positions the due date moves by,
+    whether an open pause comes before the due date, whether a pause is open at T, and the paused positions within
+    the days elapsed."""
+
+    start: np.ndarray
+    shift: np.ndarray
+    blocked: np.ndarray
+    open_now: np.ndarray
+    paused_positions: np.ndarray
+
+    @classmethod
+    def compute(cls, pause: _MergedPauses, inputs: _ClockInputs, days: _Days, t: int) -> _PauseEffects:
+        count = len(inputs.start)
+        shift = np.zeros(count, dtype=np.int64)
+        paused_positions = np.zeros(count, dtype=np.int64)
+        blocked = np.zeros(count, dtype=bool)
+        if len(pause.row) == 0:
+            return cls(pause.start, shift, blocked, pause.open_clock, paused_positions)
+        rows = pause.row
+        workday = inputs.workday[rows]
+        start = pause.start[rows]
+        base = days.position(start, workday)
+        seg_from = days.position(pause.seg_start, workday)
+        seg_length = np.where(pause.seg_open, 0, days.position(pause.seg_end, workday) - seg_from)
+        # Merged pauses are disjoint and sorted, so one starts before the N-th counted day exactly when the counted
+        # positions before it (its start, less the lengths of the clock's earlier pauses) are fewer than base + N.
+        counted_before = seg_from - _exclusive_group_cumsum(seg_length, pause.seg_first)
+        reached = counted_before < base + inputs.limit[rows]
+        blocked[rows[reached & pause.seg_open]] = True  # an open pause comes first: the due date is not known yet
+
+        completed = inputs.completed[rows]
+        stop = np.maximum(np.where(completed != days.never, completed, t), start)
+        covered = np.maximum(0, days.position(np.minimum(pause.seg_end, stop), workday) - seg_from)
+
+        group_starts = np.flatnonzero(pause.seg_first)
+        group_rows = rows[group_starts]
+        shift[group_rows] = np.add.reduceat(np.where(reached, seg_length, 0), group_starts)
+        paused_positions[group_rows] = np.add.reduceat(covered, group_starts)
+        return cls(pause.start, shift, blocked, pause.open_clock, paused_positions)
+
+
+@dataclass(frozen=True)
+class _Outputs:
+    due: np.ndarray  # epoch days
+    due_known: np.ndarray
+    elapsed: np.ndarray
+    remaining: np.ndarray
+    overdue_workdays: np.ndarray
+    level: np.ndarray
+    provisional: np.ndarray
+
+    @classmethod
+    def allocate(cls, count: int) -> _Outputs:
+        return cls(
+            due=np.empty(count, dtype=np.int32),
+            due_known=np.empty(count, dtype=bool),
+            elapsed=np.empty(count, dtype=np.int32),
+            remaining=np.empty(count, dtype=np.int32),
+            overdue_workdays=np.empty(count, dtype=np.int32),
+            level=np.empty(count, dtype=np.uint8),
+            provisional=np.empty(count, dtype=np.uint8),
+        )
+
+
+def _evaluate_rows(
+    inputs: _ClockInputs, effects: _PauseEffects, days: _Days, t: int, out: _Outputs, rows: slice
+) -> None:
+    """Everything per clock for one block of clocks, written into `out[rows]`."""
+    start = effects.start
+    limit = inputs.limit
+    workday = inputs.workday
+    completed_known = inputs.completed != days.never  # a completion after T is not known at T
+    end = np.where(completed_known, inputs.completed, t)  # the last day the clock ran, as known at T
+    paused_now = effects.open_now & ~completed_known
+
+    base = days.position(start, workday)
+    target = base + limit + effects.shift
+    due = np.where(workday, days.kth_workday(target), days.roll_forward(target))
+    due = np.where(limit == 0, start, due)
+    due_known = ~(effects.blocked | paused_now)
+    if (due_known & (due > days.last)).any():
+        raise ValueError(f"a due date falls after the calendar's last day ({days.describe()})")
+
+    elapsed = days.position(np.maximum(end, start), workday) - base - effects.paused_positions
+    remaining = limit - elapsed
+    late = due_known & (end > due)
+    overdue_workdays = np.where(late, days.workday_index[end] - days.workday_index[np.where(late, due, 0)], 0)
+
+    level = np.where(remaining <= inputs.warning_days, np.uint8(WARNING), np.uint8(NORMAL))
+    escalated = overdue_workdays >= inputs.escalate_after
+    level = np.where(late, np.where(escalated, np.uint8(ESCALATED), np.uint8(OVERDUE)), level)
+    level = np.where(paused_now, np.uint8(PAUSED), level)
+    level = np.where(completed_known, np.where(late, np.uint8(COMPLETED_LATE), np.uint8(COMPLETED_ON_TIME)), level)
+
+    last_used = np.where(due_known, np.maximum(end, np.minimum(due, days.last)), end)
+    low, high = np.minimum(inputs.start, last_used), np.maximum(inputs.start, last_used)
+
+    out.due[rows] = due + days.origin
+    out.due_known[rows] = due_known
+    out.elapsed[rows] = elapsed
+    out.remaining[rows] = remaining
+    out.overdue_workdays[rows] = overdue_workdays
+    out.level[rows] = level
+    out.provisional[rows] = days.any_provisional(low, high)
+
+
+class _Days:
+    """The calendar as integer arrays, and conversion of date columns to day offsets (0 = the calendar's first day)."""
+
+    def __init__(self, calendar: WorkCalendar) -> None:
+        self.calendar = calendar
+        self.origin = calendar.origin
+        size = len(calendar)
+        self.last = size - 1
+        self.never = size + 1  # stands for "no date yet": an open pause's end, an unknown completion
+        self.workday_index = calendar.workday_index_array.astype(np.int64)
+        # Look-ups padded with `never` so that any position past the calendar reads as "after its last day".
+        workday_offsets = calendar.workday_offsets.astype(np.int64)
+        self.kth = np.concatenate([[self.never], workday_offsets, [self.never]])  # kth[k]: the k-th working day
+        rolled = calendar.roll_forward_array.astype(np.int64)
+        self.rolled = np.concatenate([np.where(rolled > self.last, self.never, rolled), [self.never]])
+        self.provisional_index = calendar.provisional_index_array.astype(np.int64)
+        self.provisional = calendar.provisional_array.astype(np.int64)
+
+    def offset_of(self, day: date) -> int:
+        return self.calendar.offset(day)
+
+    def offsets(self, column: pl.Series, name: str, *, unknown_after: int | None = None) -> np.ndarray:
+        """Day offsets of a Date column. With `unknown_after`, nulls and days after it become `never`."""
+        physical = column.cast(pl.Date).to_physical()
+        if physical.is_empty():
+            return np.empty(0, dtype=np.int64)
+        if unknown_after is None and physical.null_count():
+            raise ValueError(f"{name} must be present for every row")
+        values = np.subtract(physical.fill_null(self.never + self.origin).to_numpy(), self.origin, dtype=np.int64)
+        if unknown_after is not None:
+            values = np.where(values > unknown_after, self.never, values)
+        if values.min() < 0 or (unknown_after is None and values.max() > self.last):
+            raise ValueError(f"{name} has dates outside the calendar ({self.describe()})")
+        return values
+
+    def position(self, offset: np.ndarray, workday: np.ndarray) -> np.ndarray:
+        """Where each day lies on its clock's counting scale: its working-day index, or the day itself."""
+        return np.where(workday, self.workday_index[np.minimum(offset, self.last)], offset)
+
+    def kth_workday(self, ordinal: np.ndarray) -> np.ndarray:
+        """Offset of the ordinal-th working day of the calendar (ordinal >= 1); `never` past the calendar."""
+        return self.kth[np.minimum(ordinal, len(self.kth) - 1)]
+
+    def roll_forward(self, offset: np.ndarray) -> np.ndarray:
+        """The first working day on or after each offset; `never` past the calendar."""
+        return self.rolled[np.minimum(offset, len(self.rolled) - 1)]
+
+    def any_provisional(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        """Whether any day in [low, high] lies in a provisional year."""
+        return (self.provisional_index[high] - self.provisional_index[low] + self.provisional[low]) > 0
+
+    def describe(self) -> str:
+        return f"{self.calendar.first_date} to {self.calendar.last_date}"
+
+
+# Successive slices of the 64-bit hash, one per round of the hash join below.
+_HASH_SHIFTS = (0, 22, 42)
+
+
+def _rows_of(clock_ids: pl.Series, wanted: pl.Series) -> np.ndarray:
+    """Row of each wanted id among the clock ids, -1 when absent. Clock ids must be unique.
+
+    A hash join written out, because polars' general join would cost more than all the rest of the engine. In each
+    round, the remaining clocks' hashes (a slice of their 64 bits) index a direct-address table four times larger
+    than them; a wanted id finds its candidate row with one gather. Clocks that lost their slot to another clock, and
+    the ids that missed, go to the next round with another slice of the hash, and what is left after the last round
+    to polars' join. The strings of every pair are compared at the end, so a hash collision can never pair a pause
+    with the wrong clock.
+    """
+    rows = np.full(len(wanted), -1, dtype=np.int64)
+    if wanted.is_empty():
+        return rows
+    clock_hash = clock_ids.hash().to_numpy()
+    wanted_hash = wanted.hash().to_numpy()
+    clocks_left = np.arange(len(clock_hash))
+    wanted_left = np.arange(len(wanted_hash))
+    for shift in _HASH_SHIFTS:
+        if len(clocks_left) == 0 or len(wanted_left) == 0:
+            break
+        bits = int(np.clip(np.ceil(np.log2(4 * len(clocks_left))), 8, 22))
+        mask = np.uint64((1 << bits) - 1)
+        slot = ((clock_hash[clocks_left] >> np.uint64(shift)) & mask).astype(np.intp)
+        table = np.full(1 << bits, -1, dtype=np.int64)
+        table[slot] = clocks_left
+        candidate = table[((wanted_hash[wanted_left] >> np.uint64(shift)) & mask).astype(np.intp)]
+        hit = (candidate >= 0) & (clock_hash[candidate] == wanted_hash[wanted_left])
+        rows[wanted_left[hit]] = candidate[hit]
+        wanted_left = wanted_left[~hit]
+        clocks_left = clocks_left[table[slot] != clocks_left]
+    if len(wanted_left) and len(clocks_left):
+        rows[wanted_left] = _join_rows(clock_ids, clocks_left, wanted.gather(wanted_left))
+
+    matched = np.flatnonzero(rows >= 0)
+    same = (clock_ids.gather(rows[matched]) == wanted.gather(matched)).to_numpy()
+    if not same.all():  # two different ids share a 64-bit hash
+        wrong = matched[~same]
+        rows[wrong] = _join_rows(clock_ids, np.arange(len(clock_ids)), wanted.gather(wrong))
+    return rows
+
+
+def _join_rows(clock_ids: pl.Series, candidates: np.ndarray, wanted: pl.Series) -> np.ndarray:
+    """Row of each wanted id among clock_ids[candidates], -1 when absent, by polars' join."""
+    lookup = pl.DataFrame({"clock_id": clock_ids.gather(candidates), "row": candidates})
+    found = pl.DataFrame({"clock_id": wanted}).join(
         lookup, on="clock_id", how="left", maintain_order="left", validate="m:1"
     )
-    return matched["row"].fill_null(-1).cast(pl.Int64).to_numpy()
+    return found["row"].fill_null(-1).to_numpy()
 
 
 def _exclusive_group_cumsum(values: np.ndarray, first: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@ reference (tests/clock_reference.py) on random clocks."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import tasks.clocks as clocks_module
 from tasks.calendar import WorkCalendar, default_work_calendar
 from tasks.clocks import LEVELS, empty_clocks, empty_pauses, evaluate_clocks
 from tests.clock_reference import RefClock, RefPause, RefResult, evaluate_one
@@ -263,3 +265,59 @@ def test_engine_equals_day_by_day_reference(calendar: WorkCalendar, batch: list[
         )
         assert actual == expected, (case, as_of)
         assert row["level"] in LEVELS
+
+
+def test_blocks_and_hash_join_agree_with_the_reference(calendar: WorkCalendar, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many clocks split into small blocks, pauses listed in shuffled order, some for unknown clocks."""
+    monkeypatch.setattr(clocks_module, "BLOCK_ROWS", 7)
+    generator = random.Random(20250126)
+    batch = []
+    for _ in range(300):
+        start = generator.choice(ANCHORS) + timedelta(days=generator.randint(-12, 12))
+        completed = start + timedelta(days=generator.randint(-2, 60)) if generator.random() < 0.4 else None
+        clock = RefClock(start, generator.randint(0, 25), generator.choice(["workday", "calendar"]), completed, 2, 3)
+        pauses = []
+        for _ in range(generator.choice([0, 0, 1, 2, 3])):
+            pause_start = start + timedelta(days=generator.randint(-3, 40))
+            end = pause_start + timedelta(days=generator.randint(0, 25)) if generator.random() < 0.8 else None
+            pauses.append(RefPause(pause_start, end, generator.random() < 0.3))
+        batch.append(Case(clock, tuple(pauses)))
+    rows = [(f"case:C{n}", p.start, p.end, p.restart) for n, case in enumerate(batch) for p in case.pauses]
+    rows += [("case:unknown", date(2025, 1, 1), None, False)]
+    generator.shuffle(rows)
+    clocks = clock_frame(
+        *(
+            {
+                "start": c.clock.start,
+                "limit": c.clock.limit,
+                "kind": c.clock.kind,
+                "completed": c.clock.completed,
+                "warning_days": 2,
+                "escalate_after": 3,
+            }
+            for c in batch
+        )
+    )
+    is_workday, is_provisional = reference_day_status(calendar)
+    for as_of in (date(2025, 2, 10), date(2025, 10, 9), date(2027, 1, 20)):
+        engine = evaluate_clocks(clocks, pause_frame(*rows), calendar, as_of)
+        for number, case in enumerate(batch):
+            expected = evaluate_one(case.clock, case.pauses, as_of, is_workday, is_provisional)
+            row = engine.row(number, named=True)
+            actual = RefResult(
+                row["due_date"],
+                row["elapsed"],
+                row["remaining"],
+                row["overdue_workdays"],
+                row["level"],
+                row["calendar"],
+            )
+            assert actual == expected, (case, as_of)
+
+
+def test_row_lookup_matches_a_dictionary() -> None:
+    ids = [f"step:C{n}:{n % 3}" for n in range(20_000)]
+    wanted = [f"step:C{n}:{n % 3}" for n in range(0, 40_000, 3)] + ["", "step:C1:2"]
+    rows = clocks_module._rows_of(pl.Series(ids), pl.Series(wanted))
+    position = {clock_id: row for row, clock_id in enumerate(ids)}
+    assert rows.tolist() == [position.get(clock_id, -1) for clock_id in wanted]
