@@ -11,7 +11,6 @@ as many of the most urgent ids as fit in one segment; if even the counts alone d
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass, field
 from datetime import date
@@ -20,6 +19,7 @@ from typing import Any
 
 import polars as pl
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from config.units import AlertingPolicy, SmsLimits, UnitDirectory
 from tasks.pii import mask_name, mask_phone
@@ -27,7 +27,8 @@ from tasks.pii import mask_name, mask_phone
 BUNDLED_TEMPLATES = Path(__file__).resolve().parents[1] / "config" / "templates"
 ATTACHMENT_NAME = "cards.csv"
 IM_ROWS = 10
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_PATTERN = r"^[=+\-@\t\r]"
+_HTML_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}
 
 ITEM_COLUMNS = (
     "recipient_unit",
@@ -79,11 +80,12 @@ class DigestTemplates:
         self.status_formats: dict[str, str] = labels.status_formats  # type: ignore[attr-defined]
         self.calendar_names: dict[str, str] = labels.calendar_names  # type: ignore[attr-defined]
         self.columns: dict[str, str] = labels.columns  # type: ignore[attr-defined]
+        self.row_styles: dict[str, str] = labels.row_styles  # type: ignore[attr-defined]
 
 
 def sms_length(text: str) -> int:
     """UCS-2 code units: a character outside the Basic Multilingual Plane takes two."""
-    return sum(2 if ord(character) > 0xFFFF else 1 for character in text)
+    return len(text.encode("utf-16-le")) // 2
 
 
 def sms_segments(text: str, limits: SmsLimits) -> int:
@@ -131,27 +133,33 @@ def display_rows(items: pl.DataFrame, units: UnitDirectory, templates: DigestTem
         .then(pl.lit(status["due_today"]))
         .otherwise(pl.format(status["remaining"], remaining))
         .alias("status"),
+        pl.col("calendar").alias("calendar_code"),
         pl.col("calendar").replace_strict(templates.calendar_names, default=pl.col("calendar")).alias("calendar"),
         mask_name(optional["applicant_name"].cast(pl.String)).alias("applicant_name"),
         mask_phone(optional["applicant_phone"].cast(pl.String)).alias("applicant_phone"),
     )
 
 
+def formula_safe(value: pl.Expr) -> pl.Expr:
+    """A spreadsheet-safe string: one starting with = + - @ (or tab / CR) gets a leading apostrophe."""
+    return pl.when(value.str.contains(_FORMULA_PATTERN)).then("'" + value).otherwise(value)
+
+
 def escape_formula(frame: pl.DataFrame) -> pl.DataFrame:
-    """Spreadsheet-safe strings: a cell starting with = + - @ (or tab / CR) gets a leading apostrophe."""
-    pattern = "^[" + "".join("\\" + prefix if prefix in "+-" else prefix for prefix in FORMULA_PREFIXES) + "]"
+    """Every String column of `frame` made spreadsheet-safe (numbers are left as numbers)."""
     return frame.with_columns(
-        pl.when(pl.col(name).str.contains(pattern)).then("'" + pl.col(name)).otherwise(pl.col(name)).alias(name)
-        for name, dtype in frame.schema.items()
-        if dtype == pl.String
+        formula_safe(pl.col(name)).alias(name) for name, dtype in frame.schema.items() if dtype == pl.String
     )
 
 
-def csv_attachment(rows: pl.DataFrame, templates: DigestTemplates) -> bytes:
-    table = escape_formula(rows.select(list(templates.columns)).cast(pl.String)).rename(templates.columns)
-    buffer = io.BytesIO()
-    table.write_csv(buffer)
-    return "\ufeff".encode() + buffer.getvalue()  # BOM: Excel opens UTF-8 CSV correctly only with it
+def _csv_field(value: pl.Expr) -> pl.Expr:
+    """RFC 4180 quoting: a field holding a comma, quote or line break is quoted, its quotes doubled."""
+    text = value.fill_null("")
+    return pl.when(text.str.contains('[",\r\n]')).then('"' + text.str.replace_all('"', '""') + '"').otherwise(text)
+
+
+def _html_text(value: pl.Expr) -> pl.Expr:
+    return value.fill_null("").str.replace_many(list(_HTML_ESCAPES), list(_HTML_ESCAPES.values()))
 
 
 def build_digests(
@@ -164,7 +172,8 @@ def build_digests(
     """One digest per (recipient unit, channel, target) present in `items`.
 
     `items`: one row per pending delivery (ITEM_COLUMNS, optional delivery_id, matter_code, matter_name,
-    applicant_name, applicant_phone).
+    applicant_name, applicant_phone). Everything per row — ordering, masking, the email's table rows and the CSV
+    lines — is computed in one vectorised pass; only the per-message templates are rendered one by one.
     """
     missing = [column for column in ITEM_COLUMNS if column not in items.columns]
     if missing:
@@ -174,71 +183,86 @@ def build_digests(
     if "delivery_id" not in items.columns:
         items = items.with_columns(pl.lit(None, pl.Int64).alias("delivery_id"))
     policy = units.alerting
+    group_key = ["recipient_unit", "channel", "target"]
     ordered = display_rows(urgency_order(items, policy), units, templates).with_columns(
-        pl.int_range(1, pl.len() + 1).over(["recipient_unit", "channel", "target"]).alias("rank")
+        pl.int_range(1, pl.len() + 1).over(group_key).cast(pl.String).alias("rank")
     )
-    digests = []
-    for group in ordered.partition_by(["recipient_unit", "channel", "target"], maintain_order=True):
-        recipient, channel, target = group["recipient_unit"][0], group["channel"][0], group["target"][0]
-        digests.append(_render(group, recipient, channel, target, units, templates, policy, as_of))
-    return digests
+    columns = list(templates.columns)
+    cells = [pl.col(name).cast(pl.String) for name in columns]
+    row_style = pl.col("level_code").replace_strict(templates.row_styles, default="", return_dtype=pl.String)
+    table_row = pl.concat_str(
+        [
+            pl.format('<tr style="{}"><td>', row_style),
+            pl.concat_str([_html_text(c) for c in cells], separator="</td><td>"),
+            pl.lit("</td></tr>"),
+        ]
+    )
+    csv_line = pl.concat_str([_csv_field(formula_safe(c)) for c in cells], separator=",")
+    levels = policy.urgency
+    groups = ordered.group_by(group_key, maintain_order=True).agg(
+        pl.col("delivery_id").drop_nulls().alias("delivery_ids"),
+        pl.len().alias("card_count"),
+        *[(pl.col("level_code") == level).sum().alias(f"count_{level}") for level in levels],
+        (pl.col("calendar_code") == "provisional").any().alias("provisional"),
+        pl.col("subject_id").unique(maintain_order=True).head(policy.sms.top_ids).alias("top_ids"),
+        pl.col("subject_id").n_unique().alias("subject_count"),
+        pl.when(pl.col("channel") == "email").then(table_row).str.join("\n").alias("table_rows"),
+        pl.when(pl.col("channel") == "email").then(csv_line).str.join("\r\n").alias("csv_lines"),
+        pl.struct(columns).head(IM_ROWS).alias("im_rows"),
+    )
+    header = ",".join(_quote_csv(label) for label in templates.columns.values())
+    return [_render(group, header, units, templates, as_of) for group in groups.iter_rows(named=True)]
 
 
-def _summary(group: pl.DataFrame, policy: AlertingPolicy, unit: Any, as_of: date) -> dict[str, Any]:
-    counts_by_level = dict(group.group_by("level_code").len().iter_rows())
-    counts = [[level, counts_by_level[level]] for level in policy.urgency if counts_by_level.get(level)]
-    return {
-        "unit": unit,
-        "counts": counts,
-        "total": group.height,
-        "provisional": bool((group["calendar"] != "").any()),
-        "as_of": as_of.isoformat(),
-    }
+def _quote_csv(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"' if any(c in value for c in ',"\r\n') else value
 
 
 def _render(
-    group: pl.DataFrame,
-    recipient: str,
-    channel: str,
-    target: str,
-    units: UnitDirectory,
-    templates: DigestTemplates,
-    policy: AlertingPolicy,
-    as_of: date,
+    group: dict[str, Any], csv_header: str, units: UnitDirectory, templates: DigestTemplates, as_of: date
 ) -> Digest:
-    context = _summary(group, policy, units[recipient], as_of)
-    delivery_ids = tuple(int(value) for value in group["delivery_id"].drop_nulls())
-    common = {
-        "recipient_unit": recipient,
-        "channel": channel,
-        "target": target,
-        "delivery_ids": delivery_ids,
-        "card_count": group.height,
+    policy = units.alerting
+    counts = [[level, group[f"count_{level}"]] for level in policy.urgency if group[f"count_{level}"]]
+    context = {
+        "unit": units[group["recipient_unit"]],
+        "counts": counts,
+        "total": group["card_count"],
+        "provisional": group["provisional"],
+        "as_of": as_of.isoformat(),
     }
-    if channel == "sms":
-        ids = group["subject_id"].unique(maintain_order=True).to_list()
-        return Digest(title="", body=render_sms(templates, context, ids, policy.sms), **common)
-    if channel == "im":
-        rows = group.head(IM_ROWS).to_dicts()
-        return Digest(title="", body=templates.im.render(context, rows=rows), **common)
-    rows = group.to_dicts()
+    common = {
+        "recipient_unit": group["recipient_unit"],
+        "channel": group["channel"],
+        "target": group["target"],
+        "delivery_ids": tuple(group["delivery_ids"]),
+        "card_count": group["card_count"],
+    }
+    if group["channel"] == "sms":
+        body = render_sms(templates, context, group["top_ids"], group["subject_count"], policy.sms)
+        return Digest(title="", body=body, **common)
+    if group["channel"] == "im":
+        return Digest(title="", body=templates.im.render(context, rows=group["im_rows"]), **common)
+    attachment = ("\ufeff" + csv_header + "\r\n" + group["csv_lines"] + "\r\n").encode("utf-8")
     return Digest(
         title=templates.email_subject.render(context).strip(),
-        body=templates.email.render(context, rows=rows, attachment=ATTACHMENT_NAME),
-        attachments={ATTACHMENT_NAME: csv_attachment(group, templates)},
+        body=templates.email.render(context, table_rows=Markup(group["table_rows"]), attachment=ATTACHMENT_NAME),
+        # The BOM makes Excel read the UTF-8 correctly.
+        attachments={ATTACHMENT_NAME: attachment},
         **common,
     )
 
 
-def render_sms(templates: DigestTemplates, context: dict[str, Any], ids: list[str], limits: SmsLimits) -> str:
-    """The SMS with as many of the most urgent ids as fit one segment; else the fewest segments; never past the cap."""
-    candidates = [
-        templates.sms.render(context, ids=ids[:count], more=count < len(ids)).strip()
-        for count in range(min(limits.top_ids, len(ids)), -1, -1)
-    ]
-    for text in candidates:
+def render_sms(
+    templates: DigestTemplates, context: dict[str, Any], ids: list[str], id_count: int, limits: SmsLimits
+) -> str:
+    """The SMS naming as many of the most urgent `ids` as fit one segment; failing that the fewest segments (most ids
+    among equals); cut with … rather than ever running past `max_segments`. `id_count`: ids in the whole digest."""
+    candidates = []
+    for count in range(len(ids), -1, -1):
+        text = templates.sms.render(context, ids=ids[:count], more=count < id_count).strip()
         if sms_length(text) <= limits.single_segment_chars:
             return text
+        candidates.append(text)
     cap = limits.max_segments * limits.multipart_segment_chars
     fitting = [text for text in candidates if sms_length(text) <= cap]
     if fitting:

@@ -1,0 +1,126 @@
+"""Cards and digests for 100,000 open clocks across 2,000 units, without network or database. Target: <= 5 s.
+
+Every clock is in an alerting level (the worst case: 50% warning, 30% overdue, 20% escalated), each unit has an
+email and an SMS contact, and escalations also go to the unit's supervisor. Prints the median of several runs.
+
+    .venv/bin/python benchmarks/bench_cards.py [--clocks 100000] [--units 2000] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import yaml
+
+from config.settings import BUNDLED_CONFIG_DIR
+from config.units import UnitDirectory, load_units
+from tasks.cards import CARD_KEY, plan_cards
+from tasks.digests import DigestTemplates, build_digests
+
+AS_OF = date(2026, 3, 4)
+
+
+def synthetic_units(directory: Path, count: int) -> UnitDirectory:
+    contacts = [{"url": "outbox://email", "tag": "email"}, {"url": "outbox://sms", "tag": "sms"}]
+    supervisors = max(1, count // 10)
+    units = [{"code": "TOP", "name": "领导小组办公室", "contacts": contacts}]
+    units.append({"code": "OPS", "name": "运维值班", "parent": "TOP", "tags": ["ops"], "contacts": contacts})
+    units += [
+        {
+            "code": f"SUP{n:04d}",
+            "name": f"第{n}区人民政府",
+            "parent": "TOP",
+            "tags": ["supervisor"],
+            "contacts": contacts,
+        }
+        for n in range(supervisors)
+    ]
+    units += [
+        {"code": f"U{n:05d}", "name": f"第{n}审批局", "parent": f"SUP{n % supervisors:04d}", "contacts": contacts}
+        for n in range(count - len(units))
+    ]
+    (directory / "units.yaml").write_text(yaml.safe_dump({"units": units}, allow_unicode=True), encoding="utf-8")
+    return load_units(directory)
+
+
+def synthetic_evaluations(units: UnitDirectory, count: int, seed: int = 7) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    codes = np.array([code for code in units.units if code.startswith("U")])
+    levels = rng.choice(["warning", "overdue", "escalated"], size=count, p=[0.5, 0.3, 0.2])
+    overdue = np.where(levels == "warning", 0, np.where(levels == "overdue", rng.integers(1, 5, count), 0))
+    overdue = np.where(levels == "escalated", rng.integers(5, 40, count), overdue)
+    remaining = np.where(levels == "warning", rng.integers(0, 4, count), -overdue)
+    case_ids = [f"GZ2026{n:08d}" for n in range(count)]
+    return pl.DataFrame(
+        {
+            "clock_id": [f"case:{case_id}" for case_id in case_ids],
+            "clock_type": "case",
+            "subject_id": case_ids,
+            "case_id": case_ids,
+            "unit_code": rng.choice(codes, size=count),
+            "matter_code": rng.choice(["SXTQ-A001", "SXTQ-B001", "SJ-D001"], size=count),
+            "due_date": [AS_OF - timedelta(days=int(days)) for days in rng.integers(-3, 60, count)],
+            "remaining": remaining.astype(np.int32),
+            "overdue_workdays": overdue.astype(np.int32),
+            "level": levels,
+            "calendar": rng.choice(["official", "provisional"], size=count, p=[0.95, 0.05]),
+            "repeat_every": np.full(count, 3, dtype=np.int32),
+            "applicant_name": rng.choice(["张小三", "李四", "欧阳娜娜"], size=count),
+            "applicant_phone": rng.choice(["13812345678", "13987654321"], size=count),
+        }
+    )
+
+
+def run_once(evaluations: pl.DataFrame, units: UnitDirectory, templates: DigestTemplates) -> dict[str, float]:
+    started = time.perf_counter()
+    plan = plan_cards(evaluations, units, as_of=AS_OF)
+    planned = time.perf_counter()
+    details = evaluations.select("clock_id", "applicant_name", "applicant_phone")
+    items = plan.routes.join(plan.cards, on=list(CARD_KEY)).join(details, on="clock_id")
+    digests = build_digests(items, units, templates, as_of=AS_OF)
+    finished = time.perf_counter()
+    return {
+        "cards": planned - started,
+        "digests": finished - planned,
+        "total": finished - started,
+        "card_count": plan.cards.height,
+        "deliveries": plan.routes.height,
+        "messages": len(digests),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clocks", type=int, default=100_000)
+    parser.add_argument("--units", type=int, default=2_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        units = synthetic_units(Path(folder), args.units)
+    templates = DigestTemplates(BUNDLED_CONFIG_DIR / "templates")
+    evaluations = synthetic_evaluations(units, args.clocks)
+    runs = [run_once(evaluations, units, templates) for _ in range(args.repeat)]
+    first = runs[0]
+    print(
+        f"{args.clocks:,} clocks, {len(units):,} units -> {first['card_count']:,.0f} cards, "
+        f"{first['deliveries']:,.0f} deliveries, {first['messages']:,.0f} messages"
+    )
+    for phase in ("cards", "digests", "total"):
+        print(
+            f"  {phase:8s} median {statistics.median(run[phase] for run in runs):6.2f} s  "
+            f"(min {min(run[phase] for run in runs):.2f}, max {max(run[phase] for run in runs):.2f}, "
+            f"{len(runs)} runs)"
+        )
+    median_total = statistics.median(run["total"] for run in runs)
+    print(f"target <= 5 s: {'met' if median_total <= 5 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
