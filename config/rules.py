@@ -8,6 +8,7 @@ whose effective_from is on or before that date). The builders look versions up f
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from datetime import date
 from fractions import Fraction
 from pathlib import Path
@@ -267,7 +268,9 @@ class RuleBook(_Strict):
         )
 
     @staticmethod
-    def in_force(frame: pl.DataFrame, versions: pl.DataFrame, *, on: str, by: str | None = None) -> pl.DataFrame:
+    def in_force(
+        frame: pl.DataFrame, versions: pl.DataFrame, *, on: str, by: str | Sequence[str] | None = None
+    ) -> pl.DataFrame:
         """Left-join to `frame` the version in force on each row's date column `on` (matched on `by` when given).
 
         Rows whose date is null or earlier than every version get nulls. The frame's row order is kept.

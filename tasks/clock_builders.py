@@ -1,0 +1,606 @@
+"""Clocks from the canonical tables: case, step, project, deferral, claim and special-procedure clocks, and pauses.
+
+`build_clocks(tables, rules)` turns the six canonical frames into one clock frame and one pause frame for
+tasks/clocks.py, plus the rows it could not turn into a clock (`rejects`: table, row_key, case_id, reason). Every
+rule look-up is a join_asof on the rule's effective_from (the version in force on the clock's start date).
+
+clock (clock_id)                         start → end                  owner                    limit
+- case (case:C1)                         accepted_at → completed_at   unit_code                own, else matter rule
+- step (step:C1:2)                       started_at → ended_at        step unit (市县同权)      own, else step rule
+- project (project:P1)                   first acceptance → last one  lead_unit_code           project category
+- deferral (deferral:C1)                 accepted_at → supplied_at    case unit                due date/days, rule
+- claim (claim:PUSH1)                    pushed_at → claimed_at       supervisor_unit_code     claim rule
+- special (special:C1:专家评审:2026-03-02) started_at → ended_at        case unit                own, else kind rule
+
+Suspensions (特别程序) pause the case clock, and the clock of every step running when they start; kinds configured as
+`restart` (补正 by default) start those clocks over when they end. A project clock counts the days on which at least one
+of its cases is open and not suspended: the gaps between those days become the project clock's pauses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+
+import polars as pl
+
+from config.rules import DEFAULT_RESTART_KINDS, RuleBook
+from tasks.calendar import CALENDAR_FIRST_DATE
+from tasks.clocks import CLOCK_COLUMNS, PAUSE_COLUMNS
+
+# Dates accepted on input. The calendar runs further (tasks/calendar.py) so that a start this late, a long pause and
+# the largest limit still find their due date inside it.
+LATEST_INPUT_DATE = date(2040, 12, 31)
+MAX_LIMIT_DAYS = 3650
+LIMIT_KIND_NAMES = {"workday": "workday", "calendar": "calendar", "工作日": "workday", "自然日": "calendar"}
+REJECT_COLUMNS = {"table": pl.String, "row_key": pl.String, "case_id": pl.String, "reason": pl.String}
+FAR_FUTURE = date(9999, 12, 31)  # "never" for an open end while intervals are combined
+
+_INPUT_COLUMNS: dict[str, dict[str, pl.DataType]] = {
+    "cases": {
+        "case_id": pl.String(), "matter_code": pl.String(), "unit_code": pl.String(), "region_code": pl.String(),
+        "project_code": pl.String(), "accepted_at": pl.Date(), "completed_at": pl.Date(), "limit_days": pl.Int32(),
+        "limit_kind": pl.String(),
+    },
+    "steps": {
+        "case_id": pl.String(), "step_no": pl.Int32(), "step_name": pl.String(), "unit_code": pl.String(),
+        "started_at": pl.Date(), "ended_at": pl.Date(), "limit_days": pl.Int32(),
+    },
+    "suspensions": {
+        "case_id": pl.String(), "kind": pl.String(), "started_at": pl.Date(), "ended_at": pl.Date(),
+        "limit_days": pl.Int32(),
+    },
+    "projects": {
+        "project_code": pl.String(), "category": pl.String(), "region_code": pl.String(),
+        "lead_unit_code": pl.String(),
+    },
+    "deferrals": {"case_id": pl.String(), "due_days": pl.Int32(), "due_date": pl.Date(), "supplied_at": pl.Date()},
+    "pushes": {
+        "push_id": pl.String(), "case_id": pl.String(), "supervisor_unit_code": pl.String(), "pushed_at": pl.Date(),
+        "claimed_at": pl.Date(),
+    },
+}
+
+
+@dataclass(frozen=True)
+class ClockSet:
+    clocks: pl.DataFrame  # tasks.clocks.CLOCK_COLUMNS
+    pauses: pl.DataFrame  # tasks.clocks.PAUSE_COLUMNS
+    rejects: pl.DataFrame  # REJECT_COLUMNS: rows that make no clock (or no pause), with the reason
+
+
+def build_clocks(tables: Mapping[str, pl.DataFrame], rules: RuleBook) -> ClockSet:
+    """All six kinds of clock from the canonical tables; a missing table counts as empty."""
+    frames = {name: _input(tables.get(name), columns) for name, columns in _INPUT_COLUMNS.items()}
+    builder = _Builder(rules)
+    cases = builder.cases(frames["cases"])
+    suspensions = builder.suspensions(frames["suspensions"], cases)
+    parts = [
+        builder.case_clocks(cases),
+        builder.step_clocks(frames["steps"], cases, suspensions),
+        builder.project_clocks(frames["projects"], cases, suspensions),
+        builder.deferral_clocks(frames["deferrals"], cases),
+        builder.claim_clocks(frames["pushes"], cases),
+        builder.special_clocks(suspensions),
+    ]
+    case_pauses = suspensions.select(
+        pl.format("case:{}", "case_id").alias("clock_id"),
+        pl.col("started_at").alias("start_date"),
+        pl.col("ended_at").alias("end_date"),
+        "restart",
+    )
+    return ClockSet(
+        clocks=pl.concat([clocks for clocks, _ in parts], how="vertical"),
+        pauses=pl.concat(
+            [_pause_frame(case_pauses), *(pauses for _, pauses in parts if pauses is not None)], how="vertical"
+        ),
+        rejects=pl.concat(builder.rejects, how="vertical") if builder.rejects else _empty(REJECT_COLUMNS),
+    )
+
+
+def normalize_limit_kind(column: str = "limit_kind") -> pl.Expr:
+    """workday / calendar from workday|calendar|工作日|自然日 (trimmed); anything else null."""
+    return pl.col(column).str.strip_chars().replace_strict(LIMIT_KIND_NAMES, default=None, return_dtype=pl.String)
+
+
+class _Builder:
+    def __init__(self, rules: RuleBook) -> None:
+        self.rules = rules
+        self.rejects: list[pl.DataFrame] = []
+
+    # -- rejects -------------------------------------------------------------------------------------------------
+
+    def _split(
+        self, frame: pl.DataFrame, table: str, key: pl.Expr, case_id: pl.Expr, reason: pl.Expr
+    ) -> pl.DataFrame:
+        """Rows where `reason` is null; the others become rejects."""
+        checked = frame.with_columns(reason.alias("__reason"))
+        bad = checked.filter(pl.col("__reason").is_not_null())
+        if bad.height:
+            self.rejects.append(
+                bad.select(
+                    pl.lit(table).alias("table"),
+                    key.cast(pl.String).alias("row_key"),
+                    case_id.cast(pl.String).alias("case_id"),
+                    pl.col("__reason").alias("reason"),
+                )
+            )
+        return checked.filter(pl.col("__reason").is_null()).drop("__reason")
+
+    # -- cases ---------------------------------------------------------------------------------------------------
+
+    def cases(self, cases: pl.DataFrame) -> pl.DataFrame:
+        """The cases that make a clock, with their limit resolved; rejects for the others."""
+        rules = self.rules.matter_versions().select(
+            "matter_code", "effective_from", pl.col("limit_days").alias("rule_limit"),
+            pl.col("limit_kind").alias("rule_kind"), *_THRESHOLDS,
+        )
+        cases = cases.with_columns(own_kind=normalize_limit_kind())
+        cases = RuleBook.in_force(cases, rules, on="accepted_at", by="matter_code")
+        cases = cases.with_columns(
+            clock_limit=pl.coalesce("limit_days", "rule_limit"),
+            clock_kind=pl.coalesce("own_kind", "rule_kind", pl.lit("workday")),
+            duplicate=~pl.col("case_id").is_first_distinct(),
+        )
+        reason = _first_reason(
+            (pl.col("case_id").is_null(), pl.lit("case_id missing")),
+            (pl.col("duplicate"), pl.lit("duplicate case_id (the first row is kept)")),
+            (pl.col("unit_code").is_null(), pl.lit("unit_code missing")),
+            *_date_checks("accepted_at", required=True),
+            *_date_checks("completed_at"),
+            (
+                pl.col("completed_at") < pl.col("accepted_at"),
+                pl.format("completed_at {} is before accepted_at {}", "completed_at", "accepted_at"),
+            ),
+            (
+                pl.col("limit_kind").is_not_null() & pl.col("own_kind").is_null(),
+                pl.format("unknown limit_kind '{}' (workday|calendar|工作日|自然日)", "limit_kind"),
+            ),
+            (
+                pl.col("clock_limit").is_null() & ~pl.col("matter_code").is_in(rules["matter_code"].implode()),
+                pl.format("unknown matter '{}' and no limit_days", pl.col("matter_code").fill_null("")),
+            ),
+            (
+                pl.col("clock_limit").is_null(),
+                pl.format("no rule for matter '{}' in force on {} and no limit_days", "matter_code", "accepted_at"),
+            ),
+            *_limit_checks("clock_limit"),
+        )
+        return self._split(cases, "cases", pl.col("case_id"), pl.col("case_id"), reason)
+
+    def case_clocks(self, cases: pl.DataFrame) -> tuple[pl.DataFrame, None]:
+        clocks = cases.select(
+            pl.format("case:{}", "case_id").alias("clock_id"),
+            pl.lit("case").alias("clock_type"),
+            pl.col("case_id").alias("subject_id"),
+            "case_id",
+            "unit_code",
+            "matter_code",
+            "region_code",
+            pl.col("accepted_at").alias("start_date"),
+            pl.col("clock_limit").alias("limit_days"),
+            pl.col("clock_kind").alias("limit_kind"),
+            pl.col("completed_at").alias("completed_date"),
+            *self._thresholds("clock_limit"),
+        )
+        return _clock_frame(clocks), None
+
+    # -- suspensions: case pauses and special-procedure clocks ---------------------------------------------------
+
+    def suspensions(self, suspensions: pl.DataFrame, cases: pl.DataFrame) -> pl.DataFrame:
+        """Suspensions within their case's life, with restart and their own limit (if any) resolved."""
+        kinds = self.rules.suspension_kind_table().select(
+            "kind", pl.col("restart").alias("kind_restart"), pl.col("limit_days").alias("kind_limit"),
+            pl.col("limit_kind").alias("kind_limit_kind"), *_THRESHOLDS,
+        )
+        joined = suspensions.join(
+            cases.select(
+                "case_id", "accepted_at", "completed_at", "unit_code", "matter_code", "region_code",
+                pl.lit(True).alias("case_found"),
+            ),
+            on="case_id",
+            how="left",
+        ).join(kinds, on="kind", how="left")
+        joined = joined.with_columns(
+            restart=pl.coalesce("kind_restart", pl.col("kind").is_in(list(DEFAULT_RESTART_KINDS))),
+            special_limit=pl.coalesce("limit_days", "kind_limit"),
+            special_kind=pl.coalesce("kind_limit_kind", pl.lit("workday")),
+        )
+        key = pl.format("{} {} {}", "case_id", "kind", "started_at")
+        reason = _first_reason(
+            (pl.col("case_found").is_null(), pl.format("no case '{}' among the cases", "case_id")),
+            (pl.col("kind").is_null(), pl.lit("kind missing")),
+            *_date_checks("started_at", required=True),
+            *_date_checks("ended_at"),
+            (
+                pl.col("ended_at") < pl.col("started_at"),
+                pl.format("ended_at {} is before started_at {}", "ended_at", "started_at"),
+            ),
+            (
+                pl.col("started_at") < pl.col("accepted_at"),
+                pl.format("pause starts {} before the case was accepted on {}", "started_at", "accepted_at"),
+            ),
+            (
+                pl.col("completed_at").is_not_null() & pl.col("ended_at").is_null(),
+                pl.format("pause has no end but the case was completed on {}", "completed_at"),
+            ),
+            (
+                pl.col("ended_at") > pl.col("completed_at"),
+                pl.format("pause ends {} after the case was completed on {}", "ended_at", "completed_at"),
+            ),
+            *_limit_checks("special_limit"),
+        )
+        return self._split(joined, "suspensions", key, pl.col("case_id"), reason)
+
+    def special_clocks(self, suspensions: pl.DataFrame) -> tuple[pl.DataFrame, None]:
+        """特别程序 with a limit of its own: the procedure itself must end within it."""
+        clocks = suspensions.filter(pl.col("special_limit").is_not_null()).select(
+            pl.format("special:{}:{}:{}", "case_id", "kind", "started_at").alias("clock_id"),
+            pl.lit("special").alias("clock_type"),
+            pl.col("case_id").alias("subject_id"),
+            "case_id",
+            "unit_code",
+            "matter_code",
+            "region_code",
+            pl.col("started_at").alias("start_date"),
+            pl.col("special_limit").alias("limit_days"),
+            pl.col("special_kind").alias("limit_kind"),
+            pl.col("ended_at").alias("completed_date"),
+            *self._thresholds("special_limit"),
+        )
+        return _clock_frame(clocks), None
+
+    # -- steps (市县同权) ---------------------------------------------------------------------------------------
+
+    def step_clocks(
+        self, steps: pl.DataFrame, cases: pl.DataFrame, suspensions: pl.DataFrame
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """One clock per step. The rule's step (same matter and step number, version in force when the step started)
+        gives the limit when the row has none, and the unit when the row has none: the city unit for a city step of
+        a devolved matter, else the case's own unit."""
+        rules = self.rules.step_versions().select(
+            "matter_code", "step_no", "effective_from", "level", "step_unit",
+            pl.col("limit_days").alias("rule_limit"), pl.col("limit_kind").alias("rule_kind"), *_THRESHOLDS,
+        )
+        joined = steps.join(
+            cases.select(
+                "case_id", "matter_code", "region_code", "accepted_at", pl.col("unit_code").alias("case_unit"),
+                pl.lit(True).alias("case_found"),
+            ),
+            on="case_id",
+            how="left",
+        )
+        joined = RuleBook.in_force(joined, rules, on="started_at", by=["matter_code", "step_no"]).with_columns(
+            clock_limit=pl.coalesce("limit_days", "rule_limit"),
+            clock_kind=pl.coalesce("rule_kind", pl.lit("workday")),
+            owner=pl.coalesce("unit_code", "step_unit", "case_unit"),
+            duplicate=~pl.struct("case_id", "step_no").is_first_distinct(),
+        )
+        key = pl.format("{} step {}", "case_id", "step_no")
+        reason = _first_reason(
+            (pl.col("case_found").is_null(), pl.format("no case '{}' among the cases", "case_id")),
+            (pl.col("step_no").is_null(), pl.lit("step_no missing")),
+            (pl.col("duplicate"), pl.lit("duplicate step (the first row is kept)")),
+            *_date_checks("started_at", required=True),
+            *_date_checks("ended_at"),
+            (
+                pl.col("ended_at") < pl.col("started_at"),
+                pl.format("ended_at {} is before started_at {}", "ended_at", "started_at"),
+            ),
+            (
+                pl.col("clock_limit").is_null(),
+                pl.format("no limit for step {} of matter '{}' and no limit_days", "step_no", "matter_code"),
+            ),
+            *_limit_checks("clock_limit"),
+        )
+        steps = self._split(joined, "steps", key, pl.col("case_id"), reason)
+        clocks = steps.select(
+            pl.format("step:{}:{}", "case_id", "step_no").alias("clock_id"),
+            pl.lit("step").alias("clock_type"),
+            pl.col("case_id").alias("subject_id"),
+            "case_id",
+            pl.col("owner").alias("unit_code"),
+            "matter_code",
+            "region_code",
+            pl.col("started_at").alias("start_date"),
+            pl.col("clock_limit").alias("limit_days"),
+            pl.col("clock_kind").alias("limit_kind"),
+            pl.col("ended_at").alias("completed_date"),
+            *self._thresholds("clock_limit"),
+        )
+        # A suspension pauses the steps running when it starts.
+        pauses = (
+            suspensions.select("case_id", pl.col("started_at").alias("pause_start"), "ended_at", "restart")
+            .join(
+                steps.select("case_id", "step_no", "started_at", pl.col("ended_at").alias("step_end")), on="case_id"
+            )
+            .filter(
+                (pl.col("pause_start") >= pl.col("started_at"))
+                & (pl.col("step_end").is_null() | (pl.col("pause_start") < pl.col("step_end")))
+            )
+            .select(
+                pl.format("step:{}:{}", "case_id", "step_no").alias("clock_id"),
+                pl.col("pause_start").alias("start_date"),
+                pl.col("ended_at").alias("end_date"),
+                "restart",
+            )
+        )
+        return _clock_frame(clocks), _pause_frame(pauses)
+
+    # -- projects ----------------------------------------------------------------------------------------------
+
+    def project_clocks(
+        self, projects: pl.DataFrame, cases: pl.DataFrame, suspensions: pl.DataFrame
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """工程建设项目: from the first acceptance among its cases to the last completion, counting only the days on
+        which at least one of them is open and not suspended (parallel approvals are not counted twice)."""
+        member_cases = cases.filter(pl.col("project_code").is_not_null()).select(
+            "case_id", "project_code", "accepted_at", "completed_at"
+        )
+        span = member_cases.group_by("project_code").agg(
+            start_date=pl.col("accepted_at").min(),
+            completed_date=pl.when(pl.col("completed_at").null_count() == 0).then(pl.col("completed_at").max()),
+        )
+        categories = self.rules.category_versions().select(
+            "category", "effective_from", pl.col("limit_days").alias("rule_limit"),
+            pl.col("limit_kind").alias("rule_kind"), *_THRESHOLDS,
+        )
+        joined = projects.join(span, on="project_code", how="inner")  # a project without cases has nothing to count
+        joined = RuleBook.in_force(joined, categories, on="start_date", by="category").with_columns(
+            known_category=pl.col("category").is_in(categories["category"].implode()),
+            duplicate=~pl.col("project_code").is_first_distinct(),
+        )
+        reason = _first_reason(
+            (pl.col("duplicate"), pl.lit("duplicate project_code (the first row is kept)")),
+            (pl.col("lead_unit_code").is_null(), pl.lit("lead_unit_code missing")),
+            (~pl.col("known_category"), pl.format("unknown project category '{}'", pl.col("category").fill_null(""))),
+            (
+                pl.col("rule_limit").is_null(),
+                pl.format("no rule for project category '{}' in force on {}", "category", "start_date"),
+            ),
+        )
+        projects = self._split(joined, "projects", pl.col("project_code"), pl.lit(None, pl.String), reason)
+        clocks = projects.select(
+            pl.format("project:{}", "project_code").alias("clock_id"),
+            pl.lit("project").alias("clock_type"),
+            pl.col("project_code").alias("subject_id"),
+            pl.lit(None, pl.String).alias("case_id"),
+            pl.col("lead_unit_code").alias("unit_code"),
+            pl.lit(None, pl.String).alias("matter_code"),
+            "region_code",
+            "start_date",
+            pl.col("rule_limit").alias("limit_days"),
+            pl.col("rule_kind").alias("limit_kind"),
+            "completed_date",
+            *self._thresholds("rule_limit"),
+        )
+        counted = member_cases.filter(pl.col("project_code").is_in(projects["project_code"].implode()))
+        pauses = _project_gaps(counted, suspensions)
+        return _clock_frame(clocks), pauses
+
+    # -- deferrals and claims -----------------------------------------------------------------------------------
+
+    def deferral_clocks(self, deferrals: pl.DataFrame, cases: pl.DataFrame) -> tuple[pl.DataFrame, None]:
+        """容缺后补: the applicant supplies the missing materials by a fixed due_date (a calendar deadline, moved to the
+        next working day when it is not one), within due_days working days, or else within the rule's limit."""
+        rule = self.rules.deferral_versions().select(
+            "effective_from", pl.col("limit_days").alias("rule_limit"), pl.col("limit_kind").alias("rule_kind"),
+            *_THRESHOLDS,
+        )
+        joined = deferrals.join(
+            cases.select(
+                "case_id", "accepted_at", "unit_code", "matter_code", "region_code", pl.lit(True).alias("found")
+            ),
+            on="case_id",
+            how="left",
+        )
+        joined = RuleBook.in_force(joined, rule, on="accepted_at").with_columns(
+            clock_limit=pl.when(pl.col("due_date").is_not_null())
+            .then((pl.col("due_date") - pl.col("accepted_at")).dt.total_days().cast(pl.Int32))
+            .otherwise(pl.coalesce("due_days", "rule_limit")),
+            clock_kind=pl.when(pl.col("due_date").is_not_null())
+            .then(pl.lit("calendar"))
+            .when(pl.col("due_days").is_not_null())
+            .then(pl.lit("workday"))
+            .otherwise(pl.col("rule_kind")),
+            duplicate=~pl.col("case_id").is_first_distinct(),
+        )
+        reason = _first_reason(
+            (pl.col("found").is_null(), pl.format("no case '{}' among the cases", "case_id")),
+            (pl.col("duplicate"), pl.lit("duplicate deferral (the first row is kept)")),
+            *_date_checks("due_date"),
+            *_date_checks("supplied_at"),
+            (
+                pl.col("due_date") < pl.col("accepted_at"),
+                pl.format("due_date {} is before the case was accepted on {}", "due_date", "accepted_at"),
+            ),
+            (
+                pl.col("supplied_at") < pl.col("accepted_at"),
+                pl.format("supplied_at {} is before the case was accepted on {}", "supplied_at", "accepted_at"),
+            ),
+            (pl.col("clock_limit").is_null(), pl.format("no deferral rule in force on {}", "accepted_at")),
+            *_limit_checks("clock_limit"),
+        )
+        deferrals = self._split(joined, "deferrals", pl.col("case_id"), pl.col("case_id"), reason)
+        clocks = deferrals.select(
+            pl.format("deferral:{}", "case_id").alias("clock_id"),
+            pl.lit("deferral").alias("clock_type"),
+            pl.col("case_id").alias("subject_id"),
+            "case_id",
+            "unit_code",
+            "matter_code",
+            "region_code",
+            pl.col("accepted_at").alias("start_date"),
+            pl.col("clock_limit").alias("limit_days"),
+            pl.col("clock_kind").alias("limit_kind"),
+            pl.col("supplied_at").alias("completed_date"),
+            *self._thresholds("clock_limit"),
+        )
+        return _clock_frame(clocks), None
+
+    def claim_clocks(self, pushes: pl.DataFrame, cases: pl.DataFrame) -> tuple[pl.DataFrame, None]:
+        """审管互动: the supervising department claims (认领) a pushed approval result within the claim rule's limit."""
+        rule = self.rules.claim_versions().select(
+            "effective_from", pl.col("limit_days").alias("rule_limit"), pl.col("limit_kind").alias("rule_kind"),
+            *_THRESHOLDS,
+        )
+        joined = pushes.join(cases.select("case_id", "matter_code", "region_code"), on="case_id", how="left")
+        joined = RuleBook.in_force(joined, rule, on="pushed_at").with_columns(
+            duplicate=~pl.col("push_id").is_first_distinct(),
+        )
+        reason = _first_reason(
+            (pl.col("push_id").is_null(), pl.lit("push_id missing")),
+            (pl.col("duplicate"), pl.lit("duplicate push_id (the first row is kept)")),
+            (pl.col("supervisor_unit_code").is_null(), pl.lit("supervisor_unit_code missing")),
+            *_date_checks("pushed_at", required=True),
+            *_date_checks("claimed_at"),
+            (
+                pl.col("claimed_at") < pl.col("pushed_at"),
+                pl.format("claimed_at {} is before pushed_at {}", "claimed_at", "pushed_at"),
+            ),
+            (pl.col("rule_limit").is_null(), pl.format("no claim rule in force on {}", "pushed_at")),
+        )
+        pushes = self._split(joined, "pushes", pl.col("push_id"), pl.col("case_id"), reason)
+        clocks = pushes.select(
+            pl.format("claim:{}", "push_id").alias("clock_id"),
+            pl.lit("claim").alias("clock_type"),
+            pl.col("push_id").alias("subject_id"),
+            "case_id",
+            pl.col("supervisor_unit_code").alias("unit_code"),
+            "matter_code",
+            "region_code",
+            pl.col("pushed_at").alias("start_date"),
+            pl.col("rule_limit").alias("limit_days"),
+            pl.col("rule_kind").alias("limit_kind"),
+            pl.col("claimed_at").alias("completed_date"),
+            *self._thresholds("rule_limit"),
+        )
+        return _clock_frame(clocks), None
+
+    # -- helpers ------------------------------------------------------------------------------------------------
+
+    def _thresholds(self, limit: str) -> list[pl.Expr]:
+        """The rule's own thresholds (columns of the joined rule version) or the defaults."""
+        defaults = self.rules.defaults
+        return [
+            pl.coalesce("warning_days", defaults.warning_days_expr(pl.col(limit))).alias("warning_days"),
+            pl.coalesce("escalate_after", pl.lit(defaults.escalate_after)).cast(pl.Int32).alias("escalate_after"),
+            pl.coalesce("repeat_every", pl.lit(defaults.repeat_every)).cast(pl.Int32).alias("repeat_every"),
+        ]
+
+
+_THRESHOLDS = ("warning_days", "escalate_after", "repeat_every")
+
+
+def _project_gaps(member_cases: pl.DataFrame, suspensions: pl.DataFrame) -> pl.DataFrame:
+    """Pauses of project clocks: the days on which none of the project's cases is open and unsuspended.
+
+    Each case is active on (accepted_at, completed_at] less its merged suspensions; a missing end is FAR_FUTURE.
+    Activity changes only at interval ends: +1 where a case's active stretch begins after that day, -1 where it
+    ends. Summed per project and day in date order, a running total of 0 opens a gap that the next day with a change
+    closes; a gap closed only by FAR_FUTURE is open (end_date null). The gap after the last completion is not a pause:
+    the project clock is complete then.
+    """
+    if member_cases.is_empty():
+        return _empty(PAUSE_COLUMNS)
+    pauses = (
+        suspensions.join(member_cases.select("case_id", "project_code"), on="case_id")
+        .select(
+            "case_id",
+            "project_code",
+            pl.col("started_at").alias("start"),
+            pl.col("ended_at").fill_null(FAR_FUTURE).alias("end"),
+        )
+        .sort("case_id", "start")
+    )
+    # Merge each case's overlapping suspensions: a new stretch begins where a start passes every earlier end.
+    merged = (
+        pauses.with_columns(previous_end=pl.col("end").cum_max().shift(1).over("case_id"))
+        .with_columns(
+            stretch=(pl.col("previous_end").is_null() | (pl.col("start") > pl.col("previous_end")))
+            .cum_sum()
+            .over("case_id")
+        )
+        .group_by("case_id", "project_code", "stretch")
+        .agg(pl.col("start").min(), pl.col("end").max())
+    )
+    changes = pl.concat(
+        [
+            member_cases.select("project_code", pl.col("accepted_at").alias("day"), pl.lit(1).alias("change")),
+            member_cases.select(
+                "project_code", pl.col("completed_at").fill_null(FAR_FUTURE).alias("day"), pl.lit(-1).alias("change")
+            ),
+            merged.select("project_code", pl.col("start").alias("day"), pl.lit(-1).alias("change")),
+            merged.select("project_code", pl.col("end").alias("day"), pl.lit(1).alias("change")),
+        ]
+    )
+    totals = (
+        changes.group_by("project_code", "day")
+        .agg(pl.col("change").sum())
+        .sort("project_code", "day")
+        .with_columns(
+            active=pl.col("change").cum_sum().over("project_code"),
+            next_day=pl.col("day").shift(-1).over("project_code"),
+        )
+    )
+    gaps = totals.filter((pl.col("active") == 0) & pl.col("next_day").is_not_null() & (pl.col("day") < FAR_FUTURE))
+    return _pause_frame(
+        gaps.select(
+            pl.format("project:{}", "project_code").alias("clock_id"),
+            pl.col("day").alias("start_date"),
+            pl.when(pl.col("next_day") < FAR_FUTURE).then(pl.col("next_day")).alias("end_date"),
+            pl.lit(False).alias("restart"),
+        )
+    )
+
+
+def _first_reason(*checks: tuple[pl.Expr, pl.Expr]) -> pl.Expr:
+    """The reason of the first check that holds (null conditions do not hold), or null."""
+    expression = pl.lit(None, pl.String)
+    for condition, reason in reversed(checks):
+        expression = pl.when(condition.fill_null(False)).then(reason).otherwise(expression)
+    return expression
+
+
+def _date_checks(column: str, *, required: bool = False) -> list[tuple[pl.Expr, pl.Expr]]:
+    checks = [
+        (
+            ~pl.col(column).is_between(CALENDAR_FIRST_DATE, LATEST_INPUT_DATE),
+            pl.format(f"{column} {{}} outside {CALENDAR_FIRST_DATE}..{LATEST_INPUT_DATE}", column),
+        )
+    ]
+    if required:
+        checks.insert(0, (pl.col(column).is_null(), pl.lit(f"{column} missing")))
+    return checks
+
+
+def _limit_checks(column: str) -> list[tuple[pl.Expr, pl.Expr]]:
+    return [
+        (
+            ~pl.col(column).is_between(0, MAX_LIMIT_DAYS),
+            pl.format(f"limit {{}} outside 0..{MAX_LIMIT_DAYS} days", column),
+        )
+    ]
+
+
+def _input(frame: pl.DataFrame | None, columns: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    """The columns the builder reads, in canonical dtypes; an absent column or table is all null."""
+    if frame is None:
+        return _empty(columns)
+    return frame.select(
+        pl.col(name).cast(dtype) if name in frame.columns else pl.lit(None, dtype).alias(name)
+        for name, dtype in columns.items()
+    )
+
+
+def _empty(columns: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    return pl.DataFrame(schema=dict(columns))
+
+
+def _clock_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.select(pl.col(name).cast(dtype) for name, dtype in CLOCK_COLUMNS.items())
+
+
+def _pause_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.select(pl.col(name).cast(dtype) for name, dtype in PAUSE_COLUMNS.items())
