@@ -15,11 +15,11 @@ from sqlalchemy.engine import make_url
 
 from cli.common import CliState, console, fail, state
 from config.settings import TIMEZONE
+from tasks.artifacts import CLOCK_TYPES
 from tasks.calendar import load_work_calendar
 from tasks.sample import DEFAULT_FIRST_DATE, SampleSpec, generate_sample, write_sample
 
 DEMO_CASES = 4000
-TOP_UNITS = 10
 
 
 def register(app: typer.Typer) -> None:
@@ -80,7 +80,7 @@ def run(
     from flows.nightly import nightly
 
     final = nightly(as_of=_date_option(as_of, "--as-of"), sources=source or None, return_state=True)
-    summary = final.data if isinstance(final.data, dict) else None
+    summary = _state_summary(final)
     if summary and "sources" in summary:
         _print_run_summary(summary, cli)
     console.print(f"nightly: {final.name}: {final.message or ''}", highlight=False)
@@ -108,7 +108,7 @@ def demo(
 
     console.rule("nightly run (Prefect flow `nightly`)")
     final = nightly(as_of=as_of, return_state=True)
-    summary = final.data if isinstance(final.data, dict) else {}
+    summary = _state_summary(final)
     console.print(f"nightly: {final.name}: {final.message or ''}", highlight=False)
 
     console.rule("delivery (Prefect flow `deliver`, window forced for the demo)")
@@ -166,35 +166,27 @@ def _print_run_summary(summary: dict[str, Any], cli: CliState) -> None:
     console.print(f"Rows rejected: {summary['rows_rejected']:,} of {summary['rows_read']:,} read "
                   "(stored in the `rejects` table with line numbers and reasons).", highlight=False)
 
-    from tasks.artifacts import level_counts, overdue_by_unit
-
-    evaluations = _latest_evaluations(cli, summary["as_of"])
     levels = Table(title="Clocks per level", title_justify="left")
-    for column in ("clock type", "level", "clocks"):
-        levels.add_column(column, justify="right" if column == "clocks" else "left")
-    for clock_type, level, count in level_counts(evaluations).iter_rows():
-        levels.add_row(clock_type, level, f"{count:,}")
+    for column in ("level", *CLOCK_TYPES, "total"):
+        levels.add_column(column, justify="left" if column == "level" else "right", no_wrap=column == "level")
+    for row in summary["level_table"]:
+        levels.add_row(row["level"], *(f"{row[column]:,}" for column in (*CLOCK_TYPES, "total")))
     console.print(levels)
 
     units = cli.config().units
-    top = Table(title=f"The {TOP_UNITS} units with the most overdue clocks", title_justify="left")
+    top = Table(title=f"The {len(summary['top_overdue_units'])} units with the most overdue clocks",
+                title_justify="left")
     for column in ("unit", "name", "overdue", "escalated (督办)"):
         top.add_column(column, justify="right" if column.startswith(("overdue", "escalated")) else "left")
-    for unit_code, overdue, escalated in overdue_by_unit(evaluations).head(TOP_UNITS).iter_rows():
-        name = units[unit_code].name if unit_code in units else "?"
-        top.add_row(unit_code, name, f"{overdue:,}", f"{escalated:,}")
+    for row in summary["top_overdue_units"]:
+        name = units[row["unit_code"]].name if row["unit_code"] in units else "?"
+        top.add_row(row["unit_code"], name, f"{row['overdue']:,}", f"{row['escalated']:,}")
     console.print(top)
     cards = summary.get("cards", {})
     missing_years = ", ".join(map(str, summary.get("provisional_years", []))) or "none"
     console.print(f"Cards: {cards.get('new', 0):,} new, {cards.get('deliveries', 0):,} deliveries queued; "
                   f"{summary.get('provisional_clocks', 0):,} clocks on a provisional calendar "
                   f"(years without an official notice: {missing_years}).", highlight=False)
-
-
-def _latest_evaluations(cli: CliState, as_of: str) -> Any:
-    from tasks.evaluations import read_evaluations
-
-    return read_evaluations(cli.engine(), date.fromisoformat(as_of))
 
 
 def _print_outputs(cli: CliState) -> None:
@@ -218,3 +210,9 @@ def _print_outputs(cli: CliState) -> None:
         "    then open http://127.0.0.1:4200 (Runs → nightly-…, Artifacts → nightly-summary).",
         highlight=False,
     )
+
+
+def _state_summary(final: Any) -> dict[str, Any]:
+    """The run summary a nightly flow put in its final state (empty when it crashed before making one)."""
+    data = final.result(raise_on_failure=False)
+    return data if isinstance(data, dict) else {}

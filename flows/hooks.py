@@ -11,7 +11,7 @@ from prefect.states import State
 from config.bundle import load_config
 from config.loader import ConfigError
 from config.settings import TIMEZONE, load_settings
-from tasks.delivery import send_to_ops
+from tasks.delivery import notify_ops
 
 logger = logging.getLogger("permitwatch.ops")
 
@@ -34,6 +34,5 @@ def alert_ops_on_failure(flow: Flow, flow_run: FlowRun, state: State) -> None:
     except (ConfigError, ValueError) as exc:
         logger.error("cannot alert ops about %s: configuration does not load: %s", flow_run.name, exc)
         return
-    stamp = datetime.now(TIMEZONE).strftime("%Y%m%dT%H%M%S")
-    if not send_to_ops(units, title, body, outbox_dir=settings.effective_outbox_dir, stamp=f"{stamp}-run-failure"):
+    if not notify_ops(units, title, body, settings.effective_outbox_dir, datetime.now(TIMEZONE)):
         logger.error("ops could not be alerted about %s", flow_run.name)

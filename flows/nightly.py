@@ -12,6 +12,7 @@ from prefect.states import Completed, Failed, State
 
 from config.settings import load_settings, yesterday_in_shanghai
 from flows.hooks import alert_ops_on_failure
+from tasks.artifacts import level_table, overdue_by_unit
 from tasks.ingest import LoadResult
 from tasks.pipeline import (
     RunContext,
@@ -26,6 +27,7 @@ from tasks.pipeline import (
 from tasks.runs import RunLocked, close_run, open_run, run_lock
 
 NIGHTLY_LOCK = "nightly"
+TOP_OVERDUE_UNITS = 10
 
 
 def nightly_run_name() -> str:
@@ -99,7 +101,8 @@ def _summary(
         "rows_read": sum(result.rows_read for result in results),
         "rows_rejected": sum(result.rejected.height for result in results),
         "clocks": evaluations.height,
-        "levels": dict(evaluations.group_by("level").len().iter_rows()),
+        "level_table": level_table(evaluations).to_dicts(),
+        "top_overdue_units": overdue_by_unit(evaluations).head(TOP_OVERDUE_UNITS).to_dicts(),
         "provisional_clocks": provisional.height,
         "provisional_years": context.calendar.provisional_years(context.as_of.year - 1, context.as_of.year + 2),
         "due_date_changed": evaluation_counts["due_date_changed"],

@@ -46,13 +46,20 @@ class LoadProgress:
         update_progress_artifact(self.artifact_id, progress=100.0)
 
 
-def level_counts(evaluations: pl.DataFrame) -> pl.DataFrame:
-    """clock_type x level counts, levels in order of urgency."""
-    counts = evaluations.group_by("clock_type", "level").len("clocks")
-    return counts.sort(
-        pl.col("level").replace_strict(LEVEL_ORDER, list(range(len(LEVEL_ORDER))), default=len(LEVEL_ORDER)),
-        "clock_type",
+CLOCK_TYPES = ["case", "step", "project", "deferral", "claim", "special"]
+
+
+def level_table(evaluations: pl.DataFrame) -> pl.DataFrame:
+    """One row per level (most urgent first), one column per clock type, and the total."""
+    counts = evaluations.group_by("level", "clock_type").len("clocks")
+    table = pl.DataFrame({"level": LEVEL_ORDER}).join(
+        counts.pivot(on="clock_type", index="level", values="clocks"), on="level", how="left"
     )
+    for clock_type in CLOCK_TYPES:
+        if clock_type not in table.columns:
+            table = table.with_columns(pl.lit(0, pl.UInt32).alias(clock_type))
+    table = table.select("level", *CLOCK_TYPES).fill_null(0)
+    return table.with_columns(pl.sum_horizontal(CLOCK_TYPES).alias("total"))
 
 
 def overdue_by_unit(evaluations: pl.DataFrame) -> pl.DataFrame:
@@ -101,7 +108,7 @@ def reject_rows(results: list[LoadResult], limit: int = TOP_REJECTS) -> list[dic
     return rows
 
 
-def summary_markdown(summary: dict[str, Any], evaluations: pl.DataFrame) -> str:
+def summary_markdown(summary: dict[str, Any]) -> str:
     lines = [f"# permitwatch nightly run as of {summary['as_of']}", ""]
     if summary.get("failed_sources"):
         lines += [f"**Failed sources:** {', '.join(summary['failed_sources'])}", ""]
@@ -124,9 +131,10 @@ def summary_markdown(summary: dict[str, Any], evaluations: pl.DataFrame) -> str:
             f"| {row['source']} | {row['table']} | {row['rows_read']:,} | {row['accepted']:,} | {row['rejected']:,} "
             f"| {'yes' if row['stored'] else '**no**'} | {row.get('note') or ''} |"
         )
-    lines += ["", "## Clocks per level", "", "| clock type | level | clocks |", "|---|---|---:|"]
-    for clock_type, level, count in level_counts(evaluations).iter_rows():
-        lines.append(f"| {clock_type} | {level} | {count:,} |")
+    lines += ["", "## Clocks per level", "", "| level | " + " | ".join(CLOCK_TYPES) + " | total |",
+              "|---|" + "---:|" * (len(CLOCK_TYPES) + 1)]
+    for row in summary["level_table"]:
+        lines.append(f"| {row['level']} | " + " | ".join(f"{row[c]:,}" for c in [*CLOCK_TYPES, "total"]) + " |")
     cards = summary.get("cards", {})
     lines += [
         "",
@@ -143,7 +151,7 @@ def summary_markdown(summary: dict[str, Any], evaluations: pl.DataFrame) -> str:
 
 
 def publish_nightly(summary: dict[str, Any], evaluations: pl.DataFrame, results: list[LoadResult]) -> None:
-    create_markdown_artifact(summary_markdown(summary, evaluations), key=SUMMARY_KEY,
+    create_markdown_artifact(summary_markdown(summary), key=SUMMARY_KEY,
                              description=f"Nightly run as of {summary['as_of']}")
     create_table_artifact(_jsonable(most_overdue(evaluations)), key=OVERDUE_KEY,
                           description="Most overdue clocks (no applicant data)")

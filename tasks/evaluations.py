@@ -42,12 +42,13 @@ def store_evaluations(engine: Engine, evaluations: pl.DataFrame, as_of: date, ru
 
 def read_evaluations(engine: Engine, as_of: date) -> pl.DataFrame:
     """The stored clock states of one as-of date."""
+    table = Evaluation.__table__
     with engine.connect() as connection:
-        rows = connection.execute(select(Evaluation).where(Evaluation.as_of == as_of)).scalars().all()
-    columns = [column.name for column in Evaluation.__table__.columns]
+        rows = connection.execute(select(table).where(table.c.as_of == as_of)).all()
     return pl.DataFrame(
-        [{column: getattr(row, column) for column in columns} for row in rows],
-        schema={column: _POLARS_TYPES.get(column, pl.String) for column in columns},
+        [tuple(row) for row in rows],
+        schema={column.name: _POLARS_TYPES.get(column.name, pl.String) for column in table.columns},
+        orient="row",
     )
 
 

@@ -223,7 +223,8 @@ def _assemble(
         np.where(restart, resume_pos + used, accept_pos + used + (resume_pos - pause_start_pos)),
         accept_pos + used,
     )
-    stuck = rng.random(n) < 0.03
+    # A few recent cases sit untouched: the overdue and 督办 cases of the last weeks.
+    stuck = (rng.random(n) < 0.03) & (accept_pos > days.last_position - 60)
     completed = (complete_pos <= days.last_position) & ~stuck
     completed_date = days.date_at(complete_pos)
     pause_open = suspended & (pause_end > days.last_date) & ~completed
@@ -282,8 +283,8 @@ def _assemble(
         }
     ).filter(pl.Series(rng.random(n) < 0.08))
 
-    claim_pos = complete_pos + rng.integers(0, 7, n)
-    claimed = (claim_pos <= days.last_position) & (rng.random(n) < 0.94)
+    claim_pos = complete_pos + rng.geometric(0.45, n) - 1
+    claimed = (claim_pos <= days.last_position) & ((rng.random(n) < 0.94) | (complete_pos < days.last_position - 40))
     pushes = pl.DataFrame(
         {
             "push_id": _concat(pl.lit("TS"), case_ids.str.slice(2)),
