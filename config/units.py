@@ -103,6 +103,7 @@ class AlertingPolicy(_Strict):
     inhibit: tuple[Inhibition, ...] = (Inhibition(source="escalated", target="overdue"),)
     window: DeliveryWindow = DeliveryWindow()
     max_attempts: int = Field(default=5, ge=1)
+    parallel_sends: int = Field(default=4, ge=1, le=32)
     sms: SmsLimits = SmsLimits()
 
     @model_validator(mode="after")

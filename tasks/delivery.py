@@ -12,9 +12,11 @@ While a digest is being sent its rows are `sending`, so that two deliveries runn
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from html import escape
@@ -23,7 +25,7 @@ from typing import Any
 
 import apprise
 import polars as pl
-from sqlalchemy import Connection, Engine, and_, case, func, insert, select, update
+from sqlalchemy import Connection, Engine, case, func, insert, select, update
 
 from config.bundle import PermitwatchConfig
 from config.settings import TIMEZONE
@@ -122,12 +124,13 @@ def store_plan(engine: Engine, plan: CardPlan, run_id: int | None = None) -> dic
             if deliveries.height:
                 connection.execute(insert(Delivery), deliveries.to_dicts())
             delivery_count = deliveries.height
-        for card_id, reason in plan.superseded.iter_rows():
-            connection.execute(
-                update(Card)
-                .where(Card.card_id == card_id, Card.status == PENDING)
-                .values(status=SUPERSEDED, suppressed_by=reason[:200])
-            )
+        for reason, card_ids in _by_reason(plan.superseded, "superseded_by"):
+            for chunk in _chunks(card_ids):
+                connection.execute(
+                    update(Card)
+                    .where(Card.card_id.in_(chunk), Card.status == PENDING)
+                    .values(status=SUPERSEDED, suppressed_by=reason[:200])
+                )
         for chunk in _chunks(plan.superseded.get_column("card_id").to_list()):
             connection.execute(
                 update(Delivery)
@@ -282,17 +285,20 @@ def deliver_pending(
     today = now.astimezone(TIMEZONE).date()
     digests = build_digests(items, units, templates, as_of=today) if items.height else []
     stamp = now.astimezone(TIMEZONE).strftime("%Y%m%dT%H%M%S")
-    touched_cards: set[int] = set()
-    for digest in digests:
-        _deliver_digest(engine, digest, units, outbox_dir, stamp, stored_at, policy.max_attempts, report)
-        touched_cards.update(
-            items.filter(pl.col("delivery_id").is_in(list(digest.delivery_ids))).get_column("card_id").to_list()
-        )
-    _settle_cards(engine, touched_cards)
+    owned = _claim(engine, digests, stored_at)
+    report.busy = len(digests) - len(owned)
+    # Messages go out in parallel (network-bound); results are recorded here, one transaction per message, so that
+    # a message apprise reported sent is recorded sent before the next result is handled.
+    with ThreadPoolExecutor(max_workers=policy.parallel_sends, thread_name_prefix="permitwatch-send") as pool:
+        futures = {pool.submit(_send_digest, digest, units, outbox_dir, stamp): digest for digest in owned}
+        for future in as_completed(futures):
+            ok, error = future.result()
+            _record(engine, futures[future], ok, error, stored_at, policy.max_attempts, report)
+    _settle_cards(engine, items.get_column("card_id").to_list())
     newly_failed = _failures_since(engine, stored_at)
     report.deliveries_failed = sum(failure["cards"] for failure in newly_failed)
     if newly_failed:
-        report.ops_notified = _notify_ops(newly_failed, units, templates, outbox_dir, stamp, now)
+        report.ops_notified = _notify_ops(newly_failed, units, templates, outbox_dir, now)
     logger.info("delivery at %s: %s", now.isoformat(timespec="seconds"), report.summary())
     return report
 
@@ -368,10 +374,11 @@ def _suppress_silenced(engine: Engine, items: pl.DataFrame, now: datetime, repor
     if matched.height == 0:
         return items
     with engine.begin() as connection:
-        for card_id, reason in matched.select("card_id", "suppressed_by").iter_rows():
-            connection.execute(
-                update(Card).where(Card.card_id == card_id).values(status=SUPPRESSED, suppressed_by=reason)
-            )
+        for reason, card_ids in _by_reason(matched, "suppressed_by"):
+            for chunk in _chunks(card_ids):
+                connection.execute(
+                    update(Card).where(Card.card_id.in_(chunk)).values(status=SUPPRESSED, suppressed_by=reason)
+                )
         for chunk in _chunks(matched.get_column("card_id").to_list()):
             connection.execute(
                 update(Delivery)
@@ -407,43 +414,39 @@ def _drop_unknown_targets(
     return items.join(known, on=["recipient_unit", "channel", "target"], how="semi")
 
 
-def _deliver_digest(
+def _send_digest(digest: Digest, units: UnitDirectory, outbox_dir: Path, stamp: str) -> tuple[bool, str | None]:
+    contact = units.contact(digest.recipient_unit, digest.channel, digest.target)
+    if contact is None:  # unknown targets were failed before digests were built
+        return False, "target no longer configured in units.yaml"
+    try:
+        return send_message(contact, digest, outbox_dir=outbox_dir, stamp=stamp)
+    except Exception as exc:  # a plugin error must become a recorded failure, not rows left `sending`
+        return False, f"{type(exc).__name__}: {exc}"[:1000]
+
+
+def _record(
     engine: Engine,
     digest: Digest,
-    units: UnitDirectory,
-    outbox_dir: Path,
-    stamp: str,
-    now: datetime,
+    ok: bool,
+    error: str | None,
+    stored_at: datetime,
     max_attempts: int,
     report: DeliveryReport,
 ) -> None:
+    """apprise's result for one message, on every card delivery it carried."""
     ids = list(digest.delivery_ids)
-    if not _claim(engine, ids, now):
-        report.busy += 1
-        return
-    contact = units.contact(digest.recipient_unit, digest.channel, digest.target)
-    assert contact is not None  # unknown targets were failed before digests were built
-    ok, error = send_message(contact, digest, outbox_dir=outbox_dir, stamp=stamp)
+    if ok:
+        values: dict[str, Any] = {"status": SENT, "last_error": None}
+    else:
+        values = {"status": _retry_or_fail(max_attempts), "last_error": error}
     with engine.begin() as connection:
         for chunk in _chunks(ids):
-            selected = and_(Delivery.id.in_(chunk), Delivery.status == SENDING)
-            if ok:
-                connection.execute(
-                    update(Delivery)
-                    .where(selected)
-                    .values(status=SENT, attempts=Delivery.attempts + 1, sent_at=now, last_error=None)
-                )
-            else:
-                connection.execute(
-                    update(Delivery)
-                    .where(selected)
-                    .values(
-                        status=_retry_or_fail(max_attempts),
-                        attempts=Delivery.attempts + 1,
-                        sent_at=now,
-                        last_error=error,
-                    )
-                )
+            connection.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(chunk), Delivery.status == SENDING)
+                .values(attempts=Delivery.attempts + 1, sent_at=stored_at, **values)
+            )
+        retrying = 0 if ok else _count(connection, ids, PENDING)
     where = f"{digest.recipient_unit} {digest.channel} {digest.target}"
     if ok:
         report.messages_sent += 1
@@ -451,9 +454,8 @@ def _deliver_digest(
         logger.info("sent %s digest to %s (%d cards)", digest.channel, where, digest.card_count)
     else:
         report.messages_failed += 1
+        report.deliveries_retrying += retrying
         report.errors.append(f"{where}: {error}")
-        with engine.connect() as connection:
-            report.deliveries_retrying += _count(connection, ids, PENDING)
         logger.warning("could not send %s digest to %s: %s", digest.channel, where, error)
 
 
@@ -471,25 +473,30 @@ def _retry_or_fail(max_attempts: int) -> Any:
     return case((Delivery.attempts + 1 >= max_attempts, FAILED), else_=PENDING)
 
 
-def _claim(engine: Engine, ids: list[int], now: datetime) -> bool:
-    """Mark the rows `sending`; if another delivery got any of them first, give ours back and skip the digest."""
+def _claim(engine: Engine, digests: list[Digest], stored_at: datetime) -> list[Digest]:
+    """Mark the digests' rows `sending` in one transaction. A digest some of whose rows another delivery running at
+    the same time took first is left to it (our rows of it go back to pending)."""
+    ids = [delivery_id for digest in digests for delivery_id in digest.delivery_ids]
+    ours: set[int] = set()
     with engine.begin() as connection:
-        claimed = 0
-        for chunk in _chunks(ids):
-            claimed += connection.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(chunk), Delivery.status == PENDING)
-                .values(status=SENDING, sent_at=now)
-            ).rowcount
-        if claimed == len(ids):
-            return True
         for chunk in _chunks(ids):
             connection.execute(
                 update(Delivery)
-                .where(Delivery.id.in_(chunk), Delivery.status == SENDING, Delivery.sent_at == now)
-                .values(status=PENDING, sent_at=None)
+                .where(Delivery.id.in_(chunk), Delivery.status == PENDING)
+                .values(status=SENDING, sent_at=stored_at)
             )
-        return False
+            ours.update(
+                connection.execute(
+                    select(Delivery.id).where(
+                        Delivery.id.in_(chunk), Delivery.status == SENDING, Delivery.sent_at == stored_at
+                    )
+                ).scalars()
+            )
+        owned = [digest for digest in digests if ours.issuperset(digest.delivery_ids)]
+        release = sorted(ours.difference(i for digest in owned for i in digest.delivery_ids))
+        for chunk in _chunks(release):
+            connection.execute(update(Delivery).where(Delivery.id.in_(chunk)).values(status=PENDING, sent_at=None))
+    return owned
 
 
 def _release_stale(engine: Engine, now: datetime) -> None:
@@ -565,35 +572,39 @@ def _notify_ops(
     units: UnitDirectory,
     templates: DigestTemplates,
     outbox_dir: Path,
-    stamp: str,
     now: datetime,
 ) -> bool:
     for failure in failures:
         failure["unit_name"] = units[failure["recipient_unit"]].name if failure["recipient_unit"] in units else "?"
-    body = templates.ops_failure.render(failures=failures, now=now.astimezone(TIMEZONE).isoformat(timespec="minutes"))
-    title = "审批时限预警：提醒发送失败"
-    delivered = False
-    for ops_code in units.ops_units():
-        for contact in units[ops_code].contacts:
-            text = {"email": f"<pre>{escape(body)}</pre>", "sms": _cut_sms(body.splitlines()[0], units)}
-            message = Digest(
-                recipient_unit=ops_code,
-                channel=contact.channel,
-                target=contact.target,
-                title=title,
-                body=text.get(contact.channel, body),
-            )
-            ok, error = send_message(contact, message, outbox_dir=outbox_dir, stamp=f"{stamp}-ops")
-            delivered = delivered or ok
-            if not ok:
-                logger.error(
-                    "could not report delivery failures to ops unit %s %s: %s", ops_code, contact.target, error
-                )
+    text = templates.ops_failure.render(failures=failures, now=now.astimezone(TIMEZONE).isoformat(timespec="minutes"))
+    delivered = notify_ops(units, text.strip().splitlines()[0], text, outbox_dir, now)
     logger.error(
         "%d targets failed after the maximum attempts; ops %s",
         len(failures),
         "notified" if delivered else "NOT notified",
     )
+    return delivered
+
+
+def notify_ops(units: UnitDirectory, title: str, text: str, outbox_dir: Path, now: datetime) -> bool:
+    """Send a plain-text notice (a failed run, failed deliveries) to every contact of the units tagged `ops`, at
+    once and whatever the hour. The SMS carries the title only. True when at least one contact got it."""
+    stamp = now.astimezone(TIMEZONE).strftime("%Y%m%dT%H%M%S") + "-ops"
+    bodies = {"email": f"<pre>{escape(text)}</pre>", "sms": _cut_sms(title, units)}
+    delivered = False
+    for ops_code in units.ops_units():
+        for contact in units[ops_code].contacts:
+            message = Digest(
+                recipient_unit=ops_code,
+                channel=contact.channel,
+                target=contact.target,
+                title=title,
+                body=bodies.get(contact.channel, text),
+            )
+            ok, error = send_message(contact, message, outbox_dir=outbox_dir, stamp=stamp)
+            delivered = delivered or ok
+            if not ok:
+                logger.error("could not notify ops unit %s at %s: %s", ops_code, contact.target, error)
     return delivered
 
 
@@ -604,7 +615,7 @@ def _cut_sms(text: str, units: UnitDirectory) -> str:
 
 
 def send_message(contact: Contact, digest: Digest, *, outbox_dir: Path, stamp: str) -> tuple[bool, str | None]:
-    """Send one message to one target through apprise. Returns (ok, error) — the error from apprise's own log."""
+    """Send one message to one target through apprise. Returns (ok, error), the error from apprise's log of the call."""
     url = contact.url
     if contact.target.split("://", 1)[0].lower() == OUTBOX_SCHEME:
         url = outbox_url(contact.channel, digest.recipient_unit, outbox_dir, stamp)
@@ -613,28 +624,27 @@ def send_message(contact: Contact, digest: Digest, *, outbox_dir: Path, stamp: s
         added = notifier.add(url)
     if not added:
         return False, f"apprise cannot load {contact.safe_url}"
-    with tempfile.TemporaryDirectory(prefix="permitwatch-") as folder:
+    body_format = _BODY_FORMATS.get(contact.channel, apprise.NotifyFormat.TEXT)
+    with contextlib.ExitStack() as stack:
         attach = None
         if digest.attachments:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="permitwatch-")))
             attach = apprise.AppriseAttachment()
             for name, content in digest.attachments.items():
-                path = Path(folder) / name
-                path.write_bytes(content)
-                attach.add(str(path))
-        with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
-            ok = bool(
-                notifier.notify(
-                    body=digest.body,
-                    title=digest.title,
-                    body_format=_BODY_FORMATS.get(contact.channel, apprise.NotifyFormat.TEXT),
-                    attach=attach,
-                )
-            )
-            log_text = captured.getvalue()
-    if ok:
+                (folder / name).write_bytes(content)
+                attach.add(str(folder / name))
+        result = notifier.notify(body=digest.body, title=digest.title, body_format=body_format, attach=attach)
+    if result:
         return True, None
-    lines = [line.strip() for line in log_text.splitlines() if line.strip()]
-    return False, ("; ".join(lines[-3:]) or "apprise reported failure")[:1000]
+    # The service's own log of this call (per call, so parallel sends do not mix their errors).
+    problems = [entry.message for service in result for entry in service.logs() if entry.level in {"WARNING", "ERROR"}]
+    return False, ("; ".join(problems[-3:]) or "apprise reported failure")[:1000]
+
+
+def _by_reason(frame: pl.DataFrame, column: str) -> list[tuple[str, list[int]]]:
+    """Card ids grouped by their reason, so that one UPDATE covers many cards."""
+    grouped = frame.group_by(column, maintain_order=True).agg(pl.col("card_id").unique())
+    return [(reason, card_ids) for reason, card_ids in grouped.iter_rows()]
 
 
 def _chunks(values: list[Any]) -> Iterator[list[Any]]:
