@@ -1,7 +1,383 @@
+"""`permitwatch evaluate` (stateless case clocks from files) and `permitwatch explain` (why a due date and level).
+
+Neither needs Prefect; `evaluate` and `explain --cases` need no database either.
+"""
+
 from __future__ import annotations
 
+import io
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import polars as pl
 import typer
+from rich.markup import escape
+from rich.table import Table
+
+from cli.common import console, fail, state
+from config.calendar_files import load_calendar_files
+from config.loader import ConfigError
+from config.rules import RuleBook, load_rules
+from config.settings import yesterday_in_shanghai
+from config.sources import CANONICAL_COLUMNS, default_header_map
+from tasks.calendar import WorkCalendar, load_work_calendar
+from tasks.clock_builders import REJECT_COLUMNS, build_clocks
+from tasks.clocks import evaluate_clocks
+from tasks.explain import Explanation, explain_clock, stretch_text
+from tasks.parsing import NULL_TOKENS, ColumnKind, parse_columns
+
+OUTPUT_COLUMNS = ["case_id", "due_date", "elapsed", "remaining", "overdue_workdays", "level", "calendar"]
+# A code made only of these characters, and not a spelling of "empty", is already what the code parser would return.
+_PLAIN_CODE = r"^[0-9A-Za-z_:\-]+$"
+_SHOWN_REJECTS = 20
 
 
 def register(app: typer.Typer) -> None:
-    """Placeholder until this command group lands."""
+    app.command("evaluate")(evaluate)
+    app.command("explain")(explain)
+
+
+def evaluate(
+    ctx: typer.Context,
+    cases: Path = typer.Argument(..., help="Cases file (.csv or .parquet): DOMAIN.md columns or Chinese headers."),
+    suspensions: Path | None = typer.Option(None, "--suspensions", help="Suspensions (特别程序) file."),
+    as_of: str | None = typer.Option(None, "--as-of", help="Evaluate as of the end of this day (default: yesterday)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output file (.csv or .parquet)."),
+    rejects_path: Path | None = typer.Option(None, "--rejects", help="Also write every rejected row here (.csv)."),
+) -> None:
+    """Evaluate case clocks from files: due_date, elapsed, remaining, overdue_workdays, level, calendar per case."""
+    if output.suffix.lower() not in (".csv", ".parquet"):
+        fail(f"{output}: the output must be .csv or .parquet")
+    day = _as_of(as_of)
+    rules, calendar = _rules_and_calendar(ctx)
+    tables, rejects = _read_inputs(cases, suspensions)
+    clock_set = build_clocks(tables, rules)
+    rejects.append(clock_set.rejects)
+    clocks = clock_set.clocks.filter(pl.col("clock_type") == "case")
+    future = clocks.filter(pl.col("start_date") > day)
+    if future.height:
+        rejects.append(
+            future.select(
+                pl.lit("cases").alias("table"),
+                pl.col("case_id").alias("row_key"),
+                "case_id",
+                pl.format(f"accepted_at {{}} is after the as-of date {day}", "start_date").alias("reason"),
+            )
+        )
+        clocks = clocks.filter(pl.col("start_date") <= day)
+    pauses = clock_set.pauses.filter(pl.col("clock_id").str.starts_with("case:"))
+    evaluations = evaluate_clocks(clocks, pauses, calendar, day).select(OUTPUT_COLUMNS)
+    if evaluations.height:
+        _write(evaluations, output)
+    all_rejects = pl.concat(rejects, how="vertical")
+    if rejects_path is not None:
+        all_rejects.write_csv(rejects_path)
+
+    console.print(
+        f"Evaluated {evaluations.height} case(s) as of {day} → {escape(str(output))}"
+        + ("" if evaluations.height else " (not written)"),
+        highlight=False,
+    )
+    _print_summary(evaluations, all_rejects, calendar, day)
+    if evaluations.height == 0:
+        raise typer.Exit(1)
+
+
+def explain(
+    ctx: typer.Context,
+    clock: str | None = typer.Argument(
+        None, help="A case id (its case clock) or a clock id such as step:C1:2; read from the database."
+    ),
+    cases: Path | None = typer.Option(None, "--cases", help="Read the case from this file instead of the database."),
+    suspensions: Path | None = typer.Option(None, "--suspensions", help="Suspensions file (with --cases)."),
+    case_id: str | None = typer.Option(None, "--case-id", help="The case (or clock id) to explain (with --cases)."),
+    as_of: str | None = typer.Option(None, "--as-of", help="As of the end of this day (default: yesterday)."),
+) -> None:
+    """Why a clock has its due date and level: the counted days, pauses, holidays and make-up working days met."""
+    wanted = case_id or clock
+    if wanted is None:
+        fail("name the case: `permitwatch explain CASE_ID`, or `--cases FILE --case-id CASE_ID`")
+    day = _as_of(as_of)
+    rules, calendar = _rules_and_calendar(ctx)
+    if cases is not None:
+        tables, rejects = _read_inputs(cases, suspensions)
+        bad = pl.concat(rejects, how="vertical").filter(pl.col("case_id") == _case_of(wanted))
+    else:
+        if suspensions is not None:
+            fail("--suspensions goes with --cases")
+        tables = _read_from_database(ctx, wanted)
+        bad = pl.DataFrame(schema=REJECT_COLUMNS)
+    clock_set = build_clocks(tables, rules)
+    clock_id = wanted if ":" in wanted else f"case:{wanted}"
+    bad = pl.concat([bad, clock_set.rejects.filter(pl.col("case_id") == _case_of(wanted))], how="vertical")
+    try:
+        account = explain_clock(clock_id, clock_set.clocks, clock_set.pauses, calendar, day, _pause_labels(tables))
+    except KeyError:
+        reasons = "; ".join(bad["reason"].to_list()) or "not found"
+        fail(f"no clock {clock_id}: {reasons}")
+    _print_explanation(account)
+    for reason in bad["reason"].to_list():
+        console.print(f"[yellow]note:[/] a row of this case was rejected: {escape(reason)}", highlight=False)
+
+
+# -- inputs --------------------------------------------------------------------------------------------------------
+
+
+def _as_of(text: str | None) -> date:
+    if text is None:
+        return yesterday_in_shanghai()
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        fail(f"--as-of: not a date (YYYY-MM-DD): {text!r}")
+
+
+def _rules_and_calendar(ctx: typer.Context) -> tuple[RuleBook, WorkCalendar]:
+    """Only what the clocks need from the config directory (rules and calendar files), checked."""
+    config_dir = state(ctx).settings().config_dir
+    try:
+        rules = load_rules(config_dir)
+        calendar_files = load_calendar_files(config_dir)
+    except ConfigError as exc:
+        fail(f"bad configuration:\n{exc}")
+    return rules, load_work_calendar(calendar_files)
+
+
+def _read_inputs(cases: Path, suspensions: Path | None) -> tuple[dict[str, pl.DataFrame], list[pl.DataFrame]]:
+    tables, rejects = {}, []
+    for table, path in (("cases", cases), ("suspensions", suspensions)):
+        if path is None:
+            continue
+        read = _read_table(path, table)
+        tables[table] = read.frame
+        rejects.append(read.rejects)
+    return tables, rejects
+
+
+@dataclass(frozen=True)
+class _Read:
+    frame: pl.DataFrame
+    rejects: pl.DataFrame
+
+
+def _read_table(path: Path, table: str) -> _Read:
+    """A CSV or Parquet file as a canonical frame: headers mapped, values parsed by tasks.parsing; rows with an
+    unreadable value become rejects naming their line."""
+    raw = _read_file(path)
+    mapping = default_header_map(table)
+    renamed = {name: mapping[name.strip()] for name in raw.columns if name.strip() in mapping}
+    raw = raw.select(pl.col(name).alias(canonical) for name, canonical in renamed.items())
+    columns = {column.name: column for column in CANONICAL_COLUMNS[table]}
+    missing = [name for name, column in columns.items() if column.required and name not in raw.columns]
+    if missing:
+        fail(f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(renamed) or 'none'})")
+    kinds = {name: ColumnKind(columns[name].kind) for name in raw.columns}
+    plain_codes = [name for name, kind in kinds.items() if kind is ColumnKind.CODE]
+    parsed = parse_columns(raw, {name: kind for name, kind in kinds.items() if kind is not ColumnKind.CODE})
+    frame = _parse_codes(parsed.frame, plain_codes)
+    first_line = 2 if path.suffix.lower() == ".csv" else 1  # a CSV's line 1 is the header
+    where = "line" if first_line == 2 else "row"
+    bad = parsed.reasons_by_row().join(frame.with_row_index("row").select("row", "case_id"), on="row", how="left")
+    rejects = bad.select(
+        pl.lit(table).alias("table"),
+        pl.format(f"{path.name} {where} {{}}", pl.col("row") + first_line).alias("row_key"),
+        pl.col("case_id"),
+        pl.col("reason"),
+    )
+    keep = pl.int_range(0, frame.height, dtype=pl.UInt32, eager=True).is_in(bad["row"].implode()).not_()
+    return _Read(frame.filter(keep), rejects.cast(REJECT_COLUMNS))
+
+
+def _read_file(path: Path) -> pl.DataFrame:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            return pl.read_parquet(path)
+        if suffix == ".csv":
+            return pl.read_csv(io.BytesIO(_utf8(path.read_bytes())), infer_schema=False)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        fail(f"{path}: cannot read: {exc}")
+    fail(f"{path}: the file must be .csv or .parquet")
+
+
+def _utf8(data: bytes) -> bytes:
+    """UTF-8 (a BOM dropped) as is; anything else is read as GB18030, the superset of GBK that exports use."""
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("gb18030", errors="replace").encode("utf-8")
+    return data
+
+
+def _parse_codes(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+    """Code columns through the code parser, which only the values that are not plain codes need: the parser leaves
+    a plain code (letters, digits, _ : -) unchanged, and most of a million ids are plain."""
+    for name in columns:
+        values = frame[name].cast(pl.String)
+        needs = (~values.str.contains(_PLAIN_CODE) | values.is_in(list(NULL_TOKENS))).fill_null(False)
+        if needs.any():
+            rows = needs.arg_true()
+            parsed = parse_columns(values.gather(rows).to_frame(), {name: ColumnKind.CODE}).frame[name]
+            values = values.scatter(rows, parsed)
+        frame = frame.with_columns(values.alias(name))
+    return frame
+
+
+def _read_from_database(ctx: typer.Context, wanted: str) -> dict[str, pl.DataFrame]:
+    """The stored rows a clock needs: the case with its steps, suspensions, deferral and pushes; for a project
+    clock, the project and all its cases."""
+    from sqlalchemy import select
+
+    from schemas import tables as models
+
+    engine = state(ctx).engine()
+    kind, _, rest = wanted.partition(":") if ":" in wanted else ("case", "", wanted)
+    with engine.connect() as connection:
+
+        def rows(model: type[models.Base], *conditions: object) -> pl.DataFrame:
+            table = model.__table__
+            result = connection.execute(select(table).where(*conditions)).mappings().all()  # type: ignore[arg-type]
+            return pl.DataFrame([dict(row) for row in result], schema=_db_schema(table), orient="row")
+
+        if kind == "project":
+            projects = rows(models.Project, models.Project.project_code == rest)
+            cases = rows(models.Case, models.Case.project_code == rest)
+        elif kind == "claim":
+            pushes = rows(models.Push, models.Push.push_id == rest)
+            case_ids = pushes["case_id"].to_list()
+            cases = rows(models.Case, models.Case.case_id.in_(case_ids))
+            return {"cases": cases, "pushes": pushes}
+        else:
+            case_id = _case_of(wanted)
+            cases = rows(models.Case, models.Case.case_id == case_id)
+            codes = cases["project_code"].drop_nulls().to_list()
+            projects = rows(models.Project, models.Project.project_code.in_(codes))
+        case_ids = cases["case_id"].to_list()
+        return {
+            "cases": cases,
+            "projects": projects,
+            "steps": rows(models.Step, models.Step.case_id.in_(case_ids)),
+            "suspensions": rows(models.Suspension, models.Suspension.case_id.in_(case_ids)),
+            "deferrals": rows(models.Deferral, models.Deferral.case_id.in_(case_ids)),
+            "pushes": rows(models.Push, models.Push.case_id.in_(case_ids)),
+        }
+
+
+def _db_schema(table: object) -> dict[str, pl.DataType]:
+    from sqlalchemy import Date, DateTime, Integer
+
+    schema: dict[str, pl.DataType] = {}
+    for column in table.columns:  # type: ignore[attr-defined]
+        if isinstance(column.type, DateTime):
+            schema[column.name] = pl.Datetime()
+        elif isinstance(column.type, Date):
+            schema[column.name] = pl.Date()
+        elif isinstance(column.type, Integer):
+            schema[column.name] = pl.Int64()
+        else:
+            schema[column.name] = pl.String()
+    return schema
+
+
+def _case_of(wanted: str) -> str:
+    """The case id in a case id or a clock id (case:C1, step:C1:2, deferral:C1, special:C1:…)."""
+    kind, _, rest = wanted.partition(":")
+    if kind in ("case", "step", "deferral", "special") and rest:
+        return rest.split(":")[0]
+    return wanted
+
+
+def _pause_labels(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """Pauses named by their suspension kind, for the case clock and its steps."""
+    suspensions = tables.get("suspensions")
+    if suspensions is None or suspensions.is_empty():
+        return pl.DataFrame(schema={"clock_id": pl.String, "start_date": pl.Date, "label": pl.String})
+    named = suspensions.select(
+        "case_id", pl.col("started_at").cast(pl.Date).alias("start_date"), pl.col("kind").alias("label")
+    )
+    return pl.concat(
+        [
+            named.select(pl.format("case:{}", "case_id").alias("clock_id"), "start_date", "label"),
+            *(
+                named.join(steps.select("case_id", "step_no"), on="case_id").select(
+                    pl.format("step:{}:{}", "case_id", "step_no").alias("clock_id"), "start_date", "label"
+                )
+                for steps in [tables.get("steps")]
+                if steps is not None and not steps.is_empty()
+            ),
+        ]
+    )
+
+
+# -- output --------------------------------------------------------------------------------------------------------
+
+
+def _write(frame: pl.DataFrame, path: Path) -> None:
+    try:
+        if path.suffix.lower() == ".parquet":
+            frame.write_parquet(path)
+        else:
+            frame.write_csv(path)
+    except OSError as exc:
+        fail(f"{path}: cannot write: {exc.strerror}")
+
+
+def _print_summary(evaluations: pl.DataFrame, rejects: pl.DataFrame, calendar: WorkCalendar, day: date) -> None:
+    if evaluations.height:
+        levels = evaluations.group_by("level").len().sort("len", descending=True)
+        console.print(
+            "Levels: " + ", ".join(f"{level} {count}" for level, count in levels.iter_rows()), highlight=False
+        )
+        provisional = evaluations.filter(pl.col("calendar") == "provisional")
+        if provisional.height:
+            last = provisional["due_date"].max() or day
+            years = ", ".join(str(year) for year in calendar.provisional_years(None, max(last, day).year))  # type: ignore[type-var]
+            console.print(
+                f"[yellow]{provisional.height} case(s) use the provisional calendar (预计): no official holiday "
+                f"notice for {years} yet.[/]",
+                highlight=False,
+            )
+    console.print(f"Rejected {rejects.height} row(s).", highlight=False)
+    if rejects.is_empty():
+        return
+    reasons = (
+        rejects.with_columns(kind=pl.col("reason").str.replace_all(r"'[^']*'|\d{4}-\d{2}-\d{2}", "…"))
+        .group_by("kind")
+        .agg(pl.len().alias("count"), pl.col("reason").first().alias("example"))
+        .sort("count", descending=True)
+    )
+    table = Table("count", "reason (example)", title="Reject reasons")
+    for _, count, example in reasons.head(_SHOWN_REJECTS).iter_rows():
+        table.add_row(str(count), escape(example))
+    console.print(table)
+    shown = rejects.head(_SHOWN_REJECTS)
+    for row in shown.iter_rows(named=True):
+        console.print(f"  {escape(row['row_key'] or '')}: {escape(row['reason'])}", highlight=False)
+    if rejects.height > shown.height:
+        console.print(f"  … and {rejects.height - shown.height} more (use --rejects FILE to get them all)")
+
+
+def _print_explanation(account: Explanation) -> None:
+    console.print(f"[bold]{escape(account.headline())}[/]", highlight=False)
+    for line in account.facts():
+        console.print(escape(line), highlight=False)
+    if account.pauses:
+        console.print("[bold]Pauses[/] (the days after the start, up to and including the end, are not counted)")
+        for line in account.pause_texts():
+            console.print(f"  {escape(line)}", highlight=False)
+    table = Table("days", "", title="Day by day", title_justify="left", show_header=False)
+    for stretch in account.stretches:
+        style = {"counted": "", "paused": "cyan", "rest day": "dim"}.get(stretch.what, "dim")
+        text = stretch_text(stretch)
+        when, _, what = text.partition("  ")
+        table.add_row(escape(when), escape(what), style=style + (" italic" if stretch.after_as_of else ""))
+    console.print(table)
+    if account.calendar_notes:
+        console.print("[bold]Holidays and make-up working days met[/]")
+        for first, last, note in account.calendar_notes:
+            span = first.isoformat() if first == last else f"{first} – {last}"
+            console.print(f"  {span} {escape(note)}", highlight=False)
+    for line in account.outcome():
+        console.print(f"[bold]{escape(line)}[/]", highlight=False)

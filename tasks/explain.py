@@ -1,0 +1,340 @@
+"""The reasoning behind one clock's due date and level, day by day where it matters, as plain data and text.
+
+The figures (due date, elapsed, remaining, days overdue, level, calendar) come from the clock engine itself
+(tasks/clocks.py); this module only lays the calendar out around them so that a unit disputing an alert can see each
+day: counted or not, and why (weekend, holiday, make-up working day 调休, pause, restart).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import polars as pl
+
+from tasks.calendar import MAKEUP_NOTE, WorkCalendar
+from tasks.clocks import evaluate_clocks
+
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+LEVEL_NAMES = {
+    "normal": "normal",
+    "warning": "warning (黄牌)",
+    "overdue": "overdue (红牌)",
+    "escalated": "escalated (督办)",
+    "paused": "paused (特别程序 in progress)",
+    "completed_on_time": "completed on time",
+    "completed_late": "completed late",
+}
+CLOCK_NAMES = {
+    "case": "Case (办件)",
+    "step": "Step (环节)",
+    "project": "Project (工程建设项目)",
+    "deferral": "Deferred materials (容缺后补)",
+    "claim": "Supervision claim (审管互动认领)",
+    "special": "Special procedure (特别程序)",
+}
+KIND_NAMES = {"workday": "working days (工作日)", "calendar": "calendar days (自然日)"}
+
+
+@dataclass(frozen=True)
+class PauseLine:
+    label: str
+    start: date
+    end: date | None  # as recorded
+    restart: bool
+    known: bool  # started on or before the as-of date
+    open: bool  # no end known at the as-of date
+
+
+@dataclass(frozen=True)
+class Stretch:
+    """Consecutive days that are treated alike."""
+
+    first: date
+    last: date
+    what: str  # counted | rest day | paused | before start
+    note: str | None  # holiday name, 调休上班, pause label
+    count_first: int | None  # running count of counted days, when counted
+    count_last: int | None
+    after_as_of: bool  # days after the as-of date, shown up to the due date
+    due: bool = False  # the due date itself
+
+    @property
+    def days(self) -> int:
+        return (self.last - self.first).days + 1
+
+
+@dataclass(frozen=True)
+class Explanation:
+    clock: dict
+    evaluation: dict
+    as_of: date
+    effective_start: date
+    pauses: list[PauseLine]
+    stretches: list[Stretch]
+    calendar_notes: list[tuple[date, date, str]] = field(default_factory=list)  # holidays and make-up days met
+
+    def headline(self) -> str:
+        clock = self.clock
+        name = CLOCK_NAMES.get(clock["clock_type"], clock["clock_type"])
+        return f"{name} {clock['clock_id']} — unit {clock['unit_code']}"
+
+    def facts(self) -> list[str]:
+        clock = self.clock
+        lines = [
+            f"Limit: {clock['limit_days']} {KIND_NAMES[clock['limit_kind']]}"
+            + (f", matter {clock['matter_code']}" if clock.get("matter_code") else ""),
+            f"Start: {_day(clock['start_date'])}; counting starts the next day (期间开始的当日不计入).",
+        ]
+        if self.effective_start != clock["start_date"]:
+            lines.append(
+                f"Restart: a correction (补正) ended {_day(self.effective_start)}; "
+                "the full limit counts again from the next day."
+            )
+        if clock["limit_kind"] == "calendar":
+            lines.append("A calendar-day limit ending on a rest day moves to the next working day (民法典 第203条).")
+        completed = clock.get("completed_date")
+        if completed is not None:
+            known = completed <= self.as_of
+            lines.append(f"Completed: {_day(completed)}" + ("" if known else f" (after {self.as_of}: not yet known)"))
+        return lines
+
+    def outcome(self) -> list[str]:
+        result = self.evaluation
+        due = result["due_date"]
+        lines = [
+            f"Due date: {_day(due)}" if due is not None else "Due date: not known while the clock is paused",
+            f"As of {_day(self.as_of)}: elapsed {result['elapsed']}, remaining {result['remaining']}, "
+            f"overdue {result['overdue_workdays']} working day(s) → {LEVEL_NAMES[result['level']]}",
+        ]
+        if result["level"] in ("normal", "warning"):
+            lines.append(f"Warning (黄牌) from {result['warning_days']} day(s) remaining.")
+        if result["level"] in ("overdue", "escalated", "normal", "warning"):
+            lines.append(f"Escalation (督办) at {result['escalate_after']} working day(s) overdue.")
+        lines.append(
+            "Calendar: provisional (预计) — part of the period has no official holiday notice yet"
+            if result["calendar"] == "provisional"
+            else "Calendar: official"
+        )
+        return lines
+
+    def pause_texts(self) -> list[str]:
+        return [_pause_text(pause, self.as_of) for pause in self.pauses]
+
+    def lines(self) -> list[str]:
+        """The whole account as plain text."""
+        out = [self.headline(), *self.facts()]
+        if self.pauses:
+            out.append("Pauses (days after the start up to and including the end are not counted):")
+            out.extend(f"  {text}" for text in self.pause_texts())
+        out.append("Day by day:")
+        out.extend(f"  {stretch_text(stretch)}" for stretch in self.stretches)
+        if self.calendar_notes:
+            out.append("Holidays and make-up working days met:")
+            out.extend(f"  {_range(first, last)} {note}" for first, last, note in self.calendar_notes)
+        out.extend(self.outcome())
+        return out
+
+
+def explain_clock(
+    clock_id: str,
+    clocks: pl.DataFrame,
+    pauses: pl.DataFrame,
+    calendar: WorkCalendar,
+    as_of: date,
+    pause_labels: pl.DataFrame | None = None,
+) -> Explanation:
+    """The account of `clock_id` among `clocks` as of the end of `as_of`.
+
+    `pause_labels` (clock_id, start_date, label) names pauses, e.g. by their suspension kind.
+    """
+    clock_frame = clocks.filter(pl.col("clock_id") == clock_id)
+    if clock_frame.is_empty():
+        raise KeyError(clock_id)
+    clock_pauses = pauses.filter(pl.col("clock_id") == clock_id).sort("start_date")
+    evaluation = evaluate_clocks(clock_frame, clock_pauses, calendar, as_of).row(0, named=True)
+    clock = clock_frame.row(0, named=True)
+
+    labels: dict[date, str] = {}
+    if pause_labels is not None:
+        for row in pause_labels.filter(pl.col("clock_id") == clock_id).iter_rows(named=True):
+            labels[row["start_date"]] = row["label"]
+    pause_lines = []
+    for row in clock_pauses.iter_rows(named=True):
+        end = row["end_date"]
+        pause_lines.append(
+            PauseLine(
+                label=labels.get(row["start_date"], "restart" if row["restart"] else "pause"),
+                start=row["start_date"],
+                end=end,
+                restart=row["restart"],
+                known=row["start_date"] <= as_of,
+                open=end is None or end > as_of,
+            )
+        )
+    known = [pause for pause in pause_lines if pause.known]
+    effective_start = max(
+        [clock["start_date"], *(pause.end for pause in known if pause.restart and not pause.open and pause.end)]
+    )
+    completed = clock["completed_date"] if clock["completed_date"] and clock["completed_date"] <= as_of else None
+    last = max(filter(None, [completed or as_of, evaluation["due_date"]]))
+    days = _day_table(clock, calendar, known, effective_start, last, as_of, completed).with_columns(
+        due=pl.col("date") == evaluation["due_date"] if evaluation["due_date"] else pl.lit(False)
+    )
+    return Explanation(
+        clock=clock,
+        evaluation=evaluation,
+        as_of=as_of,
+        effective_start=effective_start,
+        pauses=pause_lines,
+        stretches=_stretches(days),
+        calendar_notes=_calendar_notes(days),
+    )
+
+
+def _day_table(
+    clock: dict,
+    calendar: WorkCalendar,
+    pauses: list[PauseLine],
+    effective_start: date,
+    last: date,
+    as_of: date,
+    completed: date | None,
+) -> pl.DataFrame:
+    """One row per day after the start: is it counted, and why (not)."""
+    first = clock["start_date"] + timedelta(days=1)
+    days = calendar.days(first, max(first, last)).select("date", "is_workday", "note")
+    paused_by = pl.lit(None, pl.String)
+    for pause in reversed(pauses):  # the first pause covering a day names it
+        end = date.max if pause.open or pause.end is None else pause.end
+        covers = (pl.col("date") > pause.start) & (pl.col("date") <= end)
+        paused_by = pl.when(covers).then(pl.lit(pause.label)).otherwise(paused_by)
+    every_day = clock["limit_kind"] == "calendar"
+    return (
+        days.with_columns(
+            paused_by=paused_by,
+            before_start=pl.col("date") <= effective_start,
+            after_completion=pl.lit(completed is not None) & (pl.col("date") > (completed or date.max)),
+            after_as_of=pl.col("date") > as_of,
+        )
+        .with_columns(
+            counted=~pl.col("before_start")
+            & ~pl.col("after_completion")
+            & (pl.lit(every_day) | pl.col("is_workday"))
+            & pl.col("paused_by").is_null()
+        )
+        .with_columns(count=pl.col("counted").cast(pl.Int32).cum_sum())
+    )
+
+
+def _stretches(days: pl.DataFrame) -> list[Stretch]:
+    """Consecutive days alike, merged: plain counted working days into ranges, everything notable on its own."""
+    labelled = days.with_columns(
+        what=pl.when(pl.col("counted"))
+        .then(pl.lit("counted"))
+        .when(pl.col("before_start"))
+        .then(pl.lit("before start"))
+        .when(pl.col("after_completion"))
+        .then(pl.lit("after completion"))
+        .when(pl.col("paused_by").is_not_null())
+        .then(pl.lit("paused"))
+        .otherwise(pl.lit("rest day")),
+        note=pl.when(pl.col("before_start") | pl.col("after_completion"))
+        .then(None)
+        .otherwise(pl.coalesce("paused_by", "note")),
+    ).with_columns(
+        group=(
+            (pl.col("what") != pl.col("what").shift(1))
+            | (pl.col("note").fill_null("") != pl.col("note").shift(1).fill_null(""))
+            | (pl.col("after_as_of") != pl.col("after_as_of").shift(1))
+            | pl.col("due")
+            | pl.col("due").shift(1)
+        )
+        .fill_null(True)
+        .cum_sum()
+    )
+    grouped = labelled.group_by("group", maintain_order=True).agg(
+        first=pl.col("date").first(),
+        last=pl.col("date").last(),
+        what=pl.col("what").first(),
+        note=pl.col("note").first(),
+        count_first=pl.col("count").first(),
+        count_last=pl.col("count").last(),
+        after_as_of=pl.col("after_as_of").first(),
+        due=pl.col("due").first(),
+    )
+    return [
+        Stretch(
+            first=row["first"],
+            last=row["last"],
+            what=row["what"],
+            note=row["note"],
+            count_first=row["count_first"] if row["what"] == "counted" else None,
+            count_last=row["count_last"] if row["what"] == "counted" else None,
+            after_as_of=row["after_as_of"],
+            due=row["due"],
+        )
+        for row in grouped.iter_rows(named=True)
+    ]
+
+
+def _calendar_notes(days: pl.DataFrame) -> list[tuple[date, date, str]]:
+    noted = days.filter(pl.col("note").is_not_null()).with_columns(
+        group=(
+            (pl.col("note") != pl.col("note").shift(1))
+            | (pl.col("date") - pl.col("date").shift(1) != timedelta(days=1))
+        )
+        .fill_null(True)
+        .cum_sum()
+    )
+    grouped = noted.group_by("group", maintain_order=True).agg(
+        pl.col("date").first().alias("first"), pl.col("date").last().alias("last"), pl.col("note").first()
+    )
+    return [(row["first"], row["last"], row["note"]) for row in grouped.iter_rows(named=True)]
+
+
+def stretch_text(stretch: Stretch) -> str:
+    when = _range(stretch.first, stretch.last)
+    if stretch.what == "counted":
+        counts = (
+            f"day {stretch.count_first}"
+            if stretch.count_first == stretch.count_last
+            else f"days {stretch.count_first}–{stretch.count_last}"
+        )
+        text = f"{when}  counted, {counts}"
+        if stretch.note and MAKEUP_NOTE in stretch.note:
+            text += f" — make-up working day {stretch.note}"
+        elif stretch.note:
+            text += f" — {stretch.note}"
+    elif stretch.what == "paused":
+        text = f"{when}  paused ({stretch.note})"
+    elif stretch.what == "rest day":
+        text = f"{when}  not counted: " + (f"holiday {stretch.note}" if stretch.note else "weekend")
+    elif stretch.what == "after completion":
+        text = f"{when}  after completion"
+    else:
+        text = f"{when}  not counted: the count starts over after the correction (补正)"
+    if stretch.due:
+        text += "  ← due date"
+    return text + ("  [after the as-of date]" if stretch.after_as_of else "")
+
+
+def _pause_text(pause: PauseLine, as_of: date) -> str:
+    end = "open" if pause.end is None else pause.end.isoformat()
+    effect = "restarts the limit when it ends" if pause.restart else "stops the clock"
+    state = (
+        f"not yet known on {as_of}"
+        if not pause.known
+        else ("still open on " + as_of.isoformat() if pause.open else "ended")
+    )
+    return f"{pause.label}: ({pause.start}, {end}] — {effect}; {state}"
+
+
+def _day(day: date | None) -> str:
+    return "—" if day is None else f"{day.isoformat()} ({WEEKDAYS[day.weekday()]})"
+
+
+def _range(first: date, last: date) -> str:
+    if first == last:
+        return _day(first)
+    return f"{_day(first)} – {_day(last)}"
