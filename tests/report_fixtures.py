@@ -183,180 +183,129 @@ def tables() -> dict[str, pl.DataFrame]:
     }
 
 
-def _evaluation(
-    clock_id: str,
-    clock_type: str,
-    subject: str,
-    case_id: str | None,
-    unit: str,
-    start: str,
-    limit: int,
-    completed: str | None,
-    due: str | None,
-    elapsed: int,
-    overdue: int,
-    level: str,
-    *,
-    matter: str | None = None,
-    kind: str = "workday",
-) -> dict[str, object]:
-    return {
-        "clock_id": clock_id,
-        "clock_type": clock_type,
-        "subject_id": subject,
-        "case_id": case_id,
-        "unit_code": unit,
-        "matter_code": matter,
-        "region_code": None,
-        "start_date": d(start),
-        "limit_days": limit,
-        "limit_kind": kind,
-        "completed_date": d(completed) if completed else None,
-        "warning_days": 2,
-        "escalate_after": 5,
-        "repeat_every": 3,
-        "due_date": d(due) if due else None,
-        "elapsed": elapsed,
-        "remaining": limit - elapsed,
-        "overdue_workdays": overdue,
-        "level": level,
-        "calendar": "official",
-    }
+_EVALUATION_FIELDS = (
+    "clock_id",
+    "clock_type",
+    "subject_id",
+    "case_id",
+    "unit_code",
+    "matter_code",
+    "region_code",
+    "start_date",
+    "limit_days",
+    "limit_kind",
+    "completed_date",
+    "warning_days",
+    "due_date",
+    "elapsed",
+    "overdue_workdays",
+    "level",
+)
+_DATE_FIELDS = ("start_date", "completed_date", "due_date")
+
+# What the deadline engine says for these tables as of 2026-03-11 (tests/test_report.py checks that it still does).
+# Spring Festival 2026 (02-15..02-23 off, Saturday 02-14 and 02-28 worked) is why C4 was due 02-27.
+# Columns: _EVALUATION_FIELDS (completed = completed_date, warning = warning_days, overdue = overdue_workdays).
+# fmt: off
+_CURRENT = [
+    ("case:C1", "case", "C1", "C1", "360702SPJ", "SXTQ-A001", "360702",
+     "03-02", 10, "workday", "03-09", 2, "03-16", 5, 0, "completed_on_time"),
+    ("case:C2", "case", "C2", "C2", "360702SPJ", "SXTQ-A001", "360702",
+     "02-20", 10, "workday", "03-10", 2, "03-06", 12, 2, "completed_late"),
+    ("case:C3", "case", "C3", "C3", "360703SPJ", "SXTQ-B001", "360703",
+     "03-03", 8, "workday", "03-11", 2, "03-13", 6, 0, "completed_on_time"),
+    ("case:C4", "case", "C4", "C4", "360703SPJ", "SXTQ-B001", "360703",
+     "02-10", 8, "workday", None, 2, "02-27", 17, 9, "escalated"),
+    ("case:C5", "case", "C5", "C5", "360700SPJ", "SJ-D001", None,
+     "03-09", 15, "workday", None, 3, "03-30", 2, 0, "normal"),
+    ("case:C6", "case", "C6", "C6", "360702SPJ", "SXTQ-A001", "360702",
+     "02-25", 10, "workday", "03-04", 2, "03-10", 6, 0, "completed_on_time"),
+    ("case:C7", "case", "C7", "C7", "360702SPJ", "SXTQ-A001", "360702",
+     "02-16", 10, "workday", None, 2, "03-06", 13, 3, "overdue"),
+    ("case:C8", "case", "C8", "C8", "360703SPJ", "SXTQ-B001", "360703",
+     "03-10", 8, "workday", None, 2, None, 1, 0, "paused"),
+    ("case:C9", "case", "C9", "C9", "360700SPJ", "SXTQ-C004", "360700",
+     "02-02", 30, "calendar", "03-09", 6, "03-04", 35, 3, "completed_late"),
+    ("step:C1:1", "step", "C1", "C1", "360702SPJ", "SXTQ-A001", "360702",
+     "03-02", 10, "workday", "03-09", 2, "03-16", 5, 0, "completed_on_time"),
+    ("step:C2:1", "step", "C2", "C2", "360702SPJ", "SXTQ-A001", "360702",
+     "02-20", 10, "workday", "03-10", 2, "03-06", 12, 2, "completed_late"),
+    ("step:C3:1", "step", "C3", "C3", "360703SPJ", "SXTQ-B001", "360703",
+     "03-03", 5, "workday", "03-09", 1, "03-10", 4, 0, "completed_on_time"),
+    ("step:C3:2", "step", "C3", "C3", "360700SCJ", "SXTQ-B001", "360703",
+     "03-09", 3, "workday", "03-11", 1, "03-12", 2, 0, "completed_on_time"),
+    ("step:C4:1", "step", "C4", "C4", "360703SPJ", "SXTQ-B001", "360703",
+     "02-10", 5, "workday", None, 1, "02-24", 17, 12, "escalated"),
+    ("project:P2", "project", "P2", None, "360702SPJ", None, "360702",
+     "02-25", 18, "workday", "03-09", 4, "03-20", 9, 0, "completed_on_time"),
+    ("project:P1", "project", "P1", None, "360703SPJ", None, "360703",
+     "02-10", 45, "workday", None, 9, "04-21", 17, 0, "normal"),
+    ("deferral:C3", "deferral", "C3", "C3", "360703SPJ", "SXTQ-B001", "360703",
+     "03-03", 7, "calendar", "03-09", 2, "03-10", 6, 0, "completed_on_time"),
+    ("deferral:C8", "deferral", "C8", "C8", "360703SPJ", "SXTQ-B001", "360703",
+     "03-10", 14, "calendar", None, 3, "03-24", 1, 0, "normal"),
+    ("deferral:C2", "deferral", "C2", "C2", "360702SPJ", "SXTQ-A001", "360702",
+     "02-20", 13, "calendar", "03-06", 3, "03-05", 14, 1, "completed_late"),
+    ("deferral:C7", "deferral", "C7", "C7", "360702SPJ", "SXTQ-A001", "360702",
+     "02-16", 23, "calendar", None, 5, "03-11", 23, 0, "warning"),
+    ("claim:PU1", "claim", "PU1", "C6", "360700SCJ", "SXTQ-A001", "360702",
+     "03-05", 3, "workday", "03-06", 1, "03-10", 1, 0, "completed_on_time"),
+    ("claim:PU2", "claim", "PU2", "C1", "360700SCJ", "SXTQ-A001", "360702",
+     "03-09", 3, "workday", "03-10", 1, "03-12", 1, 0, "completed_on_time"),
+    ("claim:PU3", "claim", "PU3", "C2", "360700ZJJ", "SXTQ-A001", "360702",
+     "03-10", 3, "workday", None, 1, "03-13", 1, 0, "normal"),
+    ("claim:PU4", "claim", "PU4", "C1", "360700ZJJ", "SXTQ-A001", "360702",
+     "03-09", 3, "workday", "03-11", 1, "03-12", 2, 0, "completed_on_time"),
+    ("claim:PU5", "claim", "PU5", "C3", "360700SCJ", "SXTQ-B001", "360703",
+     "03-11", 3, "workday", None, 1, "03-16", 0, 0, "normal"),
+    ("claim:PU6", "claim", "PU6", "C3", "360700ZJJ", "SXTQ-B001", "360703",
+     "03-10", 3, "workday", "03-11", 1, "03-13", 1, 0, "completed_on_time"),
+    ("special:C8:专家评审:2026-03-11", "special", "C8", "C8", "360703SPJ", "SXTQ-B001", "360703",
+     "03-11", 20, "workday", None, 4, "04-09", 0, 0, "normal"),
+]
+# fmt: on
+
+# The case clocks open at the end of Sunday 2026-03-08, evaluated on that day.
+# fmt: off
+_PREVIOUS = [
+    ("case:C1", "case", "C1", "C1", "360702SPJ", "SXTQ-A001", "360702",
+     "03-02", 10, "workday", "03-09", 2, "03-16", 4, 0, "normal"),
+    ("case:C2", "case", "C2", "C2", "360702SPJ", "SXTQ-A001", "360702",
+     "02-20", 10, "workday", "03-10", 2, "03-06", 10, 0, "overdue"),
+    ("case:C3", "case", "C3", "C3", "360703SPJ", "SXTQ-B001", "360703",
+     "03-03", 8, "workday", "03-11", 2, "03-13", 3, 0, "normal"),
+    ("case:C4", "case", "C4", "C4", "360703SPJ", "SXTQ-B001", "360703",
+     "02-10", 8, "workday", None, 2, "02-27", 14, 6, "escalated"),
+    ("case:C7", "case", "C7", "C7", "360702SPJ", "SXTQ-A001", "360702",
+     "02-16", 10, "workday", None, 2, "03-06", 10, 0, "overdue"),
+    ("case:C9", "case", "C9", "C9", "360700SPJ", "SXTQ-C004", "360700",
+     "02-02", 30, "calendar", "03-09", 6, "03-04", 34, 2, "overdue"),
+]
+# fmt: on
+
+
+def _evaluations(rows: list[tuple[object, ...]]) -> pl.DataFrame:
+    records = []
+    for row in rows:
+        record = dict(zip(_EVALUATION_FIELDS, row, strict=True))
+        for name in _DATE_FIELDS:
+            record[name] = d(str(record[name])) if record[name] is not None else None
+        limit, elapsed = record["limit_days"], record["elapsed"]
+        assert isinstance(limit, int) and isinstance(elapsed, int)
+        record.update(escalate_after=5, repeat_every=3, remaining=limit - elapsed, calendar="official")
+        records.append(record)
+    return pl.DataFrame(records, schema=EVALUATION_SCHEMA)
 
 
 def evaluations() -> pl.DataFrame:
-    """Every clock as of 2026-03-11, plus `workdays_used` (C9 is a 30-calendar-day clock that used 22 working days)."""
-    e = _evaluation
-    rows = [
-        e(
-            "case:C1",
-            "case",
-            "C1",
-            "C1",
-            "360702SPJ",
-            "03-02",
-            10,
-            "03-09",
-            "03-16",
-            5,
-            0,
-            "completed_on_time",
-            matter="SXTQ-A001",
-        ),
-        e(
-            "case:C2",
-            "case",
-            "C2",
-            "C2",
-            "360702SPJ",
-            "02-20",
-            10,
-            "03-10",
-            "03-06",
-            12,
-            2,
-            "completed_late",
-            matter="SXTQ-A001",
-        ),
-        e(
-            "case:C3",
-            "case",
-            "C3",
-            "C3",
-            "360703SPJ",
-            "03-03",
-            8,
-            "03-11",
-            "03-13",
-            6,
-            0,
-            "completed_on_time",
-            matter="SXTQ-B001",
-        ),
-        e(
-            "case:C4",
-            "case",
-            "C4",
-            "C4",
-            "360703SPJ",
-            "02-10",
-            8,
-            None,
-            "02-24",
-            20,
-            12,
-            "escalated",
-            matter="SXTQ-B001",
-        ),
-        e("case:C5", "case", "C5", "C5", "360700SPJ", "03-09", 15, None, "03-30", 2, 0, "normal", matter="SJ-D001"),
-        e(
-            "case:C6",
-            "case",
-            "C6",
-            "C6",
-            "360702SPJ",
-            "02-25",
-            10,
-            "03-04",
-            "03-11",
-            5,
-            0,
-            "completed_on_time",
-            matter="SXTQ-A001",
-        ),
-        e("case:C7", "case", "C7", "C7", "360702SPJ", "02-16", 10, None, "03-06", 13, 3, "overdue", matter="SXTQ-A001"),
-        e("case:C8", "case", "C8", "C8", "360703SPJ", "03-10", 8, None, None, 1, 0, "paused", matter="SXTQ-B001"),
-        e(
-            "case:C9",
-            "case",
-            "C9",
-            "C9",
-            "360700SPJ",
-            "02-02",
-            30,
-            "03-09",
-            "03-04",
-            35,
-            3,
-            "completed_late",
-            matter="SXTQ-C004",
-            kind="calendar",
-        ),
-        e("step:C1:1", "step", "C1:1", "C1", "360702SPJ", "03-02", 10, "03-09", "03-16", 5, 0, "completed_on_time"),
-        e("step:C2:1", "step", "C2:1", "C2", "360702SPJ", "02-20", 10, "03-10", "03-06", 12, 2, "completed_late"),
-        e("step:C3:1", "step", "C3:1", "C3", "360703SPJ", "03-03", 5, "03-09", "03-10", 4, 0, "completed_on_time"),
-        e("step:C3:2", "step", "C3:2", "C3", "360700SCJ", "03-09", 3, "03-11", "03-12", 2, 0, "completed_on_time"),
-        e("step:C4:1", "step", "C4:1", "C4", "360703SPJ", "02-10", 5, None, "02-17", 20, 17, "escalated"),
-        e("project:P1", "project", "P1", None, "360703SPJ", "02-10", 45, None, "04-15", 20, 0, "normal"),
-        e("project:P2", "project", "P2", None, "360702SPJ", "02-25", 18, "03-09", "03-20", 9, 0, "completed_on_time"),
-        e("deferral:C3", "deferral", "C3", "C3", "360703SPJ", "03-03", 5, "03-09", "03-10", 4, 0, "completed_on_time"),
-        e("deferral:C8", "deferral", "C8", "C8", "360703SPJ", "03-10", 10, None, "03-24", 1, 0, "normal"),
-        e("deferral:C2", "deferral", "C2", "C2", "360702SPJ", "02-20", 10, "03-06", "03-05", 11, 1, "completed_late"),
-        e("deferral:C7", "deferral", "C7", "C7", "360702SPJ", "02-16", 17, None, "03-11", 17, 0, "warning"),
-        e("claim:PU1", "claim", "PU1", "C6", "360700SCJ", "03-05", 3, "03-06", "03-10", 1, 0, "completed_on_time"),
-        e("claim:PU2", "claim", "PU2", "C1", "360700SCJ", "03-09", 3, "03-10", "03-12", 1, 0, "completed_on_time"),
-        e("claim:PU3", "claim", "PU3", "C2", "360700ZJJ", "03-10", 3, None, "03-13", 1, 0, "normal"),
-        e("claim:PU4", "claim", "PU4", "C1", "360700ZJJ", "03-09", 3, "03-11", "03-12", 2, 0, "completed_on_time"),
-        e("claim:PU5", "claim", "PU5", "C3", "360700SCJ", "03-11", 3, None, "03-16", 0, 0, "normal"),
-        e("claim:PU6", "claim", "PU6", "C3", "360700ZJJ", "03-10", 3, "03-11", "03-13", 1, 0, "completed_on_time"),
-    ]
-    frame = pl.DataFrame(rows, schema=EVALUATION_SCHEMA)
-    workdays = pl.when(pl.col("clock_id") == "case:C9").then(22).otherwise(pl.col("elapsed"))
-    return frame.with_columns(workdays_used=workdays.cast(pl.Int32))
+    """Every clock as of 2026-03-11, plus `workdays_used`: C9 is a 30-calendar-day clock that used 21 working days."""
+    workdays = pl.when(pl.col("clock_id") == "case:C9").then(21).otherwise(pl.col("elapsed"))
+    return _evaluations(_CURRENT).with_columns(workdays_used=workdays.cast(pl.Int32))
 
 
 def previous_snapshot() -> pl.DataFrame:
     """Case clocks open at the end of 2026-03-08, as the engine evaluates them on that day."""
-    e = _evaluation
-    rows = [
-        e("case:C1", "case", "C1", "C1", "360702SPJ", "03-02", 10, "03-09", "03-16", 4, 0, "normal"),
-        e("case:C2", "case", "C2", "C2", "360702SPJ", "02-20", 10, "03-10", "03-06", 10, 0, "overdue"),
-        e("case:C3", "case", "C3", "C3", "360703SPJ", "03-03", 8, "03-11", "03-13", 3, 0, "normal"),
-        e("case:C4", "case", "C4", "C4", "360703SPJ", "02-10", 8, None, "02-24", 17, 9, "escalated"),
-        e("case:C7", "case", "C7", "C7", "360702SPJ", "02-16", 10, None, "03-06", 10, 0, "overdue"),
-        e("case:C9", "case", "C9", "C9", "360700SPJ", "02-02", 30, "03-09", "03-04", 34, 2, "overdue", kind="calendar"),
-    ]
-    return pl.DataFrame(rows, schema=EVALUATION_SCHEMA).with_columns(as_of=pl.lit(PREVIOUS_END))
+    return _evaluations(_PREVIOUS).with_columns(as_of=pl.lit(PREVIOUS_END))
 
 
 def snapshots() -> pl.DataFrame:

@@ -83,18 +83,18 @@ def test_unknown_period_kind_is_refused() -> None:
 
 def test_overall_case_figures_match_the_hand_count(report: ReportViews) -> None:
     # This week (03-09..03-11): accepted C5, C8; completed C1 (on time), C2 (late), C3 (on time), C9 (late).
-    # Working days used: C1 5, C2 12, C3 6, C9 22 (a calendar clock; its working days from the engine).
-    # Mean 45 / 4 = 11.25; P90 of [5, 6, 12, 22] at position 0.9 * 3 = 2.7: 12 + 0.7 * 10 = 19.
-    # Open at 03-11: C4 (escalated, 12 days over), C5, C7 (overdue, 3 days), C8 (paused).
+    # Working days used: C1 5, C2 12, C3 6, C9 21 (a 30-calendar-day clock; its working days from the engine).
+    # Mean 44 / 4 = 11; P90 of [5, 6, 12, 21] at position 0.9 * 3 = 2.7: 12 + 0.7 * 9 = 18.3.
+    # Open at 03-11: C4 (escalated, 9 working days over), C5, C7 (overdue, 3), C8 (paused).
     total = total_row(report.views["by_unit"], "unit_code")
     assert total["accepted"] == 2
     assert (total["completed"], total["on_time"], total["late"]) == (4, 2, 2)
     assert total["on_time_rate"] == pytest.approx(0.5)
-    assert total["avg_workdays"] == pytest.approx(11.25)
-    assert total["p90_workdays"] == pytest.approx(19.0)
+    assert total["avg_workdays"] == pytest.approx(11.0)
+    assert total["p90_workdays"] == pytest.approx(18.3)
     assert (total["open_cases"], total["open_overdue"], total["escalated"]) == (4, 2, 1)
-    assert total["avg_overdue_workdays"] == pytest.approx(7.5)
-    assert total["max_overdue_workdays"] == 12
+    assert total["avg_overdue_workdays"] == pytest.approx(6.0)
+    assert total["max_overdue_workdays"] == 9
 
 
 def test_previous_week_and_change(report: ReportViews) -> None:
@@ -103,6 +103,8 @@ def test_previous_week_and_change(report: ReportViews) -> None:
     previous = trend.filter(pl.col("period") == "2026-W10").row(0, named=True)
     assert (previous["accepted"], previous["completed"], previous["on_time_rate"]) == (2, 1, 1.0)
     assert (previous["open_cases"], previous["open_overdue"]) == (6, 4)
+    assert previous["avg_overdue_workdays"] == pytest.approx((0 + 6 + 0 + 2) / 4)
+    assert previous["avg_workdays"] == 6.0
     overview = {row["metric"]: row for row in report.overview.iter_rows(named=True)}
     assert overview["on_time_rate"]["change"] == pytest.approx(-0.5)
     assert overview["open_overdue"]["current"] == 2
@@ -162,12 +164,12 @@ def test_overdue_ages_bands_and_detail(report: ReportViews) -> None:
     ages = report.views["overdue_ages"]
     total = total_row(ages, "unit_code")
     bands = ["overdue_1_5", "overdue_6_10", "overdue_11_20", "overdue_over_20"]
-    assert [total[band] for band in bands] == [1, 0, 1, 0]
+    assert [total[band] for band in bands] == [1, 1, 0, 0]
     assert sum(total[band] for band in bands) == total["open_overdue"] == 2
     assert parts(ages, "unit_code")["open_overdue"].sum() == 2
     detail = report.views["overdue_cases"]
     assert detail["case_id"].to_list() == ["C4", "C7"]
-    assert detail["overdue_workdays"].to_list() == [12, 3]
+    assert detail["overdue_workdays"].to_list() == [9, 3]
     assert "applicant_name" not in detail.columns and "applicant_phone" not in detail.columns
 
 
