@@ -1,0 +1,226 @@
+"""`permitwatch evaluate` and `permitwatch explain`, run through the real command line."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from schemas.contracts import canonical_schema
+from schemas.database import ensure_schema
+from tasks.store import store_table
+
+HEADER = "办件编号,事项编码,承办单位编码,受理时间,办结时间,承诺时限,时限类型\n"
+CASES = [
+    "C1,SXTQ-B001,360702SPJ,2025/9/26 9:05,,,",  # 8 working days, paused (09-29, 10-10]
+    "C2,SXTQ-A004,360702SPJ,2025-09-26,2025-10-09,,",  # 7 working days since 2025-07-01: on time
+    "C3,UNKNOWN,360702SPJ,20250926,,,",  # unknown matter, no limit: rejected
+    "C4,UNKNOWN,360702SPJ,2025年9月26日,,10,自然日",  # 10 calendar days end in the holiday
+    "C5,SJ-D001,360702SPJ,2025-09-26,2025-09-20,,",  # completed before accepted: rejected
+    "C6,SJ-D001,360702SPJ,2025-09-26,,5,每周",  # unknown limit kind: rejected
+    "C7,SJ-D001,360702SPJ,下周一,,,",  # not a date: rejected
+]
+SUSPENSIONS = "办件编号,特别程序种类,开始时间,结束时间\nC1,专家评审,2025-09-29,2025-10-10\nC9,公示,2025-09-29,\n"
+EXPECTED = [
+    {
+        "case_id": "C1",
+        "due_date": "2025-10-17",
+        "elapsed": "9",
+        "remaining": "-1",
+        "overdue_workdays": "1",
+        "level": "overdue",
+        "calendar": "official",
+    },
+    {
+        "case_id": "C2",
+        "due_date": "2025-10-13",
+        "elapsed": "4",
+        "remaining": "3",
+        "overdue_workdays": "0",
+        "level": "completed_on_time",
+        "calendar": "official",
+    },
+    {
+        "case_id": "C4",
+        "due_date": "2025-10-09",
+        "elapsed": "24",
+        "remaining": "-14",
+        "overdue_workdays": "8",
+        "level": "escalated",
+        "calendar": "official",
+    },
+]
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    cases = tmp_path / "cases.csv"
+    cases.write_bytes((HEADER + "\n".join(CASES) + "\n").encode("gb18030"))  # a GBK export
+    suspensions = tmp_path / "suspensions.csv"
+    suspensions.write_text("\ufeff" + SUSPENSIONS, encoding="utf-8")  # UTF-8 with a BOM
+    return cases, suspensions
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+    return result.exit_code, result.output
+
+
+def test_evaluate_csv_gives_exactly_the_output_columns(files: tuple[Path, Path], tmp_path: Path) -> None:
+    cases, suspensions = files
+    out = tmp_path / "out.csv"
+    rejects = tmp_path / "rejects.csv"
+    code, output = run(
+        "evaluate",
+        str(cases),
+        "--suspensions",
+        str(suspensions),
+        "--as-of",
+        "2025-10-20",
+        "-o",
+        str(out),
+        "--rejects",
+        str(rejects),
+    )
+    assert code == 0, output
+    result = pl.read_csv(out, infer_schema=False)
+    assert result.columns == ["case_id", "due_date", "elapsed", "remaining", "overdue_workdays", "level", "calendar"]
+    assert result.to_dicts() == EXPECTED
+    assert "Rejected 5 row(s)" in output
+    reasons = dict(pl.read_csv(rejects).select("row_key", "reason").iter_rows())
+    assert reasons == {
+        "cases.csv line 8": "accepted_at: not a date '下周一'",
+        "C3": "unknown matter 'UNKNOWN' and no limit_days",
+        "C5": "completed_at 2025-09-20 is before accepted_at 2025-09-26",
+        "C6": "unknown limit_kind '每周' (workday|calendar|工作日|自然日)",
+        "C9 公示 2025-09-29": "no case 'C9' among the cases",
+    }
+    # read = evaluated + rejected (the suspension of C1 is not a case row)
+    assert result.height + sum(key != "C9 公示 2025-09-29" for key in reasons) == len(CASES)
+
+
+def test_evaluate_parquet_with_datetimes_and_a_provisional_year(tmp_path: Path) -> None:
+    shanghai_evening = datetime(2026, 12, 24, 17, 30, tzinfo=UTC)  # 2026-12-25 01:30 in Shanghai
+    pl.DataFrame(
+        {
+            "case_id": ["D1", "D2"],
+            "matter_code": ["SJ-D001", "SJ-D001"],
+            "unit_code": ["360702SPJ", "360702SPJ"],
+            "accepted_at": [shanghai_evening, datetime(2026, 12, 1, 9, 0, tzinfo=UTC)],
+            "limit_days": [6, None],
+        }
+    ).write_parquet(tmp_path / "cases.parquet")
+    code, output = run(
+        "evaluate", str(tmp_path / "cases.parquet"), "--as-of", "2026-12-28", "-o", str(tmp_path / "out.parquet")
+    )
+    assert code == 0, output
+    result = pl.read_parquet(tmp_path / "out.parquet")
+    assert result.schema["due_date"] == pl.Date
+    rows = {row["case_id"]: row for row in result.iter_rows(named=True)}
+    # Accepted 12-25 (Shanghai): 12-28..12-31, then 2027's estimated New Year, so the 6th day is in January.
+    assert rows["D1"]["due_date"] == date(2027, 1, 5)
+    assert rows["D1"]["calendar"] == "provisional"
+    assert rows["D2"]["calendar"] == "official"  # 15 working days from 12-01 end in December
+    assert "provisional calendar (预计)" in output
+    assert "2027" in output
+
+
+def test_evaluate_exits_non_zero_only_when_nothing_could_be_evaluated(tmp_path: Path) -> None:
+    cases = tmp_path / "cases.csv"
+    cases.write_text("case_id,matter_code,unit_code,accepted_at\nX1,NOPE,360702SPJ,2025-01-02\n", encoding="utf-8")
+    code, output = run("evaluate", str(cases), "--as-of", "2025-02-01", "-o", str(tmp_path / "out.csv"))
+    assert code == 1
+    assert "Evaluated 0 case(s)" in output
+    assert "unknown matter 'NOPE'" in output
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_evaluate_names_a_missing_column(tmp_path: Path) -> None:
+    cases = tmp_path / "cases.csv"
+    cases.write_text("case_id,unit_code,accepted_at\nX1,360702SPJ,2025-01-02\n", encoding="utf-8")
+    code, output = run("evaluate", str(cases), "--as-of", "2025-02-01", "-o", str(tmp_path / "out.csv"))
+    assert code == 2
+    assert "missing column(s) matter_code" in output
+
+
+def test_explain_from_files_shows_the_days_that_matter(files: tuple[Path, Path]) -> None:
+    cases, suspensions = files
+    code, output = run(
+        "explain", "--cases", str(cases), "--suspensions", str(suspensions), "--case-id", "C1", "--as-of", "2025-10-20"
+    )
+    assert code == 0, output
+    assert "counting starts the next day" in output
+    assert "2025-09-28 (Sun)" in output and "make-up working day 调休上班（国庆节）" in output
+    assert "paused (专家评审)" in output
+    assert "2025-10-01 – 2025-10-05 国庆节" in output
+    assert "Due date: 2025-10-17 (Fri)" in output
+    assert "overdue (红牌)" in output
+
+
+def test_explain_a_rejected_case_says_why(files: tuple[Path, Path]) -> None:
+    cases, _ = files
+    code, output = run("explain", "--cases", str(cases), "--case-id", "C5", "--as-of", "2025-10-20")
+    assert code == 2
+    assert "completed_at 2025-09-20 is before accepted_at 2025-09-26" in output
+
+
+def test_explain_from_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'permitwatch.db'}"
+    engine = ensure_schema(url)
+
+    def canonical(table: str, rows: list[dict]) -> pl.DataFrame:
+        schema = canonical_schema(table)
+        return pl.DataFrame([{**dict.fromkeys(schema), **row} for row in rows], schema=schema)
+
+    store_table(
+        engine,
+        "cases",
+        canonical(
+            "cases",
+            [
+                {
+                    "case_id": "DB1",
+                    "matter_code": "SXTQ-B001",
+                    "unit_code": "360703SPJ",
+                    "accepted_at": date(2026, 2, 10),
+                }
+            ],
+        ),
+        None,
+    )
+    store_table(
+        engine,
+        "steps",
+        canonical(
+            "steps",
+            [
+                {
+                    "case_id": "DB1",
+                    "step_no": 1,
+                    "unit_code": "360703SPJ",
+                    "started_at": date(2026, 2, 10),
+                    "ended_at": date(2026, 2, 12),
+                },
+                {"case_id": "DB1", "step_no": 2, "unit_code": "360700SCJ", "started_at": date(2026, 2, 12)},
+            ],
+        ),
+        None,
+    )
+    engine.dispose()
+    monkeypatch.setenv("PERMITWATCH_DATABASE_URL", url)
+    code, output = run("explain", "DB1", "--as-of", "2026-02-13")
+    assert code == 0, output
+    # 8 working days from Tue 02-10: 02-11, 02-12, 02-13, Sat 02-14 (调休), then 春节 to 02-23, 02-24..02-27.
+    assert "Due date: 2026-02-27 (Fri)" in output
+    code, output = run("explain", "step:DB1:2", "--as-of", "2026-02-24")
+    assert code == 0, output
+    # The city's 3 working days from the county's submission on 02-12: 02-13, Sat 02-14 (调休), 02-24.
+    assert "unit 360700SCJ" in output
+    assert "Due date: 2026-02-24 (Tue)" in output
+    code, output = run("explain", "NOPE", "--as-of", "2026-02-24")
+    assert code == 2
+    assert "no clock case:NOPE" in output
