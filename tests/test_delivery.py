@@ -69,12 +69,21 @@ class World:
         return self.gateway.to(mobile(code))
 
 
-def write_config(directory: Path, smtp: SmtpServer, gateway: SmsGateway, max_attempts: int = 5) -> None:
+def write_config(
+    directory: Path,
+    smtp: SmtpServer,
+    gateway: SmsGateway,
+    max_attempts: int = 5,
+    form_units: frozenset[str] = frozenset(),
+) -> None:
     shutil.copytree(BUNDLED_CONFIG_DIR, directory, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     units = []
     for code, parent, tags, has_contacts in UNITS:
         contacts = (
-            [{"url": smtp.mailto(mailbox(code)), "tag": "email"}, {"url": gateway.json_url(mobile(code)), "tag": "sms"}]
+            [
+                {"url": smtp.mailto(mailbox(code)), "tag": "email"},
+                {"url": (gateway.form_url if code in form_units else gateway.json_url)(mobile(code)), "tag": "sms"},
+            ]
             if has_contacts
             else []
         )
@@ -387,3 +396,52 @@ def test_outbox_contacts_write_one_file_per_unit_and_channel(engine: Engine, tmp
         for suffix in ("email.html", "email.cards.csv", "sms.txt")
     )
     assert "C2" in (folder / "360702SPJ.sms.txt").read_text(encoding="utf-8")
+
+
+def test_an_sms_gateway_taking_form_posts_gets_its_fields_and_key_header(world: World, tmp_path: Path) -> None:
+    write_config(tmp_path / "config2", world.smtp, world.gateway, form_units=frozenset({"360703SPJ"}))
+    world.config = load_config(tmp_path / "config2")
+    world.issue(STANDARD)
+    world.deliver()
+    [request] = world.sms("360703SPJ")
+    assert request.path == "/api/sms/form" and request.headers["X-Api-Key"] == TOKEN
+    assert request.body["phone"] == mobile("360703SPJ") and request.body["text"].startswith("【时限预警】超期1")
+    assert "title" not in request.body
+    assert world.sms("360702SPJ")[0].path == "/api/sms/send"
+
+
+def test_the_deliver_and_silence_commands(world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    monkeypatch.setenv("PERMITWATCH_DATABASE_URL", world.engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("PERMITWATCH_CONFIG_DIR", str(world.config.directory))
+    monkeypatch.setenv("PERMITWATCH_OUTBOX_DIR", str(tmp_path / "cli-outbox"))
+    runner = CliRunner()
+    added = runner.invoke(app, ["silence", "add", "--case", "C2", "--until", "2099-12-31", "--reason", "专家评审"])
+    assert added.exit_code == 0 and "Silence 1: case C2 until 2099-12-31" in added.output
+    both = runner.invoke(
+        app, ["silence", "add", "--case", "C2", "--unit", "360702SPJ", "--until", "2099-12-31", "--reason", "x"]
+    )
+    assert both.exit_code == 2 and "exactly one of --case, --unit, --matter" in both.output
+    unknown = runner.invoke(app, ["silence", "add", "--unit", "369999XYZ", "--until", "2099-12-31", "--reason", "x"])
+    assert unknown.exit_code == 2 and "not a unit" in unknown.output
+    listed = runner.invoke(app, ["silence", "list"])
+    assert listed.exit_code == 0 and "C2" in listed.output and "active" in listed.output
+
+    world.issue(STANDARD)
+    sent = runner.invoke(app, ["deliver", "--now", "2026-03-05T10:00"])
+    assert sent.exit_code == 0, sent.output
+    assert "6 messages sent" in sent.output
+    assert "C2" not in world.sms("360702SPJ")[0].body["content"]  # silenced when the nightly run issued it
+    assert not (tmp_path / "cli-outbox").exists()  # loopback contacts here: nothing written to the outbox
+    again = runner.invoke(app, ["deliver", "--now", "2026-03-05T10:05"])
+    assert again.exit_code == 0 and "0 messages sent" in again.output
+    bad = runner.invoke(app, ["deliver", "--now", "tomorrow"])
+    assert bad.exit_code == 2 and "ISO date-time" in bad.output
+
+    removed = runner.invoke(app, ["silence", "remove", "1"])
+    assert removed.exit_code == 0 and "Silence 1 removed" in removed.output
+    assert runner.invoke(app, ["silence", "remove", "1"]).exit_code == 2
+    assert "removed" in runner.invoke(app, ["silence", "list", "--all"]).output
