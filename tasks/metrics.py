@@ -475,6 +475,7 @@ def claim_rates(evaluations: pl.DataFrame, dimensions: Dimensions, period: Perio
         pl.col("workdays_used").filter(pushed_now & claimed).mean().alias("avg_claim_workdays"),
         pushed_before.sum().cast(pl.Int64).alias("pushed_prev"),
         (pushed_before & claimed).sum().cast(pl.Int64).alias("claimed_prev"),
+        pl.col("workdays_used").filter(pushed_before & claimed).mean().alias("avg_claim_workdays_prev"),
     ]
     table = _unit_rate_table(
         clocks.filter(pushed_now | pushed_before), ["unit_code", "unit_name"], aggregations, ["unit_code"]
@@ -525,7 +526,7 @@ def _overview(views: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
         ("avg_overdue_workdays", current["avg_overdue_workdays"], before["avg_overdue_workdays"]),
         ("fulfilment_rate", deferral["fulfilment_rate"], deferral["fulfilment_rate_prev"]),
         ("claim_rate", claims["claim_rate"], claims["claim_rate_prev"]),
-        ("avg_claim_workdays", claims["avg_claim_workdays"], None),
+        ("avg_claim_workdays", claims["avg_claim_workdays"], claims["avg_claim_workdays_prev"]),
     ]
     frame = pl.DataFrame(
         figures, schema={"metric": pl.String, "current": pl.Float64, "previous": pl.Float64}, orient="row"

@@ -159,6 +159,7 @@ COLUMN_LABELS = {
     "claimed": "已认领",
     "claimed_on_time": "按时认领",
     "avg_claim_workdays": "平均认领用时(工作日)",
+    "avg_claim_workdays_prev": "上期平均认领用时(工作日)",
     "claim_rate": "认领率",
     "on_time_claim_rate": "按时认领率",
     "claim_rate_prev": "上期认领率",

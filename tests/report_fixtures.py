@@ -14,6 +14,9 @@ import polars as pl
 from tasks.metrics import Dimensions
 
 AS_OF = date(2026, 3, 11)
+# 投资项目代码 (national project codes): P1 an enterprise investment project, P2 a simple low-risk one.
+P1 = "2301-360703-04-01-100001"
+P2 = "2402-360702-04-01-200002"
 PREVIOUS_END = date(2026, 3, 8)
 
 CASE_SCHEMA = {
@@ -64,12 +67,12 @@ def d(text: str) -> date:
 
 # case_id, matter, unit, region, project, accepted, completed, applicant
 _CASES = [
-    ("C1", "SXTQ-A001", "360702SPJ", "360702", "P2", "03-02", "03-09", "张小三", "13812345678"),
+    ("C1", "SXTQ-A001", "360702SPJ", "360702", P2, "03-02", "03-09", "张小三", "13812345678"),
     ("C2", "SXTQ-A001", "360702SPJ", "360702", None, "02-20", "03-10", "李四", "13900001111"),
-    ("C3", "SXTQ-B001", "360703SPJ", "360703", "P1", "03-03", "03-11", "郑十一", "13700002222"),
-    ("C4", "SXTQ-B001", "360703SPJ", "360703", "P1", "02-10", None, "王五", None),
+    ("C3", "SXTQ-B001", "360703SPJ", "360703", P1, "03-03", "03-11", "郑十一", "13700002222"),
+    ("C4", "SXTQ-B001", "360703SPJ", "360703", P1, "02-10", None, "王五", None),
     ("C5", "SJ-D001", "360700SPJ", None, None, "03-09", None, "赵六", None),
-    ("C6", "SXTQ-A001", "360702SPJ", "360702", "P2", "02-25", "03-04", "钱七", None),
+    ("C6", "SXTQ-A001", "360702SPJ", "360702", P2, "02-25", "03-04", "钱七", None),
     ("C7", "SXTQ-A001", "360702SPJ", "360702", None, "02-16", None, "孙八", None),
     ("C8", "SXTQ-B001", "360703SPJ", "360703", None, "03-10", None, "周九", None),
     ("C9", "SXTQ-C004", "360700SPJ", "360700", None, "02-02", "03-09", "吴十", None),
@@ -133,8 +136,8 @@ def tables() -> dict[str, pl.DataFrame]:
     )
     projects = pl.DataFrame(
         [
-            ("P1", "赣州某厂房", "enterprise_investment", "360703", "360703SPJ"),
-            ("P2", "章贡某仓库", "simple_low_risk", "360702", "360702SPJ"),
+            (P1, "赣州某厂房", "enterprise_investment", "360703", "360703SPJ"),
+            (P2, "章贡某仓库", "simple_low_risk", "360702", "360702SPJ"),
         ],
         schema={
             "project_code": pl.String,
@@ -236,9 +239,9 @@ _CURRENT = [
      "03-09", 3, "workday", "03-11", 1, "03-12", 2, 0, "completed_on_time"),
     ("step:C4:1", "step", "C4", "C4", "360703SPJ", "SXTQ-B001", "360703",
      "02-10", 5, "workday", None, 1, "02-24", 17, 12, "escalated"),
-    ("project:P2", "project", "P2", None, "360702SPJ", None, "360702",
+    ("project:2402-360702-04-01-200002", "project", "2402-360702-04-01-200002", None, "360702SPJ", None, "360702",
      "02-25", 18, "workday", "03-09", 4, "03-20", 9, 0, "completed_on_time"),
-    ("project:P1", "project", "P1", None, "360703SPJ", None, "360703",
+    ("project:2301-360703-04-01-100001", "project", "2301-360703-04-01-100001", None, "360703SPJ", None, "360703",
      "02-10", 45, "workday", None, 9, "04-21", 17, 0, "normal"),
     ("deferral:C3", "deferral", "C3", "C3", "360703SPJ", "SXTQ-B001", "360703",
      "03-03", 7, "calendar", "03-09", 2, "03-10", 6, 0, "completed_on_time"),

@@ -219,6 +219,7 @@ def test_claim_rate_ranks_supervising_units(report: ReportViews) -> None:
     assert total["claim_rate"] == pytest.approx(0.6)
     assert total["avg_claim_workdays"] == pytest.approx(4 / 3)
     assert total["claim_rate_prev"] == 1.0
+    assert total["avg_claim_workdays_prev"] == 1.0
     assert parts(claims, "unit_code")["pushed"].sum() == total["pushed"]
 
 

@@ -16,9 +16,12 @@ from matplotlib import font_manager, ft2font, rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from polars.testing import assert_frame_equal
+from typer.testing import CliRunner
 
+from cli.main import app
 from config.bundle import load_config
 from config.settings import BUNDLED_CONFIG_DIR
+from schemas.database import ensure_schema
 from tasks.calendar import WorkCalendar, load_work_calendar
 from tasks.clock_builders import ClockSet, build_clocks
 from tasks.clocks import evaluate_clocks
@@ -33,6 +36,7 @@ from tasks.report import (
     render_charts,
     write_report,
 )
+from tasks.store import store_table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Views whose row order is part of the result (ranked, or longest overdue first).
@@ -231,3 +235,58 @@ def test_engine_report_trend_evaluates_each_period_end() -> None:
     # End of 2026-W09 (Sunday 03-01): C2, C4, C6, C7, C9 open; C4 was due 02-27 and is the only one overdue then.
     assert trend["open_cases"].to_list() == [5, 6, 4]
     assert trend["open_overdue"].to_list() == [1, 4, 2]
+
+
+# -- the command --------------------------------------------------------------------------------------------------
+
+
+def test_report_command_reads_the_database_and_writes_the_files(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = ensure_schema(sqlite_url)
+    for name, frame in fx.tables().items():
+        store_table(engine, name, frame, None)
+    engine.dispose()
+    monkeypatch.setenv("PERMITWATCH_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("PERMITWATCH_VAR_DIR", str(tmp_path / "var"))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["report", "--period", "week", "--as-of", "2026-03-11", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "按时办结率" in result.output and "50.0%" in result.output
+    book = openpyxl.load_workbook(out / "permitwatch-week-2026-W11.xlsx")
+    by_unit = list(book["按单位"].iter_rows(min_row=2, values_only=True))
+    assert by_unit[-1][0] == TOTAL and by_unit[-1][4] == 4
+    assert (out / "permitwatch-week-2026-W11.html").is_file()
+
+    monthly = CliRunner().invoke(app, ["report", "--period", "month", "--as-of", "2026-03-11", "-o", str(out)])
+    assert monthly.exit_code == 0, monthly.output
+    assert (out / "permitwatch-month-2026-03.xlsx").is_file()
+
+
+def test_report_command_reads_canonical_csv_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, frame in fx.tables().items():
+        frame.write_csv(data / f"{name}.csv")
+    monkeypatch.setenv("PERMITWATCH_VAR_DIR", str(tmp_path / "var"))
+    out = tmp_path / "out"
+    args = ["report", "--as-of", "2026-03-11", "--data", str(data), "-o", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    overview = {row[0]: row for row in openpyxl.load_workbook(out / "permitwatch-week-2026-W11.xlsx")["概览"].values}
+    assert overview["办结件数"][1] == 4
+    assert overview["按时办结率"][1] == pytest.approx(0.5)
+
+
+def test_report_command_refuses_a_bad_date_and_an_empty_database(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PERMITWATCH_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("PERMITWATCH_VAR_DIR", str(tmp_path / "var"))
+    bad_date = CliRunner().invoke(app, ["report", "--as-of", "2026/13/01"])
+    assert bad_date.exit_code == 2
+    assert "not a date" in bad_date.output
+    empty = CliRunner().invoke(app, ["report", "--as-of", "2026-03-11", "-o", str(tmp_path / "out")])
+    assert empty.exit_code == 2
+    assert "no cases" in empty.output
+    assert not (tmp_path / "out").exists()
