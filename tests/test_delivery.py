@@ -7,14 +7,14 @@ import shutil
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
 from alert_servers import SmsGateway, SmtpServer, running_sms_gateway, running_smtp_server
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, select, update
 
 from config.bundle import PermitwatchConfig, load_config
 from config.settings import BUNDLED_CONFIG_DIR, TIMEZONE
@@ -445,3 +445,43 @@ def test_the_deliver_and_silence_commands(world: World, monkeypatch: pytest.Monk
     assert removed.exit_code == 0 and "Silence 1 removed" in removed.output
     assert runner.invoke(app, ["silence", "remove", "1"]).exit_code == 2
     assert "removed" in runner.invoke(app, ["silence", "list", "--all"]).output
+
+
+def test_rows_another_delivery_is_sending_are_left_to_it_until_they_go_stale(world: World) -> None:
+    world.issue(STANDARD)
+    with world.engine.begin() as connection:
+        taken = connection.execute(
+            select(Delivery.id)
+            .join(Card, Card.card_id == Delivery.card_id)
+            .where(Card.subject_id == "C3", Delivery.channel == "sms")
+        ).scalar_one()
+        connection.execute(
+            update(Delivery).where(Delivery.id == taken).values(status="sending", sent_at=NOW.astimezone(UTC))
+        )
+    meanwhile = world.deliver(datetime(2026, 3, 5, 10, 10, tzinfo=TIMEZONE))
+    assert meanwhile.messages_sent == 5
+    assert world.sms("360703SPJ") == []
+    # the other delivery died mid-send: after 30 minutes its rows are sent again (at least once)
+    recovered = world.deliver(datetime(2026, 3, 5, 10, 45, tzinfo=TIMEZONE))
+    assert recovered.messages_sent == 1 and len(world.sms("360703SPJ")) == 1
+    assert statuses(world.engine) == {"sent": 8}
+
+
+def test_a_digest_whose_rows_were_claimed_in_between_is_skipped_whole(world: World) -> None:
+    from tasks.delivery import _claim
+    from tasks.digests import Digest
+
+    world.issue(evaluations(("C1", "360702SPJ", "warning", 1, 0), ("C2", "360702SPJ", "overdue", -2, 2)))
+    with world.engine.connect() as connection:
+        sms_ids = connection.execute(select(Delivery.id).where(Delivery.channel == "sms")).scalars().all()
+        email_ids = connection.execute(select(Delivery.id).where(Delivery.channel == "email")).scalars().all()
+    # another delivery claims one SMS row between our read and our claim
+    with world.engine.begin() as connection:
+        connection.execute(update(Delivery).where(Delivery.id == sms_ids[0]).values(status="sending"))
+    digests = [
+        Digest("360702SPJ", "sms", "t", "", "", delivery_ids=tuple(sms_ids)),
+        Digest("360702SPJ", "email", "t", "", "", delivery_ids=tuple(email_ids)),
+    ]
+    owned = _claim(world.engine, digests, NOW.astimezone(UTC))
+    assert [digest.channel for digest in owned] == ["email"]
+    assert statuses(world.engine) == {"sending": 3, "pending": 1}  # our claim on the other SMS row is given back
