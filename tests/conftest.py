@@ -12,8 +12,6 @@ from sqlalchemy import Engine, create_engine, text
 
 from schemas.database import ensure_schema
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = REPO_ROOT.parent / "shared"
 POSTGRES_URL = os.environ.get("PERMITWATCH_TEST_DATABASE_URL")
 
 

@@ -16,7 +16,7 @@ from tasks.calendar import load_work_calendar
 from tasks.holiday_notice import read_notice
 
 NOTICES = Path(__file__).resolve().parent / "fixtures" / "notices"
-PUBLISHED = Path(__file__).resolve().parents[2] / "shared" / "calendar-notices"
+PUBLISHED = Path(__file__).resolve().parent / "fixtures" / "notices" / "published"
 
 VALID = {
     "year": 2027,

@@ -18,7 +18,7 @@ from config.calendar_files import CalendarFile, dump_calendar_file, load_calenda
 from tasks.holiday_notice import NoticeError, parse_notice, read_notice
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PUBLISHED = REPO_ROOT.parent / "shared" / "calendar-notices"
+PUBLISHED = Path(__file__).resolve().parent / "fixtures" / "notices" / "published"
 HISTORICAL = REPO_ROOT / "tests" / "fixtures" / "notices"
 
 # Dates chinese-calendar holds from notices other than the yearly one (the parser reads the yearly notice only).
