@@ -12,6 +12,8 @@ a row with any reason is rejected, the others are accepted. Checks that need mor
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.model_config import BaseConfig
@@ -295,34 +297,51 @@ def _length_violations(table: str, frame: pl.DataFrame) -> pl.DataFrame:
     return pl.concat(parts).collect().cast(VIOLATION_SCHEMA)
 
 
-def duplicate_violations(table: str, frame: pl.DataFrame, order: pl.Series, labels: pl.Series) -> pl.DataFrame:
-    """Rows whose key repeats within one load: all but the newest copy are rejected "duplicate of <label>".
+def duplicate_violations(
+    table: str,
+    frame: pl.DataFrame,
+    lines: pl.Series,
+    files: pl.Series | None = None,
+    file_names: Sequence[str] = (),
+) -> pl.DataFrame:
+    """Rows whose key repeats within one load: all but the newest copy are rejected "duplicate of line N".
 
-    Newest means the latest `updated_at` (when the table has it, null counting as oldest), then the largest `order`
-    (the position in the load: file, then line). `labels` names each row ("line 12", "line 12 of b.csv"); the reason
-    names the kept copy. Rows with a null key are left to the contract.
+    Newest means the latest `updated_at` (when the table has it, null counting as oldest), then the last position in
+    the load (file index in `files`, then physical line in `lines`). With `file_names` (a load of several files) the
+    reason names the kept copy's file too: "duplicate of line 2 of b.csv". Rows with a null key are left to the
+    contract.
     """
     keys = key_columns(table)
     timed = "updated_at" in frame.columns
+    file_index = files if files is not None else pl.Series([0] * frame.height, dtype=pl.UInt32)
     staged = (
         frame.lazy()
         .select(*keys, *(["updated_at"] if timed else []))
-        .with_columns(order.alias("__order"), labels.alias("__label"))
+        .with_columns(lines.alias("__line"), file_index.alias("__file"))
         .with_row_index("row")
         .filter(pl.all_horizontal(pl.col(key).is_not_null() for key in keys))
         .filter(pl.len().over(keys) > 1)
     )
-    sort_by = ["updated_at", "__order"] if timed else ["__order"]
-    newest = pl.col("row").sort_by(sort_by, nulls_last=[False] * len(sort_by)).last().over(keys)
-    kept_label = pl.col("__label").sort_by(sort_by, nulls_last=[False] * len(sort_by)).last().over(keys)
-    return (
-        staged.with_columns(newest.alias("__kept"), kept_label.alias("__kept_label"))
-        .filter(pl.col("row") != pl.col("__kept"))
-        .select(
-            "row",
-            pl.lit(None, pl.String).alias("column"),
-            pl.format("duplicate of {}", pl.col("__kept_label")).alias("reason"),
+    sort_by = ["updated_at", "__file", "__line"] if timed else ["__file", "__line"]
+    newest = [
+        pl.col(name).sort_by(sort_by, nulls_last=[False] * len(sort_by)).last().over(keys)
+        for name in ("row", "__line", "__file")
+    ]
+    kept = staged.with_columns(
+        newest[0].alias("__kept"), newest[1].alias("__kept_line"), newest[2].alias("__kept_file")
+    ).filter(pl.col("row") != pl.col("__kept"))
+    if file_names:
+        label = pl.format(
+            "duplicate of line {} of {}",
+            pl.col("__kept_line"),
+            pl.col("__kept_file").replace_strict(
+                list(range(len(file_names))), list(file_names), return_dtype=pl.String
+            ),
         )
+    else:
+        label = pl.format("duplicate of line {}", pl.col("__kept_line"))
+    return (
+        kept.select("row", pl.lit(None, pl.String).alias("column"), label.alias("reason"))
         .collect()
         .cast(VIOLATION_SCHEMA)
     )

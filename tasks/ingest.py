@@ -11,6 +11,7 @@ Line numbers are physical: for CSV and JSONL the line in the file (the header is
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -18,11 +19,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 from sqlalchemy import create_engine, text
 
 from config.sources import CANONICAL_COLUMNS, TABLES, Source
-from schemas.contracts import duplicate_violations, empty_frame, pause_violations, violations
+from schemas.contracts import duplicate_violations, empty_frame, key_columns, pause_violations, violations
 from tasks.parsing import ColumnKind, fold_width, parse_columns
 
 # (what, done, total): a stage description and how far it got; the CLI draws rich bars, flows write an artifact.
@@ -33,6 +35,8 @@ _FILE_REJECTS_SCHEMA = {"source": pl.String, "line": pl.Int64, "raw": pl.String,
 CASE_REFERENCE_SCHEMA = {"case_id": pl.String, "accepted_at": pl.Date, "completed_at": pl.Date}
 
 _UTF8_BOM = b"\xef\xbb\xbf"
+_DECODE_CHUNK = 1 << 24
+_NEWLINE, _CARRIAGE_RETURN, _QUOTE = ord("\n"), ord("\r"), ord('"')
 # Canonical values of 时限类型; the contract rejects anything else.
 LIMIT_KIND_VALUES = {
     "工作日": "workday",
@@ -135,26 +139,50 @@ class _RawTable:
 
 def decode(data: bytes, encoding: str, label: str) -> tuple[str, str]:
     """Bytes to (text, encoding used). `auto` tries UTF-8 (a BOM is dropped), then GB18030; a failure names the line."""
+    utf8, used = to_utf8(data, encoding, label)
+    return utf8.decode("utf-8"), used
+
+
+def to_utf8(data: bytes, encoding: str, label: str) -> tuple[bytes, str]:
+    """The file as UTF-8 bytes without a BOM, and the encoding it was in. `auto` tries UTF-8 (with or without BOM),
+    then GB18030. Decoding runs in chunks, so a large export is never held as one Python string."""
     if encoding == "auto":
         if data.startswith(_UTF8_BOM):
-            return _decode_with(data[len(_UTF8_BOM) :], "utf-8", label), "utf-8-sig"
+            body = data[len(_UTF8_BOM) :]
+            _transcode(body, "utf-8", label, keep=False)
+            return body, "utf-8-sig"
         try:
-            return data.decode("utf-8"), "utf-8"
-        except UnicodeDecodeError:
-            return _decode_with(data, "gb18030", label, tried="UTF-8 or GB18030"), "gb18030"
-    return _decode_with(data, encoding, label).removeprefix("\ufeff"), encoding
+            _transcode(data, "utf-8", label, keep=False)
+        except SourceError:
+            return _transcode(data, "gb18030", label, keep=True, tried="UTF-8 or GB18030"), "gb18030"
+        return data, "utf-8"
+    if encoding in ("utf-8", "utf-8-sig"):
+        body = data.removeprefix(_UTF8_BOM)
+        _transcode(body, "utf-8", label, keep=False)
+        return body, encoding
+    return _transcode(data, encoding, label, keep=True).removeprefix(_UTF8_BOM), encoding
 
 
-def _decode_with(data: bytes, encoding: str, label: str, tried: str | None = None) -> str:
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        bad = data[exc.start : exc.start + 4].hex(" ")
-        raise SourceError(
-            f"{label}: cannot decode as {tried or encoding}: invalid bytes {bad} at line {line}; "
-            "set `encoding` on the source"
-        ) from None
+def _transcode(data: bytes, encoding: str, label: str, *, keep: bool, tried: str | None = None) -> bytes:
+    """Decode `data` chunk by chunk (raising a SourceError naming the line); with `keep`, return it as UTF-8."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    view = memoryview(data)
+    parts: list[bytes] = []
+    for offset in range(0, max(len(data), 1), _DECODE_CHUNK):
+        chunk = view[offset : offset + _DECODE_CHUNK]
+        try:
+            text_chunk = decoder.decode(chunk, final=offset + _DECODE_CHUNK >= len(data))
+        except UnicodeDecodeError as exc:
+            position = max(offset + exc.start - len(decoder.getstate()[0]), 0)
+            line = data.count(b"\n", 0, position) + 1
+            bad = data[position : position + 4].hex(" ")
+            raise SourceError(
+                f"{label}: cannot decode as {tried or encoding.upper()}: invalid bytes {bad} at line {line}; "
+                "set `encoding` on the source"
+            ) from None
+        if keep:
+            parts.append(text_chunk.encode("utf-8"))
+    return b"".join(parts) if keep else data
 
 
 def _read_bytes(path: Path, label: str) -> bytes:
@@ -165,32 +193,56 @@ def _read_bytes(path: Path, label: str) -> bytes:
 
 
 def _read_csv(source: Source, path: Path, label: str) -> _RawTable:
-    data = _read_bytes(path, label)
-    content, used = decode(data, source.encoding, label)
-    if not content.strip():
+    utf8, _ = to_utf8(_read_bytes(path, label), source.encoding, label)
+    if not utf8.strip():
         raise SourceError(f"{label}: the file is empty (no header line)")
-    # polars reads UTF-8 only: reuse the bytes when they are UTF-8 already, else hand over the decoded text.
-    utf8 = data.removeprefix(_UTF8_BOM) if used in ("utf-8", "utf-8-sig") else content.encode("utf-8")
-    lines = pl.Series("text", [content]).str.split("\n").explode().str.strip_suffix("\r")
-    if content.endswith("\n"):
-        lines = lines.head(lines.len() - 1)
-    if (lines.str.count_matches('"', literal=True) % 2 == 0).all():
-        table = _read_csv_by_lines(source, utf8, lines, label)
-        if table is not None:
-            return table
-    return _read_csv_with_python(source, content, label)
+    table = _read_csv_by_lines(source, utf8, label)
+    if table is None:
+        return _read_csv_with_python(source, utf8.decode("utf-8"), label)
+    return table
 
 
-def _field_counts(lines: pl.Series, separator: str) -> pl.Series:
-    """Fields per line, not counting separators inside quotes (lines hold no embedded newlines here)."""
-    unquoted = lines.str.replace_all(r'"(?:[^"]|"")*"', "") if lines.str.contains('"', literal=True).any() else lines
-    return unquoted.str.count_matches(separator, literal=True) + 1
+@dataclass(frozen=True)
+class _Lines:
+    """Where each physical line of a UTF-8 file starts and ends (without its CR LF), and how many fields it has."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+    fields: np.ndarray
+
+    def text(self, data: bytes, index: int) -> str:
+        return data[self.starts[index] : self.ends[index]].decode("utf-8")
 
 
-def _read_csv_by_lines(source: Source, utf8: bytes, lines: pl.Series, label: str) -> _RawTable | None:
+def _line_structure(data: bytes, separator: str) -> _Lines | None:
+    """Lines and field counts from byte positions (numpy, no per-line Python). None when a quoted field spans lines
+    (an odd number of quotes on some line): then only a real CSV parser knows where records end."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(raw == _NEWLINE)
+    ends = newlines if data.endswith(b"\n") else np.append(newlines, len(data))
+    starts = np.concatenate(([0], newlines + 1))[: len(ends)]
+    has_cr = (ends > starts) & (raw[np.maximum(ends - 1, 0)] == _CARRIAGE_RETURN)
+    ends = ends - has_cr
+    fields = (
+        np.bincount(np.searchsorted(ends, np.flatnonzero(raw == ord(separator))), minlength=len(ends))[: len(ends)] + 1
+    )
+    if b'"' in data:
+        quotes = np.bincount(np.searchsorted(ends, np.flatnonzero(raw == _QUOTE)), minlength=len(ends))[: len(ends)]
+        if (quotes % 2).any():
+            return None
+        quoted = np.flatnonzero(quotes)
+        # Separators inside quotes do not count; only lines holding quotes need the exact (regex) count.
+        texts = pl.Series([data[starts[i] : ends[i]].decode("utf-8") for i in quoted], dtype=pl.String)
+        unquoted = texts.str.replace_all(r'"(?:[^"]|"")*"', "")
+        fields[quoted] = (unquoted.str.count_matches(separator, literal=True) + 1).to_numpy()
+    return _Lines(starts=starts, ends=ends, fields=fields)
+
+
+def _read_csv_by_lines(source: Source, utf8: bytes, label: str) -> _RawTable | None:
     """The fast path: no quoted newlines, so row i of polars' reading is physical line i + 2."""
-    counts = _field_counts(lines, source.separator)
-    header_fields = counts[0]
+    lines = _line_structure(utf8, source.separator)
+    if lines is None:
+        return None
     try:
         frame = pl.read_csv(
             utf8,
@@ -202,35 +254,28 @@ def _read_csv_by_lines(source: Source, utf8: bytes, lines: pl.Series, label: str
         )
     except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
         raise SourceError(f"{label}: not a readable CSV file: {exc}") from None
-    if frame.height != lines.len() - 1:
+    if frame.height != len(lines.ends) - 1:
         return None
-    body = pl.DataFrame({"text": lines.slice(1), "fields": counts.slice(1)}).with_row_index("row")
-    blank = pl.col("text").str.strip_chars() == ""
-    ragged = ~blank & (pl.col("fields") != header_fields)
-    flags = body.select(blank.alias("blank"), ragged.alias("ragged"))
-    keep = ~(flags["blank"] | flags["ragged"])
-    line_numbers = pl.int_range(2, lines.len() + 1, dtype=pl.Int64, eager=True)
-    structural = _ragged_rejects(
-        body.filter(ragged), frame.columns, header_fields, source.separator, label, first_line=2
-    )
-    return _RawTable(
-        label=label,
-        frame=frame.filter(keep),
-        lines=line_numbers.filter(keep).alias("line"),
-        structural=structural,
-    )
-
-
-def _ragged_rejects(
-    body: pl.DataFrame, headers: list[str], header_fields: int, separator: str, label: str, first_line: int
-) -> pl.DataFrame:
-    """A line whose field count differs from the header (a truncated or shifted record): rejected whole."""
+    header_fields = int(lines.fields[0])
+    body_fields = lines.fields[1:]
+    body_lengths = lines.ends[1:] - lines.starts[1:]
+    blank = body_lengths == 0
+    short = np.flatnonzero(~blank & (body_fields == 1))
+    # A line of spaces only is blank too (checked on the few one-field lines).
+    blank[short] = [not lines.text(utf8, i + 1).strip() for i in short]
+    ragged = np.flatnonzero(~blank & (body_fields != header_fields))
+    keep = ~blank
+    keep[ragged] = False
+    line_numbers = pl.int_range(2, len(lines.ends) + 1, dtype=pl.Int64, eager=True).alias("line")
     rejects = []
-    for row, line_text, fields in body.select("row", "text", "fields").iter_rows():
-        values = next(csv.reader([line_text], delimiter=separator), [])
-        reason = f"line has {fields} fields, the header has {header_fields} (truncated or shifted record)"
-        rejects.append((row + first_line, _json(_zip_headers(headers, values)), reason))
-    return _file_rejects(label, rejects)
+    for index in ragged:
+        values = next(csv.reader([lines.text(utf8, index + 1)], delimiter=source.separator), [])
+        reason = f"line has {body_fields[index]} fields, the header has {header_fields} (truncated or shifted record)"
+        rejects.append((int(index) + 2, _json(_zip_headers(frame.columns, values)), reason))
+    if keep.all():
+        return _RawTable(label, frame, line_numbers, _file_rejects(label, rejects))
+    mask = pl.Series(keep)
+    return _RawTable(label, frame.filter(mask), line_numbers.filter(mask), _file_rejects(label, rejects))
 
 
 def _file_rejects(label: str, rejects: Sequence[tuple[int, str, str]]) -> pl.DataFrame:
@@ -540,99 +585,104 @@ def _label(path: Path, inbox_dir: Path) -> str:
         return str(path)
 
 
+_POSITION_SCHEMA = {"__file": pl.UInt32, "__row": pl.UInt32, "reason": pl.String}
+
+
 def _split(
     source: Source, checked: list[_CheckedFile], case_reference: pl.DataFrame | None, result: LoadResult
 ) -> None:
-    """Cross-row checks over the whole load, then accepted/rejected, then the count invariant per file."""
+    """Cross-row checks over the whole load, then accepted/rejected, then the count invariant per file.
+
+    Rows are addressed by (file, row) and selected with boolean masks: the wide canonical frames are filtered once,
+    never joined, so a million-row load stays within memory."""
     if not checked:
         return
-    many_files = len(checked) > 1
-    staged = pl.concat(
-        [
-            item.canonical.with_columns(
-                pl.lit(index, pl.UInt32).alias("__file"),
-                item.raw.lines.alias("__line"),
-                pl.int_range(0, item.canonical.height, dtype=pl.UInt32).alias("__row"),
-            )
-            for index, item in enumerate(checked)
-        ]
-    )
     bad = pl.concat(
         [
             item.reasons.select(pl.lit(index, pl.UInt32).alias("__file"), pl.col("row").alias("__row"), "reason")
             for index, item in enumerate(checked)
         ]
+    ).cast(_POSITION_SCHEMA)
+    bad = pl.concat([bad, _cross_row_reasons(source, checked, _masks(checked, bad), case_reference)])
+    reasons = bad.group_by("__file", "__row").agg(pl.col("reason").unique(maintain_order=True).str.join("; "))
+    masks = _masks(checked, reasons)
+    result.accepted = pl.concat(
+        [item.canonical.filter(pl.Series(mask)) for item, mask in zip(checked, masks, strict=True)]
     )
-    clean = staged.join(bad.select("__file", "__row").unique(), on=["__file", "__row"], how="anti")
-    bad = pl.concat([bad, _cross_row_reasons(source, clean, case_reference, checked, many_files)])
-    reasons = bad.group_by("__file", "__row", maintain_order=True).agg(pl.col("reason").unique(maintain_order=True))
-    reasons = reasons.with_columns(pl.col("reason").list.join("; ").alias("reasons")).drop("reason")
-    marked = staged.join(reasons, on=["__file", "__row"], how="left", maintain_order="left")
-    canonical_names = [column.name for column in CANONICAL_COLUMNS[source.table]]
-    result.accepted = marked.filter(pl.col("reasons").is_null()).select(canonical_names)
     rejected_parts = []
-    for index, item in enumerate(checked):
-        rows = marked.filter((pl.col("__file") == index) & pl.col("reasons").is_not_null()).select(
-            "__row", "__line", "reasons"
+    for index, (item, mask) in enumerate(zip(checked, masks, strict=True)):
+        rows = (
+            reasons.filter(pl.col("__file") == index).sort("__row").select("__row", pl.col("reason").alias("reasons"))
         )
         rejected_parts.append(_rejected_rows(item.raw, rows))
         rejected_parts.append(item.raw.structural)
-    result.rejected = (
-        pl.concat(rejected_parts).with_columns(pl.lit(source.table).alias("table")).select(list(REJECTED_SCHEMA))
-    ).cast(REJECTED_SCHEMA)
-    accepted_per_file = marked.filter(pl.col("reasons").is_null()).group_by("__file").len()
-    accepted_counts = dict(accepted_per_file.iter_rows())
-    for index, item in enumerate(checked):
         read = item.raw.frame.height + item.raw.structural.height
-        accepted = accepted_counts.get(index, 0)
-        rejected = result.rejected.filter(pl.col("source") == item.raw.label).height
+        accepted = int(mask.sum())
+        rejected = rows.height + item.raw.structural.height
         if accepted + rejected != read:
             raise LoadInvariantError(f"{item.raw.label}: accepted {accepted} + rejected {rejected} != rows read {read}")
         result.file_counts.append(FileCount(item.raw.label, read, accepted, rejected))
+    result.rejected = (
+        pl.concat(rejected_parts).with_columns(pl.lit(source.table).alias("table")).select(list(REJECTED_SCHEMA))
+    ).cast(REJECTED_SCHEMA)
     result.rows_read = sum(count.rows_read for count in result.file_counts)
 
 
+def _masks(checked: list[_CheckedFile], bad: pl.DataFrame) -> list[np.ndarray]:
+    """Per file, True for the rows with no reason in `bad` (__file, __row)."""
+    masks = []
+    for index, item in enumerate(checked):
+        mask = np.ones(item.canonical.height, dtype=bool)
+        mask[bad.filter(pl.col("__file") == index)["__row"].to_numpy()] = False
+        masks.append(mask)
+    return masks
+
+
 def _cross_row_reasons(
-    source: Source,
-    clean: pl.DataFrame,
-    case_reference: pl.DataFrame | None,
-    checked: list[_CheckedFile],
-    many_files: bool,
+    source: Source, checked: list[_CheckedFile], clean: list[np.ndarray], case_reference: pl.DataFrame | None
 ) -> pl.DataFrame:
-    """Reasons that need other rows: a pause outside its case's life, then duplicate keys among the rows left."""
-    found = []
-    if source.table == "suspensions" and case_reference is not None and clean.height:
-        outside = pause_violations(clean, case_reference)
-        positions = clean.select("__file", "__row").with_row_index("row")
-        found.append(outside.join(positions, on="row").select("__file", "__row", "reason"))
-        clean = clean.join(found[-1].select("__file", "__row").unique(), on=["__file", "__row"], how="anti")
-    if clean.height:
-        names = [item.raw.label for item in checked]
-        labels = (
-            pl.format("line {} of {}", pl.col("__line"), pl.col("__file").replace_strict(range(len(names)), names))
-            if many_files
-            else pl.format("line {}", pl.col("__line"))
-        )
-        order = clean.select(pl.col("__file").cast(pl.Int64) * (1 << 32) + pl.col("__line")).to_series()
-        duplicates = duplicate_violations(source.table, clean, order, clean.select(labels).to_series())
-        positions = clean.select("__file", "__row").with_row_index("row")
-        found.append(duplicates.join(positions, on="row").select("__file", "__row", "reason"))
-    if not found:
-        return pl.DataFrame(schema={"__file": pl.UInt32, "__row": pl.UInt32, "reason": pl.String})
-    return pl.concat(found).cast({"__file": pl.UInt32, "__row": pl.UInt32, "reason": pl.String})
+    """Reasons that need other rows, among the rows left clean: a pause outside its case's life, then duplicate keys.
+
+    They work on a narrow frame (the columns they need plus file, row and line), never on the full rows."""
+    needed = list(dict.fromkeys([*key_columns(source.table), "updated_at", "case_id", "started_at", "ended_at"]))
+    columns = [name for name in needed if name in checked[0].canonical.columns]
+    probe = pl.concat(
+        [
+            item.canonical.select(columns)
+            .with_columns(
+                pl.lit(index, pl.UInt32).alias("__file"),
+                pl.int_range(0, item.canonical.height, dtype=pl.UInt32).alias("__row"),
+                item.raw.lines.alias("__line"),
+            )
+            .filter(pl.Series(mask))
+            for index, (item, mask) in enumerate(zip(checked, clean, strict=True))
+        ]
+    )
+    found = [pl.DataFrame(schema=_POSITION_SCHEMA)]
+    if source.table == "suspensions" and case_reference is not None and probe.height:
+        outside = pause_violations(probe, case_reference)
+        positions = probe.select("__file", "__row").with_row_index("row")
+        found.append(outside.join(positions, on="row").select("__file", "__row", "reason").cast(_POSITION_SCHEMA))
+        probe = probe.join(found[-1].select("__file", "__row").unique(), on=["__file", "__row"], how="anti")
+    if probe.height:
+        names = [item.raw.label for item in checked] if len(checked) > 1 else []
+        duplicates = duplicate_violations(source.table, probe, probe["__line"], probe["__file"], names)
+        positions = probe.select("__file", "__row").with_row_index("row")
+        found.append(duplicates.join(positions, on="row").select("__file", "__row", "reason").cast(_POSITION_SCHEMA))
+    return pl.concat(found)
 
 
 def _rejected_rows(raw: _RawTable, rows: pl.DataFrame) -> pl.DataFrame:
-    """source, line, raw (the row's original values as JSON, by source header), reasons."""
+    """source, line, raw (the row's original values as JSON, by source header), reasons; `rows`: __row, reasons."""
     if rows.height == 0:
         return pl.DataFrame(schema=_FILE_REJECTS_SCHEMA)
-    originals = raw.frame.with_row_index("__row").join(rows, on="__row", how="inner", maintain_order="right")
+    positions = rows["__row"]
     as_text = pl.struct(pl.col(name).cast(pl.String) for name in raw.frame.columns).struct.json_encode()
-    return originals.select(
+    return raw.frame[positions].select(
         pl.lit(raw.label).alias("source"),
-        pl.col("__line").cast(pl.Int64).alias("line"),
+        pl.lit(raw.lines.gather(positions)).cast(pl.Int64).alias("line"),
         as_text.alias("raw"),
-        pl.col("reasons"),
+        pl.lit(rows["reasons"]).alias("reasons"),
     )
 
 

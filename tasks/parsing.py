@@ -21,6 +21,7 @@ SHANGHAI = "Asia/Shanghai"
 _FULL_WIDTH = [chr(code) for code in range(0xFF01, 0xFF5F)] + ["\u3000"]
 _HALF_WIDTH = [chr(code - 0xFEE0) for code in range(0xFF01, 0xFF5F)] + [" "]
 
+_WIDE_OR_ODD_SPACE = "[\uff01-\uff5e\u3000\u00a0]"
 # Spellings of "no value" seen in exports. Applied to codes, numbers and dates only: in free text "无" is a real answer.
 NULL_TOKENS = ("", "-", "--", "/", "null", "NULL", "Null", "None", "none", "nan", "NaN", "N/A", "n/a", "#N/A", "无")
 
@@ -36,7 +37,8 @@ _SERIAL_MAX = (LATEST_DATE - _EXCEL_EPOCH).days
 _NAIVE_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S%.f", "%Y%m%d", "%Y%m%d%H%M%S")
 _AWARE_FORMATS = ("%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M%#z")
 _AWARE_SUFFIX = r"(?:Z|[+-]\d{2}(?::?\d{2})?)$"
-_ISO_TEXT = r"^\d{4}-\d{2}-\d{2}(?: \d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$"
+# Tried first, as written, on the whole column: the spellings of machine exports. Everything else is normalised.
+_FAST_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
 _SERIAL_TEXT = r"^\d{1,6}(?:\.\d+)?$"
 _INTEGER_TEXT = r"^[+-]?\d+(?:\.0*)?$"
 
@@ -86,6 +88,30 @@ def normalize_value(expr: pl.Expr) -> pl.Expr:
     return pl.when(cleaned.is_in(list(NULL_TOKENS))).then(None).otherwise(cleaned)
 
 
+def clean_values(values: pl.Series) -> pl.Series:
+    """`normalize_value` for a whole string column, skipping the steps it does not need (most columns need none)."""
+    text = values
+    if text.str.contains(_WIDE_OR_ODD_SPACE).any():
+        text = text.to_frame().select(fold_width(pl.first()).str.replace_all("\u00a0", " ", literal=True)).to_series()
+    if text.str.contains(r"^\s|\s$").any():
+        text = text.str.strip_chars()
+    if text.is_in(list(NULL_TOKENS)).any():
+        text = text.to_frame().select(pl.when(~pl.first().is_in(list(NULL_TOKENS))).then(pl.first())).to_series()
+    return text.alias(values.name)
+
+
+def clean_text(values: pl.Series) -> pl.Series:
+    """`normalize_text` for a whole string column, skipping the steps it does not need."""
+    text = values
+    if text.str.contains("[\u3000\u00a0]").any():
+        text = text.str.replace_many(["\u3000", "\u00a0"], [" ", " "])
+    if text.str.contains(r"^\s|\s$").any():
+        text = text.str.strip_chars()
+    if (text.str.len_bytes() == 0).any():
+        text = text.to_frame().select(pl.when(pl.first().str.len_bytes() > 0).then(pl.first())).to_series()
+    return text.alias(values.name)
+
+
 def _canonical_datetime_text(text: pl.Expr) -> pl.Expr:
     """`2023/1/20 9:05`, `2023.1.20`, `2023年1月20日 9时5分`, `2023-01-20T09:05Z` → `2023-1-20 9:05[...]`."""
     return (
@@ -98,6 +124,17 @@ def _canonical_datetime_text(text: pl.Expr) -> pl.Expr:
 
 
 def _text_datetimes(values: pl.Series, extra_formats: Sequence[str]) -> pl.Series:
+    """Clean ISO values are read in one pass; the rest (a few, usually) go through `_messy_datetimes`."""
+    parsed = values.str.to_datetime(_FAST_FORMATS[0], time_unit="us", strict=False, exact=True, cache=False)
+    for fmt in _FAST_FORMATS[1:]:
+        parsed = parsed.fill_null(values.str.to_datetime(fmt, time_unit="us", strict=False, exact=True, cache=False))
+    leftover = (parsed.is_null() & values.is_not_null()).arg_true()
+    if leftover.len():
+        parsed = parsed.scatter(leftover, _messy_datetimes(values.gather(leftover), extra_formats))
+    return parsed.alias(values.name)
+
+
+def _messy_datetimes(values: pl.Series, extra_formats: Sequence[str]) -> pl.Series:
     """Parse each distinct string once (exports repeat dates heavily), then map the results back onto the rows."""
     distinct = values.drop_nulls().unique()
     text, canonical = pl.col("text"), pl.col("canonical")
@@ -119,20 +156,14 @@ def _text_datetimes(values: pl.Series, extra_formats: Sequence[str]) -> pl.Serie
     ]
     serial = pl.when(text.str.contains(_SERIAL_TEXT)).then(text.cast(pl.Float64, strict=False))
     candidates.append(_datetime_from_serial(serial))
-    staged = pl.DataFrame({"value": distinct}).lazy().with_columns(normalize_value(pl.col("value")).alias("text"))
-    # Canonicalising is the costly step; values already in ISO form (most machine exports) skip it.
-    is_iso = text.str.contains(_ISO_TEXT).fill_null(False)
-    iso_parsed = pl.coalesce(
-        text.str.strptime(pl.Datetime("us"), fmt, strict=False, exact=True) for fmt in _NAIVE_FORMATS[:3]
+    table = (
+        pl.DataFrame({"value": distinct})
+        .lazy()
+        .with_columns(normalize_value(pl.col("value")).alias("text"))
+        .with_columns(_canonical_datetime_text(text).alias("canonical"))
+        .select("value", pl.coalesce(candidates).alias("parsed"))
+        .collect()
     )
-    table = pl.concat(
-        [
-            staged.filter(is_iso).select("value", iso_parsed.alias("parsed")),
-            staged.filter(~is_iso)
-            .with_columns(_canonical_datetime_text(text).alias("canonical"))
-            .select("value", pl.coalesce(candidates).alias("parsed")),
-        ]
-    ).collect()
     return values.replace_strict(table["value"], table["parsed"], default=None, return_dtype=pl.Datetime("us"))
 
 
@@ -174,7 +205,7 @@ def local_datetimes(values: pl.Series, extra_formats: Sequence[str] = ()) -> pl.
 
 def dates(values: pl.Series, extra_formats: Sequence[str] = ()) -> pl.Series:
     """pl.Date (Shanghai calendar day) from a series of any dtype; unreadable or implausible values become null."""
-    return local_datetimes(values, extra_formats).to_frame().select(_bounded(ColumnKind.DATE, pl.first())).to_series()
+    return _parse_series(ColumnKind.DATE, values, extra_formats)[0]
 
 
 def integer_expression(column: str, dtype: pl.DataType) -> pl.Expr:
@@ -203,51 +234,81 @@ def text_expression(column: str, dtype: pl.DataType) -> pl.Expr:
     return normalize_text(pl.col(column).cast(pl.String, strict=False))
 
 
-def _original_text(column: str, dtype: pl.DataType) -> pl.Expr:
-    source = pl.col(column)
-    return source if dtype == pl.String else source.cast(pl.String, strict=False)
+def _as_text(values: pl.Series) -> pl.Series:
+    return values if values.dtype == pl.String else values.cast(pl.String, strict=False)
 
 
-def _is_present(column: str, dtype: pl.DataType) -> pl.Expr:
+def _present(values: pl.Series) -> pl.Series:
     """A value that is there to be read (null, blank and NULL_TOKENS are absent, not failures)."""
-    if dtype == pl.String:
-        return normalize_value(pl.col(column)).is_not_null()
-    if dtype.is_float():
-        return pl.col(column).is_not_null() & pl.col(column).is_not_nan()
-    return pl.col(column).is_not_null()
+    if values.dtype == pl.String:
+        return clean_values(values).is_not_null()
+    if values.dtype.is_float():
+        return values.is_not_null() & values.is_not_nan()
+    return values.is_not_null()
 
 
-def _parse_expression(kind: ColumnKind, column: str, dtype: pl.DataType) -> pl.Expr:
-    if kind is ColumnKind.INTEGER:
-        return integer_expression(column, dtype)
-    if kind is ColumnKind.CODE:
-        return code_expression(column, dtype)
-    return text_expression(column, dtype)
+def _parse_series(kind: ColumnKind, values: pl.Series, extra_formats: Sequence[str]) -> tuple[pl.Series, pl.Series]:
+    """(parsed values, the intermediate datetimes for date kinds, else the parsed values again)."""
+    if kind in (ColumnKind.DATE, ColumnKind.DATETIME):
+        moments = local_datetimes(values, extra_formats)
+        if kind is ColumnKind.DATETIME:
+            return moments, moments
+        day = pl.col(values.name).dt.date()
+        window = pl.when(day.is_between(EARLIEST_DATE, LATEST_DATE)).then(day)
+        return moments.to_frame().select(window).to_series(), moments
+    if kind is ColumnKind.INTEGER and values.dtype == pl.String:
+        # Plain digits (nearly every value) cast directly; the rest are normalised first.
+        parsed = values.cast(pl.Int32, strict=False)
+        leftover = (parsed.is_null() & values.is_not_null()).arg_true()
+        if leftover.len():
+            subset = values.gather(leftover).to_frame()
+            parsed = parsed.scatter(leftover, subset.select(integer_expression(values.name, pl.String)).to_series())
+        return parsed, parsed
+    if kind is ColumnKind.CODE and values.dtype == pl.String:
+        text = clean_values(values)
+        if text.str.contains(".", literal=True).any():  # a spreadsheet's 360702.0
+            text = text.str.replace(r"^(\d+)\.0+$", "${1}")
+        return text, text
+    if kind is ColumnKind.TEXT and values.dtype == pl.String:
+        text = clean_text(values)
+        return text, text
+    expression = {
+        ColumnKind.INTEGER: integer_expression,
+        ColumnKind.CODE: code_expression,
+        ColumnKind.TEXT: text_expression,
+    }[kind](values.name, values.dtype)
+    parsed = values.to_frame().select(expression).to_series()
+    return parsed, parsed
 
 
-def _bounded(kind: ColumnKind, raw: pl.Expr) -> pl.Expr:
-    """Dates keep the day inside the plausible window; other kinds pass through."""
-    if kind is not ColumnKind.DATE:
-        return raw
-    day = raw.dt.date()
-    return pl.when(day.is_between(EARLIEST_DATE, LATEST_DATE)).then(day)
-
-
-def _reason(kind: ColumnKind, column: str, original: pl.Expr, raw: pl.Expr) -> pl.Expr:
+def _problems(kind: ColumnKind, column: str, values: pl.Series, parsed: pl.Series, moments: pl.Series) -> pl.DataFrame:
+    """One row per value that is present but did not parse: row, column, value, reason."""
+    candidates = (parsed.is_null() & values.is_not_null()).arg_true()
+    if candidates.len() == 0:
+        return pl.DataFrame(schema=PROBLEM_SCHEMA)
+    subset = pl.DataFrame(
+        {
+            "row": candidates.cast(pl.UInt32),
+            "value": _as_text(values.gather(candidates)),
+            "present": _present(values.gather(candidates)),
+            "readable": moments.gather(candidates).is_not_null(),
+        }
+    ).filter("present")
     if kind is ColumnKind.DATE:
-        outside = f"{column}: date outside {EARLIEST_DATE}..{LATEST_DATE} '{{}}'"
-        return (
-            pl.when(raw.is_not_null())
-            .then(pl.format(outside, original))
-            .otherwise(pl.format(f"{column}: not a date '{{}}'", original))
+        reason = (
+            pl.when(pl.col("readable"))
+            .then(pl.format(f"{column}: date outside {EARLIEST_DATE}..{LATEST_DATE} '{{}}'", pl.col("value")))
+            .otherwise(pl.format(f"{column}: not a date '{{}}'", pl.col("value")))
         )
-    what = {
-        ColumnKind.DATETIME: "not a date-time",
-        ColumnKind.INTEGER: "not a whole number",
-        ColumnKind.CODE: "not a code",
-        ColumnKind.TEXT: "not text",
-    }[kind]
-    return pl.format("{}: {} '{}'", pl.lit(column), pl.lit(what), original)
+    else:
+        what = {
+            ColumnKind.DATETIME: "not a date-time",
+            ColumnKind.INTEGER: "not a whole number",
+            ColumnKind.CODE: "not a code",
+            ColumnKind.TEXT: "not text",
+        }[kind]
+        reason = pl.format(f"{column}: {what} '{{}}'", pl.col("value"))
+    return subset.select("row", pl.lit(column).alias("column"), "value", reason.alias("reason")).cast(PROBLEM_SCHEMA)
 
 
 def parse_columns(
@@ -255,53 +316,18 @@ def parse_columns(
 ) -> ParseResult:
     """Parse the named columns in place (others untouched) and collect every unreadable non-empty value."""
     formats = tuple(extra_formats)
-    schema = frame.schema
-    missing = [column for column in kinds if column not in schema]
+    missing = [column for column in kinds if column not in frame.schema]
     if missing:
         raise KeyError(f"columns not in frame: {', '.join(missing)}")
-    columns = list(kinds)
-    staged = (
-        frame.lazy()
-        .with_row_index("__row")
-        .with_columns(
-            pl.lit(local_datetimes(frame.get_column(column), formats)).alias(f"__raw_{index}")
-            if kinds[column] in (ColumnKind.DATE, ColumnKind.DATETIME)
-            else _parse_expression(kinds[column], column, schema[column]).alias(f"__raw_{index}")
-            for index, column in enumerate(columns)
-        )
-        .with_columns(
-            _bounded(kinds[column], pl.col(f"__raw_{index}")).alias(f"__parsed_{index}")
-            for index, column in enumerate(columns)
-        )
-        .with_columns(
-            pl.when(_is_present(column, schema[column]) & pl.col(f"__parsed_{index}").is_null())
-            .then(_reason(kinds[column], column, _original_text(column, schema[column]), pl.col(f"__raw_{index}")))
-            .alias(f"__problem_{index}")
-            for index, column in enumerate(columns)
-        )
-        .collect()
-    )
-    problem_parts = [
-        staged.lazy()
-        .filter(pl.col(f"__problem_{index}").is_not_null())
-        .select(
-            pl.col("__row").alias("row"),
-            pl.lit(column).alias("column"),
-            _original_text(column, schema[column]).alias("value"),
-            pl.col(f"__problem_{index}").alias("reason"),
-        )
-        for index, column in enumerate(columns)
-    ]
-    problems = (
-        pl.concat(problem_parts).collect().cast(PROBLEM_SCHEMA).sort("row", maintain_order=True)
-        if problem_parts
-        else pl.DataFrame(schema=PROBLEM_SCHEMA)
-    )
-    parsed = staged.select(
-        pl.col(f"__parsed_{columns.index(name)}").alias(name) if name in kinds else pl.col(name)
-        for name in frame.columns
-    )
-    return ParseResult(frame=parsed, problems=problems)
+    parsed_columns = []
+    problems = []
+    for column, kind in kinds.items():
+        values = frame.get_column(column)
+        parsed, moments = _parse_series(kind, values, formats)
+        parsed_columns.append(parsed.alias(column))
+        problems.append(_problems(kind, column, values, parsed, moments))
+    found = pl.concat(problems).sort("row", maintain_order=True) if problems else pl.DataFrame(schema=PROBLEM_SCHEMA)
+    return ParseResult(frame=frame.with_columns(parsed_columns), problems=found)
 
 
 def parse_dates(frame: pl.DataFrame, columns: Iterable[str], extra_formats: Iterable[str] = ()) -> ParseResult:

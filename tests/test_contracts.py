@@ -132,17 +132,23 @@ def test_duplicates_keep_the_newest_by_updated_at() -> None:
     ]
     frame = frame_of("cases", rows)
     lines = [2, 3, 4, 5]
-    found = duplicate_violations("cases", frame, pl.Series(lines), pl.Series([f"line {n}" for n in lines]))
+    found = duplicate_violations("cases", frame, pl.Series(lines))
     assert found.select("row", "reason").rows() == [(1, "duplicate of line 2"), (2, "duplicate of line 2")]
 
 
 def test_duplicates_without_updated_at_keep_the_last_line() -> None:
     push = {"push_id": "P1", "case_id": "GZ1", "supervisor_unit_code": "S", "pushed_at": date(2023, 1, 2)}
     frame = frame_of("pushes", [push, {**push, "case_id": "GZ2"}, {**push, "push_id": None}, {**push, "push_id": None}])
-    order = pl.Series([10, 11, 12, 13])
-    labels = pl.Series(["line 10", "line 11", "line 12", "line 13"])
-    found = duplicate_violations("pushes", frame, order, labels)
+    found = duplicate_violations("pushes", frame, pl.Series([10, 11, 12, 13]))
     assert found.select("row", "reason").rows() == [(0, "duplicate of line 11")]
+
+
+def test_duplicates_across_files_name_the_file_kept() -> None:
+    push = {"push_id": "P1", "case_id": "GZ1", "supervisor_unit_code": "S", "pushed_at": date(2023, 1, 2)}
+    frame = frame_of("pushes", [push, push])
+    files = pl.Series([1, 0], dtype=pl.UInt32)  # the first row comes from the later file
+    found = duplicate_violations("pushes", frame, pl.Series([2, 9]), files, ["a.csv", "b.csv"])
+    assert found.select("row", "reason").rows() == [(1, "duplicate of line 2 of b.csv")]
 
 
 def test_keys_come_from_the_tables() -> None:
