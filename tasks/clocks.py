@@ -90,6 +90,7 @@ def evaluate_clocks(clocks: pl.DataFrame, pauses: pl.DataFrame, calendar: WorkCa
         return clocks.with_columns(pl.lit(None, dtype).alias(name) for name, dtype in EVALUATION_COLUMNS.items())
     days = _Days(calendar)
     t = days.offset_of(as_of)
+    columns = _ClockColumns.read(clocks, days)
     known = _KnownPauses.read(clocks["clock_id"], pauses, as_of, days)
     bounds = [*range(0, len(clocks), BLOCK_ROWS), len(clocks)]
     pause_bounds = np.searchsorted(known.row, bounds).tolist()
@@ -97,7 +98,7 @@ def evaluate_clocks(clocks: pl.DataFrame, pauses: pl.DataFrame, calendar: WorkCa
 
     def evaluate_block(block: int) -> None:
         first, stop = bounds[block], bounds[block + 1]
-        inputs = _ClockInputs.read(clocks.slice(first, stop - first), days, t)
+        inputs = columns.block(slice(first, stop), days, t)
         merged = _merge_pauses(known.part(pause_bounds[block], pause_bounds[block + 1], first), inputs.start, days)
         effects = _PauseEffects.compute(merged, inputs, days, t)
         _evaluate_rows(inputs, effects, days, t, out, slice(first, stop))
@@ -126,35 +127,63 @@ def evaluate_clocks(clocks: pl.DataFrame, pauses: pl.DataFrame, calendar: WorkCa
 
 
 @dataclass(frozen=True)
-class _ClockInputs:
-    """The clock columns the engine reads, as numpy arrays; dates as day offsets."""
+class _ClockColumns:
+    """The clock columns the engine reads, checked, as numpy arrays over all clocks (dates as epoch days)."""
 
     start: np.ndarray
     limit: np.ndarray
-    workday: np.ndarray  # True: working-day clock; False: calendar-day clock
-    completed: np.ndarray  # `never` when there is none, or it comes after T
+    calendar_kind: np.ndarray  # True: calendar-day clock; False: working-day clock
+    completed: np.ndarray  # epoch days; far in the future when there is none
     warning_days: np.ndarray
     escalate_after: np.ndarray
 
     @classmethod
-    def read(cls, clocks: pl.DataFrame, days: _Days, t: int) -> _ClockInputs:
+    def read(cls, clocks: pl.DataFrame, days: _Days) -> _ClockColumns:
         limit = clocks["limit_days"]
         if limit.null_count() or limit.min() < 0:  # type: ignore[operator]
             raise ValueError("limit_days must be present and >= 0 for every clock")
-        kinds = clocks.select(
-            workday=pl.col("limit_kind") == "workday",
-            known=pl.col("limit_kind").is_in(["workday", "calendar"]).all(),
-        )
-        if not kinds["known"][0]:
+        kind = clocks["limit_kind"]
+        calendar_kind = (kind == "calendar").fill_null(False)
+        if not (calendar_kind | (kind == "workday").fill_null(False)).all():
             raise ValueError("limit_kind must be 'workday' or 'calendar' for every clock")
+        start = days.epoch_days(clocks["start_date"], "start_date", required=True)
+        never = np.iinfo(np.int32).max
         return cls(
-            start=days.offsets(clocks["start_date"], "start_date"),
-            limit=limit.cast(pl.Int64).to_numpy(),
-            workday=kinds["workday"].fill_null(False).to_numpy(),
-            completed=days.offsets(clocks["completed_date"], "completed_date", unknown_after=t),
-            warning_days=clocks["warning_days"].cast(pl.Int64).fill_null(1).to_numpy(),
-            escalate_after=clocks["escalate_after"].cast(pl.Int64).fill_null(np.iinfo(np.int64).max).to_numpy(),
+            start=start,
+            limit=limit.cast(pl.Int32).to_numpy(),
+            calendar_kind=calendar_kind.to_numpy(),
+            completed=days.epoch_days(clocks["completed_date"], "completed_date", required=False, missing=never),
+            warning_days=clocks["warning_days"].cast(pl.Int32).fill_null(1).to_numpy(),
+            escalate_after=clocks["escalate_after"].cast(pl.Int32).fill_null(never).to_numpy(),
         )
+
+    def block(self, rows: slice, days: _Days, t: int) -> _ClockInputs:
+        calendar_kind = self.calendar_kind[rows]
+        completed = np.subtract(self.completed[rows], days.origin, dtype=np.int64)
+        return _ClockInputs(
+            start=np.subtract(self.start[rows], days.origin, dtype=np.int64),
+            limit=self.limit[rows].astype(np.int64),
+            calendar_kind=calendar_kind,
+            position_base=calendar_kind * days.position_stride,
+            due_base=calendar_kind * days.due_stride,
+            completed=np.where(completed > t, days.never, completed),
+            warning_days=self.warning_days[rows],
+            escalate_after=self.escalate_after[rows],
+        )
+
+
+@dataclass(frozen=True)
+class _ClockInputs:
+    """One block of clocks: dates as day offsets, and where each clock's kind starts in the look-up tables."""
+
+    start: np.ndarray
+    limit: np.ndarray
+    calendar_kind: np.ndarray
+    position_base: np.ndarray
+    due_base: np.ndarray
+    completed: np.ndarray  # `never` when there is none, or it comes after T
+    warning_days: np.ndarray
+    escalate_after: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -273,11 +302,11 @@ class _PauseEffects:
         if len(pause.row) == 0:
             return cls(pause.start, shift, blocked, pause.open_clock, paused_positions)
         rows = pause.row
-        workday = inputs.workday[rows]
+        kind = inputs.position_base[rows]
         start = pause.start[rows]
-        base = days.position(start, workday)
-        seg_from = days.position(pause.seg_start, workday)
-        seg_length = np.where(pause.seg_open, 0, days.position(pause.seg_end, workday) - seg_from)
+        base = days.position[start + kind]
+        seg_from = days.position[pause.seg_start + kind]
+        seg_length = np.where(pause.seg_open, 0, days.position[pause.seg_end + kind] - seg_from)
         # Merged pauses are disjoint and sorted, so one starts before the N-th counted day exactly when the counted
         # positions before it (its start, less the lengths of the clock's earlier pauses) are fewer than base + N.
         counted_before = seg_from - _exclusive_group_cumsum(seg_length, pause.seg_first)
@@ -286,7 +315,7 @@ class _PauseEffects:
 
         completed = inputs.completed[rows]
         stop = np.maximum(np.where(completed != days.never, completed, t), start)
-        covered = np.maximum(0, days.position(np.minimum(pause.seg_end, stop), workday) - seg_from)
+        covered = np.maximum(0, days.position[np.minimum(pause.seg_end, stop) + kind] - seg_from)
 
         group_starts = np.flatnonzero(pause.seg_first)
         group_rows = rows[group_starts]
@@ -322,25 +351,22 @@ def _evaluate_rows(
     inputs: _ClockInputs, effects: _PauseEffects, days: _Days, t: int, out: _Outputs, rows: slice
 ) -> None:
     """Everything per clock for one block of clocks, written into `out[rows]`."""
-    start = effects.start
-    limit = inputs.limit
-    workday = inputs.workday
+    start, limit = effects.start, inputs.limit
     completed_known = inputs.completed != days.never  # a completion after T is not known at T
     end = np.where(completed_known, inputs.completed, t)  # the last day the clock ran, as known at T
     paused_now = effects.open_now & ~completed_known
 
-    base = days.position(start, workday)
-    target = base + limit + effects.shift
-    due = np.where(workday, days.kth_workday(target), days.roll_forward(target))
-    due = np.where(limit == 0, start, due)
+    base = days.position[start + inputs.position_base]
+    target = np.minimum(base + limit + effects.shift, days.due_stride - 1)
+    due = np.where(limit == 0, start, days.due[target + inputs.due_base])
     due_known = ~(effects.blocked | paused_now)
     if (due_known & (due > days.last)).any():
         raise ValueError(f"a due date falls after the calendar's last day ({days.describe()})")
 
-    elapsed = days.position(np.maximum(end, start), workday) - base - effects.paused_positions
+    elapsed = days.position[np.maximum(end, start) + inputs.position_base] - base - effects.paused_positions
     remaining = limit - elapsed
     late = due_known & (end > due)
-    overdue_workdays = np.where(late, days.workday_index[end] - days.workday_index[np.where(late, due, 0)], 0)
+    overdue_workdays = np.where(late, days.workday_index[end] - days.workday_index[due], 0)
 
     level = np.where(remaining <= inputs.warning_days, np.uint8(WARNING), np.uint8(NORMAL))
     escalated = overdue_workdays >= inputs.escalate_after
@@ -348,68 +374,83 @@ def _evaluate_rows(
     level = np.where(paused_now, np.uint8(PAUSED), level)
     level = np.where(completed_known, np.where(late, np.uint8(COMPLETED_LATE), np.uint8(COMPLETED_ON_TIME)), level)
 
-    last_used = np.where(due_known, np.maximum(end, np.minimum(due, days.last)), end)
-    low, high = np.minimum(inputs.start, last_used), np.maximum(inputs.start, last_used)
-
+    # The days used run from the start to the completion or T, and to the due date when it is known.
+    last_used = np.where(due_known, np.maximum(end, due), end)
     out.due[rows] = due + days.origin
     out.due_known[rows] = due_known
     out.elapsed[rows] = elapsed
     out.remaining[rows] = remaining
     out.overdue_workdays[rows] = overdue_workdays
     out.level[rows] = level
-    out.provisional[rows] = days.any_provisional(low, high)
+    out.provisional[rows] = days.any_provisional(inputs.start, last_used)
 
 
 class _Days:
-    """The calendar as integer arrays, and conversion of date columns to day offsets (0 = the calendar's first day)."""
+    """The calendar as integer look-up tables, and date columns as day offsets (0 = the calendar's first day).
+
+    Offsets run 0..last; `never` (last + 2) stands for "no date yet": an open pause's end, an unknown completion.
+    Tables are padded so that `never` and positions past the calendar can be looked up without checks.
+    """
 
     def __init__(self, calendar: WorkCalendar) -> None:
         self.calendar = calendar
         self.origin = calendar.origin
         size = len(calendar)
         self.last = size - 1
-        self.never = size + 1  # stands for "no date yet": an open pause's end, an unknown completion
-        self.workday_index = calendar.workday_index_array.astype(np.int64)
-        # Look-ups padded with `never` so that any position past the calendar reads as "after its last day".
-        workday_offsets = calendar.workday_offsets.astype(np.int64)
-        self.kth = np.concatenate([[self.never], workday_offsets, [self.never]])  # kth[k]: the k-th working day
+        self.never = size + 1
+        offsets = np.arange(size + 2, dtype=np.int64)
+        workday_index = calendar.workday_index_array.astype(np.int64)
+        self.workday_index = np.concatenate([workday_index, workday_index[-1:], workday_index[-1:]])
+        # A day's position on a clock's counting scale: position[offset] for a working-day clock (its working-day
+        # index), position[position_stride + offset] for a calendar-day clock (the day itself).
+        self.position_stride = size + 2
+        self.position = np.concatenate([self.workday_index, offsets])
+        # The due day for a counting position: due[k] = the k-th working day (working-day clocks);
+        # due[due_stride + k] = the first working day on or after day k (calendar-day clocks); `never` past the end.
+        workdays = calendar.workday_offsets.astype(np.int64)
         rolled = calendar.roll_forward_array.astype(np.int64)
-        self.rolled = np.concatenate([np.where(rolled > self.last, self.never, rolled), [self.never]])
-        self.provisional_index = calendar.provisional_index_array.astype(np.int64)
-        self.provisional = calendar.provisional_array.astype(np.int64)
+        self.due_stride = max(len(workdays), size) + 2
+        kth = np.full(self.due_stride, self.never, dtype=np.int64)
+        kth[1 : len(workdays) + 1] = workdays
+        rolled_forward = np.full(self.due_stride, self.never, dtype=np.int64)
+        rolled_forward[:size] = np.where(rolled > self.last, self.never, rolled)
+        self.due = np.concatenate([kth, rolled_forward])
+        provisional = calendar.provisional_array
+        self.provisional_index = np.concatenate([[0], np.cumsum(provisional, dtype=np.int64), [0]])
+        self.provisional_index[-1] = self.provisional_index[-2]
+        # Provisional years are usually the calendar's tail (from the first year without a notice): then "does a
+        # range touch one" is a comparison with the first provisional day.
+        first = int(np.argmax(provisional)) if provisional.any() else size
+        self.provisional_from = first if provisional[first:].all() else None
 
     def offset_of(self, day: date) -> int:
         return self.calendar.offset(day)
 
+    def epoch_days(self, column: pl.Series, name: str, *, required: bool, missing: int = 0) -> np.ndarray:
+        """A Date column as int32 epoch days, checked against the calendar; nulls become `missing`."""
+        physical = column.cast(pl.Date).to_physical()
+        if required and physical.null_count():
+            raise ValueError(f"{name} must be present for every row")
+        low, high = physical.min(), physical.max()
+        if low is not None and (low < self.origin or (required and high > self.origin + self.last)):  # type: ignore[operator]
+            raise ValueError(f"{name} has dates outside the calendar ({self.describe()})")
+        return physical.fill_null(missing).to_numpy()
+
     def offsets(self, column: pl.Series, name: str, *, unknown_after: int | None = None) -> np.ndarray:
         """Day offsets of a Date column. With `unknown_after`, nulls and days after it become `never`."""
-        physical = column.cast(pl.Date).to_physical()
-        if physical.is_empty():
+        if column.is_empty():
             return np.empty(0, dtype=np.int64)
-        if unknown_after is None and physical.null_count():
-            raise ValueError(f"{name} must be present for every row")
-        values = np.subtract(physical.fill_null(self.never + self.origin).to_numpy(), self.origin, dtype=np.int64)
-        if unknown_after is not None:
-            values = np.where(values > unknown_after, self.never, values)
-        if values.min() < 0 or (unknown_after is None and values.max() > self.last):
-            raise ValueError(f"{name} has dates outside the calendar ({self.describe()})")
-        return values
+        days = self.epoch_days(column, name, required=unknown_after is None, missing=self.origin + self.never)
+        values = np.subtract(days, self.origin, dtype=np.int64)
+        return values if unknown_after is None else np.where(values > unknown_after, self.never, values)
 
-    def position(self, offset: np.ndarray, workday: np.ndarray) -> np.ndarray:
-        """Where each day lies on its clock's counting scale: its working-day index, or the day itself."""
-        return np.where(workday, self.workday_index[np.minimum(offset, self.last)], offset)
-
-    def kth_workday(self, ordinal: np.ndarray) -> np.ndarray:
-        """Offset of the ordinal-th working day of the calendar (ordinal >= 1); `never` past the calendar."""
-        return self.kth[np.minimum(ordinal, len(self.kth) - 1)]
-
-    def roll_forward(self, offset: np.ndarray) -> np.ndarray:
-        """The first working day on or after each offset; `never` past the calendar."""
-        return self.rolled[np.minimum(offset, len(self.rolled) - 1)]
-
-    def any_provisional(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-        """Whether any day in [low, high] lies in a provisional year."""
-        return (self.provisional_index[high] - self.provisional_index[low] + self.provisional[low]) > 0
+    def any_provisional(self, first: np.ndarray, last: np.ndarray) -> np.ndarray:
+        """Whether any day between `first` and `last` (either order) lies in a provisional year."""
+        high = np.maximum(first, last)
+        if self.provisional_from is not None:
+            return high >= self.provisional_from
+        low = np.minimum(first, last)
+        return self.provisional_index[high + 1] > self.provisional_index[low]
 
     def describe(self) -> str:
         return f"{self.calendar.first_date} to {self.calendar.last_date}"
@@ -430,30 +471,39 @@ def _rows_of(clock_ids: pl.Series, wanted: pl.Series) -> np.ndarray:
     with the wrong clock.
     """
     rows = np.full(len(wanted), -1, dtype=np.int64)
-    if wanted.is_empty():
+    if wanted.is_empty() or clock_ids.is_empty():
         return rows
     clock_hash = clock_ids.hash().to_numpy()
     wanted_hash = wanted.hash().to_numpy()
-    clocks_left = np.arange(len(clock_hash))
-    wanted_left = np.arange(len(wanted_hash))
+    clocks_left: np.ndarray | None = None  # None: all of them (saves copying in the first round)
+    wanted_left: np.ndarray | None = None
     for shift in _HASH_SHIFTS:
-        if len(clocks_left) == 0 or len(wanted_left) == 0:
+        left_hash = clock_hash if clocks_left is None else clock_hash[clocks_left]
+        asked_hash = wanted_hash if wanted_left is None else wanted_hash[wanted_left]
+        if len(left_hash) == 0 or len(asked_hash) == 0:
             break
-        bits = int(np.clip(np.ceil(np.log2(4 * len(clocks_left))), 8, 22))
+        bits = int(np.clip(np.ceil(np.log2(4 * len(left_hash))), 8, 22))
         mask = np.uint64((1 << bits) - 1)
-        slot = ((clock_hash[clocks_left] >> np.uint64(shift)) & mask).astype(np.intp)
-        table = np.full(1 << bits, -1, dtype=np.int64)
-        table[slot] = clocks_left
-        candidate = table[((wanted_hash[wanted_left] >> np.uint64(shift)) & mask).astype(np.intp)]
-        hit = (candidate >= 0) & (clock_hash[candidate] == wanted_hash[wanted_left])
-        rows[wanted_left[hit]] = candidate[hit]
-        wanted_left = wanted_left[~hit]
-        clocks_left = clocks_left[table[slot] != clocks_left]
-    if len(wanted_left) and len(clocks_left):
+        slot = ((left_hash >> np.uint64(shift)) & mask).astype(np.intp)
+        table = np.full(1 << bits, -1, dtype=np.int32)
+        table[slot] = np.arange(len(left_hash), dtype=np.int32) if clocks_left is None else clocks_left
+        candidate = table[((asked_hash >> np.uint64(shift)) & mask).astype(np.intp)]
+        hit = (candidate >= 0) & (clock_hash[candidate] == asked_hash)
+        asked = np.arange(len(wanted_hash)) if wanted_left is None else wanted_left
+        rows[asked[hit]] = candidate[hit]
+        wanted_left = asked[~hit]
+        winners = table[slot]
+        clocks_left = (
+            np.flatnonzero(winners != np.arange(len(left_hash)))
+            if clocks_left is None
+            else (clocks_left[winners != clocks_left])
+        )
+    if wanted_left is not None and len(wanted_left) and clocks_left is not None and len(clocks_left):
         rows[wanted_left] = _join_rows(clock_ids, clocks_left, wanted.gather(wanted_left))
 
     matched = np.flatnonzero(rows >= 0)
-    same = (clock_ids.gather(rows[matched]) == wanted.gather(matched)).to_numpy()
+    asked_ids = wanted if len(matched) == len(wanted) else wanted.gather(matched)
+    same = (clock_ids.gather(rows[matched]) == asked_ids).to_numpy()
     if not same.all():  # two different ids share a 64-bit hash
         wrong = matched[~same]
         rows[wrong] = _join_rows(clock_ids, np.arange(len(clock_ids)), wanted.gather(wrong))

@@ -1,0 +1,214 @@
+"""Speed of the deadline engine: the engine alone on N generated clocks, and `permitwatch evaluate` end to end.
+
+    .venv/bin/python benchmarks/bench_clocks.py                      # 1,000,000 clocks, 30% with 1-3 pauses
+    .venv/bin/python benchmarks/bench_clocks.py --clocks 200000 --skip-cli
+
+Prints medians (wall and CPU time), clocks per second and peak memory. Targets (issue 3): the engine alone at
+>= 10 million case clocks/s; `evaluate` on 1M clocks in Parquet within 3 s for the whole process and 1 GB.
+The anchor to beat is a per-row walk over the calendar (tests/clock_reference.py), timed on a few hundred clocks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tasks.calendar import default_work_calendar  # noqa: E402
+from tasks.clocks import CLOCK_COLUMNS, evaluate_clocks  # noqa: E402
+
+EPOCH = date(1970, 1, 1)
+FIRST_START = date(2025, 1, 2)
+AS_OF = date(2026, 12, 10)
+KINDS = np.array(["补正", "专家评审", "现场勘查", "公示"])
+MATTERS = np.array(["SXTQ-A001", "SXTQ-A004", "SXTQ-B001", "SXTQ-C004", "SJ-D001", "SJ-D004"])
+
+
+def generate(count: int, seed: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(clocks, pauses) for the engine and (cases, suspensions) in canonical columns for `evaluate`.
+
+    Starts spread over 2025-01-02..2026-12-10 (some due in the provisional 2027), 10% calendar-day limits, half of
+    them completed, 30% with 1-3 suspensions of which some are still open and a quarter restart the clock.
+    """
+    rng = np.random.default_rng(seed)
+    origin = (FIRST_START - EPOCH).days
+    start = origin + rng.integers(0, (AS_OF - FIRST_START).days, count)
+    limit = rng.integers(0, 31, count).astype(np.int32)
+    calendar_kind = rng.random(count) < 0.1
+    completed = np.where(rng.random(count) < 0.5, start + rng.integers(0, 60, count), -1)
+    case_ids = pl.Series("case_id", np.char.add("C", np.arange(count).astype("U7")))
+    with_pauses = rng.choice(count, int(0.3 * count), replace=False)
+    owner = np.repeat(with_pauses, rng.integers(1, 4, len(with_pauses)))
+    pause_start = start[owner] + rng.integers(0, 25, len(owner))
+    pause_end = pause_start + rng.integers(1, 15, len(owner))
+    pause_open = rng.random(len(owner)) < 0.1
+    # a pause stays within its case's life: it ends by the completion, if any
+    finished = completed[owner] >= 0
+    pause_start = np.where(finished, np.minimum(pause_start, completed[owner]), pause_start)
+    pause_end = np.where(finished, np.minimum(np.maximum(pause_end, pause_start), completed[owner]), pause_end)
+    pause_open &= ~finished
+    restart = rng.random(len(owner)) < 0.25
+
+    def dates(days: np.ndarray, missing: np.ndarray | None = None) -> pl.Series:
+        series = pl.Series(days.astype(np.int32)).cast(pl.Date)
+        if missing is None:
+            return series
+        return pl.select(pl.when(pl.lit(pl.Series(missing)).not_()).then(pl.lit(series))).to_series()
+
+    clocks = pl.DataFrame(
+        {
+            "clock_id": "case:" + case_ids,
+            "clock_type": pl.repeat("case", count, eager=True),
+            "subject_id": case_ids,
+            "case_id": case_ids,
+            "unit_code": pl.repeat("360702SPJ", count, eager=True),
+            "matter_code": MATTERS[rng.integers(0, len(MATTERS), count)],
+            "region_code": pl.repeat("360702", count, eager=True),
+            "start_date": dates(start),
+            "limit_days": limit,
+            "limit_kind": np.where(calendar_kind, "calendar", "workday"),
+            "completed_date": dates(completed, completed < 0),
+            "warning_days": np.maximum(1, np.ceil(limit * 0.2)).astype(np.int32),
+            "escalate_after": np.full(count, 5, dtype=np.int32),
+            "repeat_every": np.full(count, 3, dtype=np.int32),
+        }
+    ).cast(CLOCK_COLUMNS)  # type: ignore[arg-type]
+    pauses = pl.DataFrame(
+        {
+            "clock_id": clocks["clock_id"].gather(owner),
+            "start_date": dates(pause_start),
+            "end_date": dates(pause_end, pause_open),
+            "restart": restart,
+        }
+    )
+    cases = clocks.select(
+        "case_id",
+        "matter_code",
+        "unit_code",
+        pl.col("start_date").alias("accepted_at"),
+        pl.col("completed_date").alias("completed_at"),
+        "limit_days",
+        "limit_kind",
+    )
+    suspensions = pauses.select(
+        pl.col("clock_id").str.strip_prefix("case:").alias("case_id"),
+        pl.Series("kind", np.where(restart, "补正", KINDS[1:][rng.integers(0, 3, len(owner))])),
+        pl.col("start_date").alias("started_at"),
+        pl.col("end_date").alias("ended_at"),
+    ).unique(["case_id", "kind", "started_at"], keep="first")
+    return clocks, pauses, cases, suspensions
+
+
+def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+def bench_engine(clocks: pl.DataFrame, pauses: pl.DataFrame, repeat: int) -> None:
+    calendar = default_work_calendar()
+    evaluate_clocks(clocks.head(1000), pauses, calendar, AS_OF)  # warm up
+    before = peak_rss_mb()
+    walls, cpus = [], []
+    for _ in range(repeat):
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = evaluate_clocks(clocks, pauses, calendar, AS_OF)
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    wall, cpu = statistics.median(walls), statistics.median(cpus)
+    levels = dict(result.group_by("level").len().iter_rows())
+    print(f"engine: {clocks.height:,} clocks, {pauses.height:,} pauses, as of {AS_OF}, {repeat} runs")
+    rate = clocks.height / wall / 1e6
+    print(f"  median wall {wall * 1000:.0f} ms → {rate:.1f} M clocks/s (best {min(walls) * 1000:.0f} ms)")
+    print(f"  median CPU  {cpu * 1000:.0f} ms (all threads) on {os.cpu_count()} cores")
+    print(f"  peak RSS {peak_rss_mb():.0f} MB (data + engine; {before:.0f} MB before the runs)")
+    print(f"  levels: {levels}")
+
+
+def bench_reference(clocks: pl.DataFrame, pauses: pl.DataFrame, count: int) -> None:
+    """The per-row walk the engine replaces (tests/clock_reference.py), for comparison."""
+    from tests.clock_reference import RefClock, evaluate_one
+
+    calendar = default_work_calendar()
+    sample = clocks.head(count)
+    grouped = _grouped_pauses(pauses, sample)
+    started = time.perf_counter()
+    for row in sample.iter_rows(named=True):
+        clock = RefClock(
+            row["start_date"], row["limit_days"], row["limit_kind"], row["completed_date"], row["warning_days"],
+            row["escalate_after"],
+        )
+        evaluate_one(clock, grouped.get(row["clock_id"], []), AS_OF, calendar.is_workday, calendar.is_provisional)
+    elapsed = time.perf_counter() - started
+    print(f"per-row reference walk: {count} clocks in {elapsed:.2f} s → {count / elapsed:,.0f} clocks/s")
+
+
+def _grouped_pauses(pauses: pl.DataFrame, sample: pl.DataFrame) -> dict:
+    from tests.clock_reference import RefPause
+
+    grouped: dict[str, list] = {}
+    wanted = pauses.filter(pl.col("clock_id").is_in(sample["clock_id"].implode()))
+    for clock_id, start, end, restart in wanted.iter_rows():
+        grouped.setdefault(clock_id, []).append(RefPause(start, end, restart))
+    return grouped
+
+
+def bench_cli(cases: pl.DataFrame, suspensions: pl.DataFrame, repeat: int) -> None:
+    permitwatch = ROOT / ".venv" / "bin" / "permitwatch"
+    with tempfile.TemporaryDirectory() as directory:
+        folder = Path(directory)
+        cases.write_parquet(folder / "cases.parquet")
+        suspensions.write_parquet(folder / "suspensions.parquet")
+        command = [
+            str(permitwatch), "evaluate", str(folder / "cases.parquet"), "--suspensions",
+            str(folder / "suspensions.parquet"), "--as-of", AS_OF.isoformat(), "-o", str(folder / "out.parquet"),
+        ]
+        walls = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            completed = subprocess.run(command, capture_output=True, text=True, check=False)
+            walls.append(time.perf_counter() - started)
+            if completed.returncode != 0:
+                raise SystemExit(f"evaluate failed:\n{completed.stdout}\n{completed.stderr}")
+        peak = peak_rss_mb(resource.RUSAGE_CHILDREN)
+        rows = pl.read_parquet(folder / "out.parquet").height
+        imports = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "import cli.main"], cwd=ROOT, check=True)
+            imports.append(time.perf_counter() - started)
+    print(f"permitwatch evaluate: {cases.height:,} cases, {suspensions.height:,} suspensions (Parquet) → {rows:,} rows")
+    print(f"  median wall {statistics.median(walls):.2f} s for the whole process (best {min(walls):.2f} s)")
+    print(f"  of which starting Python and importing the CLI: median {statistics.median(imports):.2f} s")
+    print(f"  peak RSS {peak:.0f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clocks", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=7, help="engine runs (the CLI runs 3 times)")
+    parser.add_argument("--seed", type=int, default=2025)
+    parser.add_argument("--reference", type=int, default=300, help="clocks for the per-row walk (0: skip)")
+    parser.add_argument("--skip-cli", action="store_true")
+    arguments = parser.parse_args()
+    clocks, pauses, cases, suspensions = generate(arguments.clocks, arguments.seed)
+    bench_engine(clocks, pauses, arguments.repeat)
+    if arguments.reference:
+        bench_reference(clocks, pauses, arguments.reference)
+    if not arguments.skip_cli:
+        bench_cli(cases, suspensions, 3)
+
+
+if __name__ == "__main__":
+    main()
