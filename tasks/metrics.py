@@ -199,16 +199,33 @@ def case_facts(
     )
 
 
-def open_state(facts: pl.DataFrame, snapshots: pl.DataFrame, day: date) -> pl.DataFrame:
-    """Cases open at the end of `day` (accepted by then, not completed by then), with their level then."""
+def open_states(facts: pl.DataFrame, snapshots: pl.DataFrame, days: Sequence[date]) -> dict[date, pl.DataFrame]:
+    """Per day: the cases open at its end (accepted by then, not completed by then) with their level then.
+
+    Open-case figures need the engine's state at every one of `days`; a day missing from `snapshots` while cases
+    were open then is an error, since it would read as "nothing open".
+    """
+    wanted = sorted(set(days))
     state = snapshots.filter(
-        (pl.col("as_of") == day)
+        pl.col("as_of").is_in(wanted)
         & (pl.col("clock_type") == "case")
-        & (pl.col("start_date") <= day)
-        & (pl.col("completed_date").is_null() | (pl.col("completed_date") > day))
-    ).select("case_id", "level", "due_date", "overdue_workdays")
+        & (pl.col("start_date") <= pl.col("as_of"))
+        & (pl.col("completed_date").is_null() | (pl.col("completed_date") > pl.col("as_of")))
+    ).select("as_of", "case_id", "level", "due_date", "overdue_workdays")
     groupings = facts.drop("level", "due_date", "overdue_workdays", "completed_date")
-    return state.join(groupings, on="case_id", how="inner")
+    joined = state.join(groupings, on="case_id", how="inner")
+    by_day = {key[0]: frame.drop("as_of") for key, frame in joined.partition_by("as_of", as_dict=True).items()}
+    evaluated = set(snapshots.get_column("as_of").unique().to_list())
+    empty = joined.drop("as_of").clear()
+    for day in wanted:
+        if day in evaluated:
+            continue
+        open_then = facts.filter(
+            (pl.col("accepted_at") <= day) & (pl.col("completed_date").is_null() | (pl.col("completed_date") > day))
+        ).height
+        if open_then:
+            raise ValueError(f"snapshots lack the evaluation at {day}, when {open_then} cases were open")
+    return {day: by_day.get(day, empty) for day in wanted}
 
 
 def _group(frame: pl.DataFrame, keys: Sequence[str], *aggregations: pl.Expr) -> pl.DataFrame:
@@ -269,7 +286,7 @@ CASE_METRIC_COLUMNS = (
 
 def case_breakdown(
     facts: pl.DataFrame,
-    snapshots: pl.DataFrame,
+    states: Mapping[date, pl.DataFrame],
     period: Period,
     keys: Sequence[str],
     *,
@@ -279,8 +296,8 @@ def case_breakdown(
     of the completed count and the on-time rate against the previous period."""
     previous = period.previous()
     group_keys = [*keys, *labels]
-    current = _case_metrics(facts, open_state(facts, snapshots, period.end), period, group_keys)
-    before = _case_metrics(facts, open_state(facts, snapshots, previous.end), previous, group_keys).select(
+    current = _case_metrics(facts, states[period.end], period, group_keys)
+    before = _case_metrics(facts, states[previous.end], previous, group_keys).select(
         *group_keys,
         pl.col("completed").alias("completed_prev"),
         pl.col("on_time_rate").alias("on_time_rate_prev"),
@@ -288,8 +305,8 @@ def case_breakdown(
     rows = current.join(before, on=group_keys, how="left", nulls_equal=True).sort(
         ["completed", "accepted", *keys], descending=[True, True, *([False] * len(keys))]
     )
-    total = _case_metrics(facts, open_state(facts, snapshots, period.end), period, [])
-    total_before = _case_metrics(facts, open_state(facts, snapshots, previous.end), previous, [])
+    total = _case_metrics(facts, states[period.end], period, [])
+    total_before = _case_metrics(facts, states[previous.end], previous, [])
     total = total.with_columns(
         *(pl.lit(TOTAL if index == 0 else "").alias(name) for index, name in enumerate(group_keys)),
         completed_prev=pl.lit(total_before["completed"][0]),
@@ -303,10 +320,10 @@ def case_breakdown(
     )
 
 
-def trend(facts: pl.DataFrame, snapshots: pl.DataFrame, periods: Sequence[Period]) -> pl.DataFrame:
+def trend(facts: pl.DataFrame, states: Mapping[date, pl.DataFrame], periods: Sequence[Period]) -> pl.DataFrame:
     """One row per period (分期): intake, completions, on-time rate, time used, and the open overdue at its end."""
     rows = [
-        _case_metrics(facts, open_state(facts, snapshots, period.end), period, []).with_columns(
+        _case_metrics(facts, states[period.end], period, []).with_columns(
             period=pl.lit(period.label), start=pl.lit(period.start), end=pl.lit(period.end)
         )
         for period in periods
@@ -314,9 +331,10 @@ def trend(facts: pl.DataFrame, snapshots: pl.DataFrame, periods: Sequence[Period
     return pl.concat(rows, how="vertical_relaxed").select("period", "start", "end", *CASE_METRIC_COLUMNS)
 
 
-def overdue_ages(facts: pl.DataFrame, snapshots: pl.DataFrame, day: date) -> pl.DataFrame:
-    """Open overdue cases at `day` per unit, by how long they have been overdue (超期时长分布), 合计 row last."""
-    overdue = open_state(facts, snapshots, day).filter(pl.col("level").is_in(OVERDUE_LEVELS))
+def overdue_ages(state: pl.DataFrame) -> pl.DataFrame:
+    """Open overdue cases of one `open_states` day per unit, by how long they have been overdue (超期时长分布), 合计
+    row last."""
+    overdue = state.filter(pl.col("level").is_in(OVERDUE_LEVELS))
     band = pl.lit(OVERDUE_BANDS[-1][0])
     for name, upper in reversed(OVERDUE_BANDS[:-1]):
         band = pl.when(pl.col("overdue_workdays") <= upper).then(pl.lit(name)).otherwise(band)
@@ -336,11 +354,10 @@ def overdue_ages(facts: pl.DataFrame, snapshots: pl.DataFrame, day: date) -> pl.
     )
 
 
-def overdue_cases(facts: pl.DataFrame, snapshots: pl.DataFrame, day: date) -> pl.DataFrame:
-    """The open overdue cases at `day`, longest overdue first (超期明细). No applicant data."""
+def overdue_cases(state: pl.DataFrame) -> pl.DataFrame:
+    """The open overdue cases of one `open_states` day, longest overdue first (超期明细). No applicant data."""
     return (
-        open_state(facts, snapshots, day)
-        .filter(pl.col("level").is_in(OVERDUE_LEVELS))
+        state.filter(pl.col("level").is_in(OVERDUE_LEVELS))
         .select(
             "case_id",
             "unit_code",
@@ -359,16 +376,20 @@ def overdue_cases(facts: pl.DataFrame, snapshots: pl.DataFrame, day: date) -> pl
 
 def step_shares(steps: pl.DataFrame, evaluations: pl.DataFrame, facts: pl.DataFrame, period: Period) -> pl.DataFrame:
     """Each step's share of the working days of the cases completed in the period, per matter (环节用时占比)."""
-    step_clocks = _clock_rows(evaluations, "step", period.end).with_columns(
-        step_no=pl.col("clock_id").str.split(":").list.last().cast(pl.Int64)
-    )
     completed_cases = facts.filter(period.contains("completed_date")).select(
         "case_id", "mode", "matter_code", "matter_name"
     )
-    names = steps.select("case_id", pl.col("step_no").cast(pl.Int64), "step_name")
-    rows = (
-        step_clocks.select("case_id", "step_no", pl.col("unit_code").alias("step_unit_code"), "workdays_used", "level")
+    # Narrow to the completed cases' steps first: a period's completions are a small share of all steps.
+    step_clocks = (
+        _clock_rows(evaluations, "step", period.end)
         .join(completed_cases, on="case_id", how="inner")
+        .with_columns(step_no=pl.col("clock_id").str.split(":").list.last().cast(pl.Int64))
+    )
+    names = steps.join(completed_cases, on="case_id", how="semi").select(
+        "case_id", pl.col("step_no").cast(pl.Int64), "step_name"
+    )
+    rows = (
+        step_clocks.select("case_id", "step_no", "workdays_used", "level", "mode", "matter_code", "matter_name")
         .join(names, on=["case_id", "step_no"], how="left")
         .with_columns(step_name=pl.col("step_name").fill_null(UNKNOWN))
     )
@@ -534,44 +555,32 @@ def _overview(views: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
     return frame.with_columns(change=pl.col("current") - pl.col("previous"))
 
 
-def _check_snapshots(facts: pl.DataFrame, snapshots: pl.DataFrame, periods: Sequence[Period]) -> None:
-    """Open-case figures need the engine's state at every period end: a missing one would read as "none open"."""
-    evaluated = set(snapshots.get_column("as_of").unique().to_list())
-    for period in periods:
-        if period.end in evaluated:
-            continue
-        open_then = facts.filter(
-            (pl.col("accepted_at") <= period.end)
-            & (pl.col("completed_date").is_null() | (pl.col("completed_date") > period.end))
-        )
-        if open_then.height:
-            raise ValueError(
-                f"snapshots lack the evaluation at {period.end} (end of {period.label}), "
-                f"when {open_then.height} cases were open"
-            )
-
-
 def build_views(inputs: MetricInputs, kind: PeriodKind, trend_periods: int = 8) -> ReportViews:
     """All report views for the period holding `inputs.as_of` (cut there), compared with the whole previous one."""
     periods = report_periods(kind, inputs.as_of, max(trend_periods, 2))
     period, previous = periods[-1], periods[-2]
     tables, evaluations, dimensions = inputs.tables, inputs.evaluations, inputs.dimensions
-    facts = case_facts(tables["cases"], tables["projects"], evaluations, dimensions, inputs.as_of)
-    snapshots = inputs.snapshots
-    _check_snapshots(facts, snapshots, periods)
+    # One pass splits the (large) evaluation frame by clock type; each view then reads only its own clocks.
+    by_type = {key[0]: frame for key, frame in evaluations.partition_by("clock_type", as_dict=True).items()}
+
+    def clocks(clock_type: str) -> pl.DataFrame:
+        return by_type.get(clock_type, evaluations.clear())
+
+    facts = case_facts(tables["cases"], tables["projects"], clocks("case"), dimensions, inputs.as_of)
+    states = open_states(facts, inputs.snapshots, [p.end for p in periods])
     views = {
-        "trend": trend(facts, snapshots, periods),
-        "by_unit": case_breakdown(facts, snapshots, period, ["unit_code"], labels=["unit_name", "region_name"]),
-        "by_region": case_breakdown(facts, snapshots, period, ["region_code"], labels=["region_name"]),
-        "by_matter": case_breakdown(facts, snapshots, period, ["matter_code"], labels=["matter_name", "mode"]),
-        "by_mode": case_breakdown(facts, snapshots, period, ["mode"]),
-        "by_category": case_breakdown(facts, snapshots, period, ["category"], labels=["category_name"]),
-        "overdue_ages": overdue_ages(facts, snapshots, period.end),
-        "overdue_cases": overdue_cases(facts, snapshots, period.end),
-        "steps": step_shares(tables["steps"], evaluations, facts, period),
-        "projects": project_limits(tables["projects"], evaluations, dimensions, period, inputs.as_of),
-        "deferrals": deferral_fulfilment(evaluations, dimensions, period, inputs.as_of),
-        "claims": claim_rates(evaluations, dimensions, period, inputs.as_of),
+        "trend": trend(facts, states, periods),
+        "by_unit": case_breakdown(facts, states, period, ["unit_code"], labels=["unit_name", "region_name"]),
+        "by_region": case_breakdown(facts, states, period, ["region_code"], labels=["region_name"]),
+        "by_matter": case_breakdown(facts, states, period, ["matter_code"], labels=["matter_name", "mode"]),
+        "by_mode": case_breakdown(facts, states, period, ["mode"]),
+        "by_category": case_breakdown(facts, states, period, ["category"], labels=["category_name"]),
+        "overdue_ages": overdue_ages(states[period.end]),
+        "overdue_cases": overdue_cases(states[period.end]),
+        "steps": step_shares(tables["steps"], clocks("step"), facts, period),
+        "projects": project_limits(tables["projects"], clocks("project"), dimensions, period, inputs.as_of),
+        "deferrals": deferral_fulfilment(clocks("deferral"), dimensions, period, inputs.as_of),
+        "claims": claim_rates(clocks("claim"), dimensions, period, inputs.as_of),
     }
     provisional = evaluations.filter(pl.col("calendar") == "provisional").height
     return ReportViews(period, previous, inputs.as_of, _overview(views), views, provisional)

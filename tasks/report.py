@@ -231,11 +231,16 @@ def dimensions_from_config(rules: RuleBook, units: UnitDirectory) -> Dimensions:
 # -- evaluation: the deadline engine, the same calls the nightly run makes ---------------------------------------
 
 
-def _workdays_used(clocks: pl.DataFrame, pauses: pl.DataFrame, calendar: WorkCalendar, as_of: date) -> pl.DataFrame:
-    """clock_id, workdays_used for calendar-day clocks (自然日): the engine's elapsed when counted in working days."""
-    as_workdays = clocks.filter(pl.col("limit_kind") == "calendar").with_columns(limit_kind=pl.lit("workday"))
-    counted = evaluate_clocks(as_workdays, pauses, calendar, as_of)
-    return counted.select("clock_id", pl.col("elapsed").alias("calendar_clock_workdays"))
+def _workdays_used(
+    clocks: pl.DataFrame, evaluations: pl.DataFrame, pauses: pl.DataFrame, calendar: WorkCalendar, as_of: date
+) -> pl.Series:
+    """Working days each clock used, pauses excluded: its elapsed for a `workday` clock; for a calendar-day clock
+    (自然日) the elapsed of the same clock evaluated as a workday clock by the same engine."""
+    calendar_kind = clocks.get_column("limit_kind") == "calendar"
+    as_workdays = clocks.filter(calendar_kind).with_columns(limit_kind=pl.lit("workday"))
+    counted = evaluate_clocks(as_workdays, pauses, calendar, as_of).get_column("elapsed")
+    # evaluate_clocks keeps the clocks' order, so the subset's results go back to the subset's positions.
+    return evaluations.get_column("elapsed").clone().scatter(calendar_kind.arg_true(), counted).alias("workdays_used")
 
 
 def evaluate_for_report(
@@ -246,15 +251,7 @@ def evaluate_for_report(
     clock_set = build_clocks(dict(tables), rules)
     clocks, pauses = clock_set.clocks, clock_set.pauses
     evaluations = evaluate_clocks(clocks, pauses, calendar, as_of)
-    evaluations = (
-        evaluations.join(_workdays_used(clocks, pauses, calendar, as_of), on="clock_id", how="left")
-        .with_columns(
-            workdays_used=pl.when(pl.col("limit_kind") == "workday")
-            .then(pl.col("elapsed"))
-            .otherwise(pl.col("calendar_clock_workdays"))
-        )
-        .drop("calendar_clock_workdays")
-    )
+    evaluations = evaluations.with_columns(_workdays_used(clocks, evaluations, pauses, calendar, as_of))
     case_clocks = clocks.filter(pl.col("clock_type") == "case")
     snapshots = [
         evaluations.filter(pl.col("clock_type") == "case").drop("workdays_used").with_columns(as_of=pl.lit(as_of))

@@ -247,7 +247,7 @@ def test_without_working_days_a_calendar_clock_is_left_out_of_the_average() -> N
 def test_a_missing_snapshot_is_an_error_not_zero_open_cases() -> None:
     snapshots = fx.snapshots().filter(pl.col("as_of") != fx.PREVIOUS_END)
     inputs = MetricInputs(fx.tables(), fx.evaluations(), snapshots, fx.dimensions(), fx.AS_OF)
-    with pytest.raises(ValueError, match="2026-03-08"):
+    with pytest.raises(ValueError, match="2026-03-08, when 6 cases were open"):
         build_views(inputs, "week", trend_periods=2)
 
 
