@@ -570,7 +570,7 @@ def build_views(inputs: MetricInputs, kind: PeriodKind, trend_periods: int = 8) 
     states = open_states(facts, inputs.snapshots, [p.end for p in periods])
     views = {
         "trend": trend(facts, states, periods),
-        "by_unit": case_breakdown(facts, states, period, ["unit_code"], labels=["unit_name", "region_name"]),
+        "by_unit": case_breakdown(facts, states, period, ["unit_code"], labels=["unit_name"]),
         "by_region": case_breakdown(facts, states, period, ["region_code"], labels=["region_name"]),
         "by_matter": case_breakdown(facts, states, period, ["matter_code"], labels=["matter_name", "mode"]),
         "by_mode": case_breakdown(facts, states, period, ["mode"]),

@@ -260,3 +260,17 @@ def test_unknown_matter_and_unit_are_grouped_not_dropped() -> None:
     by_mode = build_views(inputs, "week", trend_periods=2).views["by_mode"]
     assert by_mode.filter(pl.col("mode") == "未知")["completed"].to_list() == [1]
     assert total_row(by_mode, "mode")["completed"] == 4
+
+
+def test_a_unit_serving_several_regions_is_one_row() -> None:
+    tables = fx.tables()
+    tables["cases"] = tables["cases"].with_columns(
+        region_code=pl.when(pl.col("case_id") == "C5").then(pl.lit("360702")).otherwise(pl.col("region_code"))
+    )
+    inputs = MetricInputs(tables, fx.evaluations(), fx.snapshots(), fx.dimensions(), fx.AS_OF)
+    views = build_views(inputs, "week", trend_periods=2).views
+    city = views["by_unit"].filter(pl.col("unit_code") == "360700SPJ")
+    assert city.height == 1
+    assert (city["accepted"].item(), city["completed"].item()) == (1, 1)
+    by_region = {row["region_code"]: row for row in views["by_region"].iter_rows(named=True)}
+    assert by_region["360702"]["accepted"] == 1 and by_region["360700"]["completed"] == 1

@@ -112,7 +112,7 @@ def test_xlsx_has_one_sheet_per_view_with_frozen_chinese_headers(tmp_path: Path)
         assert sheet.freeze_panes == "A2", sheet.title
     by_unit = book["按单位"]
     headers = [cell.value for cell in by_unit[1]]
-    assert headers[:5] == ["单位编码", "单位", "区域", "受理件数", "办结件数"]
+    assert headers[:4] == ["单位编码", "单位", "受理件数", "办结件数"]
     rows = {row[0]: dict(zip(headers, row, strict=True)) for row in by_unit.iter_rows(min_row=2, values_only=True)}
     assert rows[TOTAL]["办结件数"] == 4
     assert rows[TOTAL]["按时办结率"] == pytest.approx(0.5)
@@ -255,7 +255,7 @@ def test_report_command_reads_the_database_and_writes_the_files(
     assert "按时办结率" in result.output and "50.0%" in result.output
     book = openpyxl.load_workbook(out / "permitwatch-week-2026-W11.xlsx")
     by_unit = list(book["按单位"].iter_rows(min_row=2, values_only=True))
-    assert by_unit[-1][0] == TOTAL and by_unit[-1][4] == 4
+    assert by_unit[-1][0] == TOTAL and by_unit[-1][3] == 4
     assert (out / "permitwatch-week-2026-W11.html").is_file()
 
     monthly = CliRunner().invoke(app, ["report", "--period", "month", "--as-of", "2026-03-11", "-o", str(out)])
