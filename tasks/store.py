@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import polars as pl
@@ -26,8 +27,10 @@ from schemas.contracts import MODELS, canonical_schema, key_columns
 from tasks.ingest import ProgressCallback
 
 BATCH_ROWS = 50_000
+BULK_ROWS = 100_000  # inserting at least this many rows, and more than the table holds: rebuild indexes after
+_SQLITE_BULK_CACHE_KIB = 262_144
+_HASH_WIDTH = 20
 KEY_SEPARATOR = "|"
-_NULL = "\x00"
 _HASH_SEED = 0x5EED_0001
 
 # Fields whose changes are history: a change of status or date, or of a limit (the clock's inputs).
@@ -94,8 +97,7 @@ def row_hashes(frame: pl.DataFrame, table: str) -> pl.Series:
 
 
 def _hashes(texts: pl.DataFrame) -> pl.Series:
-    joined = pl.concat_str([pl.col(name).fill_null(_NULL) for name in texts.columns], separator="\x1f")
-    return texts.select(joined.hash(_HASH_SEED).cast(pl.String).str.zfill(20).alias("row_hash")).to_series()
+    return texts.hash_rows(seed=_HASH_SEED).cast(pl.String).str.zfill(_HASH_WIDTH).alias("row_hash")
 
 
 def _row_key(table: str) -> pl.Expr:
@@ -195,29 +197,83 @@ def store_table(
         _hashes(texts).alias("row_hash"),
     ).with_columns(_row_key(table).alias("__key"))
     with engine.begin() as connection:
-        existing_sql = f"SELECT {_quoted([*keys, 'row_hash', *tracked])} FROM {table}"
-        schema = {**_text_schema(table, keys), "row_hash": pl.String(), **_text_schema(table, tracked)}
-        existing = _fetch(connection, existing_sql, schema).select(
-            _row_key(table).alias("__key"),
-            pl.col("row_hash").alias("__old_hash"),
-            *[pl.col(name).cast(pl.String).alias(f"__old_{name}") for name in tracked],
-        )
-        compared = incoming.join(existing, on="__key", how="left")
+        compared = incoming.join(_stored_hashes(connection, table), on="__key", how="left")
         new = compared.filter(pl.col("__old_hash").is_null())
         changed = compared.filter(pl.col("__old_hash").is_not_null() & (pl.col("__old_hash") != pl.col("row_hash")))
         unchanged = compared.height - new.height - changed.height
+        if changed.height:
+            changed = changed.join(_stored_values(connection, table, changed, tracked), on="__key", how="left")
         history = _history(table, new, changed, tracked, run_id)
-        to_write = pl.concat([new, changed]).select(*texts.columns, "row_hash")
-        _upsert(connection, table, to_write, run_id, progress)
+        columns = [*texts.columns, "row_hash"]
+        with _bulk_writing(connection, table, bulk=new.height >= BULK_ROWS and new.height >= unchanged):
+            _insert(connection, table, new.select(columns), run_id, progress)
+            _upsert(connection, table, changed.select(columns), run_id, progress)
         _append(connection, "change_history", history, progress=None)
     return StoreStats(table, new.height, changed.height, unchanged, history.height)
+
+
+def _stored_hashes(connection: Connection, table: str) -> pl.DataFrame:
+    """__key, __old_hash of every stored row. SQLite hands each row over as one string (key, unit separator, hash),
+    which halves the Python objects a million-row table costs."""
+    keys = key_columns(table)
+    if connection.dialect.name == "postgresql":
+        schema = {**_text_schema(table, keys), "row_hash": pl.String()}
+        stored = _fetch(connection, f"SELECT {_quoted([*keys, 'row_hash'])} FROM {table}", schema)
+        return stored.select(_row_key(table).alias("__key"), pl.col("row_hash").alias("__old_hash"))
+    key_sql = f" || '{KEY_SEPARATOR}' || ".join(f'"{name}"' for name in keys)
+    stored = _fetch(connection, f"SELECT {key_sql} || char(31) || row_hash FROM {table}", {"packed": pl.String()})
+    packed = pl.col("packed")
+    return stored.select(
+        packed.str.head(pl.col("packed").str.len_chars() - _HASH_WIDTH - 1).alias("__key"),
+        packed.str.tail(_HASH_WIDTH).alias("__old_hash"),
+    )
+
+
+def _stored_values(connection: Connection, table: str, rows: pl.DataFrame, tracked: list[str]) -> pl.DataFrame:
+    """__key and the stored tracked fields (as text) of the given rows, looked up through a temporary key table."""
+    keys = key_columns(table)
+    lookup = f"pw_keys_{table}"
+    connection.exec_driver_sql(f"CREATE TEMP TABLE {lookup} AS SELECT {_quoted(keys)} FROM {table} WHERE 1 = 0")
+    _append(connection, lookup, rows.select(keys), progress=None)
+    columns = ", ".join(f'c."{name}"' for name in [*keys, *tracked])
+    joined = " AND ".join(f'c."{name}" = k."{name}"' for name in keys)
+    stored = _fetch(
+        connection,
+        f"SELECT {columns} FROM {table} c JOIN {lookup} k ON {joined}",
+        _text_schema(table, [*keys, *tracked]),
+    )
+    connection.exec_driver_sql(f"DROP TABLE {lookup}")
+    return stored.select(
+        _row_key(table).alias("__key"), *[pl.col(name).cast(pl.String).alias(f"__old_{name}") for name in tracked]
+    )
+
+
+@contextmanager
+def _bulk_writing(connection: Connection, table: str, *, bulk: bool) -> Iterator[None]:
+    """Settings for a large write. SQLite gets a bigger page cache for it. A bulk insert (a first load) drops the
+    table's secondary indexes and builds them again afterwards, in the same transaction, which is faster than
+    updating them row by row."""
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        cache = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+        connection.exec_driver_sql(f"PRAGMA cache_size = -{_SQLITE_BULK_CACHE_KIB}")
+    indexes = list(MODELS[table].__table__.indexes) if bulk else []
+    for index in indexes:
+        index.drop(connection)
+    try:
+        yield
+    finally:
+        for index in indexes:
+            index.create(connection)
+        if sqlite:
+            connection.exec_driver_sql(f"PRAGMA cache_size = {cache}")
 
 
 def _history(
     table: str, new: pl.DataFrame, changed: pl.DataFrame, tracked: list[str], run_id: int | None
 ) -> pl.DataFrame:
     parts = []
-    for name in tracked:
+    for name in tracked if changed.height else []:
         old, current = pl.col(f"__old_{name}"), pl.col(name)
         differs = old.ne_missing(current)
         parts.append(
@@ -242,16 +298,30 @@ def _history(
     return history.select(pl.lit(run_id, pl.Int64).alias("run_id"), pl.lit(table).alias("table_name"), *schema)
 
 
+def _with_runs(table: str, rows: pl.DataFrame, run_id: int | None) -> pl.DataFrame:
+    runs = (
+        ["first_seen_run", "last_seen_run"]
+        if "first_seen_run" in MODELS[table].__table__.columns
+        else ["last_seen_run"]
+    )
+    return rows.with_columns(pl.lit(run_id, pl.Int64).alias(name) for name in runs)
+
+
+def _insert(
+    connection: Connection, table: str, rows: pl.DataFrame, run_id: int | None, progress: ProgressCallback | None
+) -> None:
+    """Rows whose keys are not stored yet (checked in this transaction): a plain bulk insert, COPY on PostgreSQL."""
+    _append(connection, table, _with_runs(table, rows, run_id), progress)
+
+
 def _upsert(
     connection: Connection, table: str, rows: pl.DataFrame, run_id: int | None, progress: ProgressCallback | None
 ) -> None:
+    """Changed rows: every column but the key and first_seen_run is overwritten."""
     if rows.height == 0:
         return
     keys = key_columns(table)
-    extra = {"last_seen_run": run_id}
-    if "first_seen_run" in MODELS[table].__table__.columns:
-        extra["first_seen_run"] = run_id
-    rows = rows.with_columns(pl.lit(value, pl.Int64).alias(name) for name, value in extra.items())
+    rows = _with_runs(table, rows, run_id)
     columns = rows.columns
     updates = [name for name in columns if name not in keys and name != "first_seen_run"]
     assignments = ", ".join(f'"{name}" = excluded."{name}"' for name in updates)
@@ -281,7 +351,8 @@ def _executemany(
     cursor = connection.connection.driver_connection.cursor()
     try:
         for offset, batch in _batches(rows):
-            cursor.executemany(sql, batch.rows())
+            # Column lists zipped into tuples cost less than polars' row tuples.
+            cursor.executemany(sql, zip(*(batch.get_column(name).to_list() for name in batch.columns), strict=True))
             if progress:
                 progress(what, offset + batch.height, rows.height)
     finally:

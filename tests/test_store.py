@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import Engine, insert, inspect, select, text
 
 from config.sources import TABLES, Source
 from schemas.contracts import canonical_schema
@@ -156,14 +156,18 @@ def test_duplicate_keys_are_refused(engine: Engine) -> None:
         store_table(engine, "cases", cases({"case_id": "A"}, {"case_id": "A"}), None)
 
 
-def test_large_frames_go_in_batches(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_large_frames_go_in_batches_and_keep_their_indexes(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("tasks.store.BATCH_ROWS", 7)
+    monkeypatch.setattr("tasks.store.BULK_ROWS", 10)  # a first load this size rebuilds the secondary indexes
+    indexes = sorted(index["name"] for index in inspect(engine).get_indexes("cases"))
+    assert indexes
     frame = cases(*({"case_id": f"C{n:03d}"} for n in range(50)))
     calls: list[tuple[int, int]] = []
     stats = store_table(engine, "cases", frame, None, progress=lambda _what, done, total: calls.append((done, total)))
     assert stats.inserted == 50
     assert calls[-1] == (50, 50) and len(calls) == 8
     assert read_tables(engine, ["cases"])["cases"].height == 50
+    assert sorted(index["name"] for index in inspect(engine).get_indexes("cases")) == indexes
 
 
 def test_rejects_are_quarantined_with_source_line_raw_and_reasons(engine: Engine) -> None:
