@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pydantic import ValidationError, field_validator
+from pydantic import NonNegativeFloat, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TIMEZONE = ZoneInfo("Asia/Shanghai")
@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     outbox_dir: Path | None = None
     inbox_dir: Path | None = None
     as_of: date | None = None
+    # I/O tasks (source reads, database writes, delivery) retry once per entry, waiting that many seconds (backoff).
+    retry_delays: tuple[NonNegativeFloat, ...] = (2.0, 10.0, 30.0)
 
     @field_validator("config_dir")
     @classmethod

@@ -1,36 +1,56 @@
-"""`backfill`: evaluate past dates from what is stored, writing evaluation history only. It alerts nobody."""
+"""`backfill`: evaluate past dates from what is stored, writing evaluation history only. It makes no cards and
+alerts nobody.
+
+The stored tables are read and the clocks built once; then each day is evaluated on its own (a clock is part of a
+day from its start date on, and only pauses begun by that day are known), one task per calendar month.
+"""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import date, timedelta
 
 from prefect import flow, get_run_logger
 
-from config.settings import load_settings
-from tasks.pipeline import RunContext, evaluate, save_evaluations
+from config.settings import load_settings, yesterday_in_shanghai
+from tasks.pipeline import RunContext, evaluate_history, make_clocks, read_stored
 from tasks.runs import close_run, open_run
 
 MAX_BACKFILL_DAYS = 400
 
 
+def months(start: date, end: date) -> list[tuple[date, date]]:
+    """[start, end] cut at month ends: (first, last) day pairs."""
+    spans = []
+    first = start
+    while first <= end:
+        next_month = (first.replace(day=1) + timedelta(days=32)).replace(day=1)
+        last = min(end, next_month - timedelta(days=1))
+        spans.append((first, last))
+        first = last + timedelta(days=1)
+    return spans
+
+
 @flow(name="backfill", flow_run_name="backfill-{start}-{end}")
 def backfill(start: date, end: date) -> dict[str, int]:
+    """Evaluation history for each day from `start` to `end` (inclusive, at most yesterday). Returns the number of
+    evaluations stored per day."""
     if end < start:
         raise ValueError(f"backfill end {end} is before its start {start}")
     if (end - start).days >= MAX_BACKFILL_DAYS:
         raise ValueError(f"backfill spans more than {MAX_BACKFILL_DAYS} days; split it")
-    base = RunContext.prepare(load_settings(), start)
+    if end > yesterday_in_shanghai():
+        raise ValueError(f"backfill end {end} is after yesterday ({yesterday_in_shanghai()}): that day is not over")
+    context = RunContext.prepare(load_settings(), end)
+    run_id = open_run(context.engine, "backfill", start)
     stored: dict[str, int] = {}
-    day = start
-    while day <= end:
-        context = replace(base, as_of=day)
-        run_id = open_run(context.engine, "backfill", day)
-        evaluations, _ = evaluate(context)
-        counts = save_evaluations(context, evaluations, run_id)
-        close_run(context.engine, run_id, "completed", counts)
-        stored[day.isoformat()] = counts["stored"]
-        day += timedelta(days=1)
+    try:
+        clock_set = make_clocks(context, context.io(read_stored)(context))
+        for first, last in months(start, end):
+            stored.update(context.io(evaluate_history)(context, clock_set, first, last, run_id))
+    except BaseException as exc:
+        close_run(context.engine, run_id, "failed", {"error": f"{type(exc).__name__}: {exc}", "stored": stored})
+        raise
+    close_run(context.engine, run_id, "completed", {"start": str(start), "end": str(end), "stored": stored})
     get_run_logger().info("backfill %s..%s: %d days, %d evaluations stored, no cards", start, end, len(stored),
                           sum(stored.values()))
     return stored

@@ -1,4 +1,11 @@
-"""`nightly`: ingest → validate → store → evaluate → cards. Runs at 01:30 Asia/Shanghai; sends nothing itself."""
+"""`nightly`: ingest → validate → store → evaluate → cards. Runs at 01:30 Asia/Shanghai; sends nothing itself.
+
+The UI graph shows one ingest, validate and store task per source, then read-stored, build-clocks, evaluate,
+store-evaluations, cards and publish-artifacts. A source that fails (after its retries) or trips its reject
+threshold does not stop the others: everything else is stored, evaluated and carded, and then the run ends Failed
+so that it is red in the UI and ops are alerted. Only one nightly run works at a time (a database lock); a second
+one stands down cleanly and stores nothing.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +14,14 @@ from typing import Any
 
 import polars as pl
 from prefect import flow, get_run_logger
+from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
-from config.settings import load_settings, yesterday_in_shanghai
+from config.settings import load_settings
+from config.sources import Source
 from flows.hooks import alert_ops_on_failure
-from tasks.artifacts import level_table, overdue_by_unit
+from tasks.artifacts import PROGRESS_KEY, RunProgress, level_table, overdue_by_unit
 from tasks.ingest import LoadResult
 from tasks.pipeline import (
     RunContext,
@@ -20,35 +29,45 @@ from tasks.pipeline import (
     evaluate,
     ingest_source,
     make_cards,
+    make_clocks,
     publish_nightly_artifacts,
+    read_stored,
     save_evaluations,
     store_source,
+    validate_source,
 )
 from tasks.runs import RunLocked, close_run, open_run, run_lock
 
 NIGHTLY_LOCK = "nightly"
 TOP_OVERDUE_UNITS = 10
+AFTER_SOURCES = 4  # stages after the sources, for the progress artifact: clocks, evaluate, cards, artifacts
 
 
 def nightly_run_name() -> str:
-    as_of = flow_run.parameters.get("as_of") or yesterday_in_shanghai()
+    as_of = flow_run.parameters.get("as_of") or load_settings().effective_as_of
     return f"nightly-{as_of}"
 
 
 @flow(name="nightly", flow_run_name=nightly_run_name, on_failure=[alert_ops_on_failure],
       on_crashed=[alert_ops_on_failure])
 def nightly(as_of: date | None = None, sources: list[str] | None = None, deliverable: bool | None = None) -> State:
-    """The nightly run. `sources` limits it to the named sources; `deliverable=False` stores no alertable cards."""
+    """The nightly run as of `as_of` (default: yesterday, Asia/Shanghai). `sources` limits it to the named sources
+    (a rerun after a late export); `deliverable=False` stores no alertable cards (default: only for as-of dates
+    before yesterday, which replay history)."""
     context = RunContext.prepare(load_settings(), as_of)
+    selected = context.select_sources(sources)
     log = get_run_logger()
     run_id = open_run(context.engine, "nightly", context.as_of)
     try:
         with run_lock(context.engine, NIGHTLY_LOCK, holder=f"{flow_run.get_name() or 'nightly'} (run {run_id})"):
-            summary = _nightly_stages(context, run_id, sources, deliverable)
+            summary = _nightly_stages(context, run_id, selected, deliverable)
     except RunLocked as exc:
         close_run(context.engine, run_id, "skipped", {"reason": str(exc)})
-        log.warning("standing down: %s", exc)
+        log.warning("standing down, nothing done: %s", exc)
         return Completed(message=f"skipped: {exc}", data={"as_of": str(context.as_of), "skipped": str(exc)})
+    except BaseException as exc:
+        close_run(context.engine, run_id, "failed", {"error": f"{type(exc).__name__}: {exc}"})
+        raise
     failed = summary["failed_sources"]
     close_run(context.engine, run_id, "failed" if failed else "completed", summary)
     if failed:
@@ -57,28 +76,69 @@ def nightly(as_of: date | None = None, sources: list[str] | None = None, deliver
 
 
 def _nightly_stages(
-    context: RunContext, run_id: int, names: list[str] | None, deliverable: bool | None
+    context: RunContext, run_id: int, selected: list[Source], deliverable: bool | None
 ) -> dict[str, Any]:
-    catalog = context.config.sources
-    selected = [catalog.get(name) for name in names] if names else list(catalog.sources)
-    case_sources = [s for s in selected if s.table == "cases"]
-    other_sources = [s for s in selected if s.table not in ("cases", "suspensions")]
-    case_loads = [ingest_source.submit(context, source) for source in case_sources]
-    other_loads = [ingest_source.submit(context, source) for source in other_sources]
-    cases = case_loads[0].result() if case_loads else None
-    suspension_loads = [
-        ingest_source.submit(context, source, cases) for source in selected if source.table == "suspensions"
-    ]
-    results: list[LoadResult] = [future.result() for future in (*case_loads, *other_loads, *suspension_loads)]
-    stored = [store_source(context, result, run_id) for result in results]
+    progress = RunProgress(PROGRESS_KEY, f"nightly {context.as_of}", 2 * len(selected) + AFTER_SOURCES)
+    results = _ingest(context, selected, progress)
+    stored = [_validate_and_store(context, results[source.name], run_id, progress) for source in selected]
 
-    evaluations, clock_set = evaluate(context)
-    evaluation_counts = save_evaluations(context, evaluations, run_id)
-    plan = make_cards(context, evaluations, run_id, deliverable)
+    clock_set = make_clocks(context, context.io(read_stored)(context))
+    progress.advance("clocks built")
+    evaluations = evaluate(context, clock_set)
+    evaluation_counts = context.io(save_evaluations)(context, evaluations, run_id)
+    progress.advance("clocks evaluated")
+    plan = context.io(make_cards)(context, evaluations, run_id, deliverable)
+    progress.advance("cards stored")
 
-    summary = _summary(context, results, stored, evaluations, evaluation_counts, plan.counts, clock_set.rejects.height)
-    publish_nightly_artifacts(summary, evaluations, results)
+    loads = [results[source.name] for source in selected]
+    summary = _summary(context, loads, stored, evaluations, evaluation_counts, plan.counts, clock_set.rejects.height)
+    publish_nightly_artifacts(context, summary, evaluations, loads)
+    failed = summary["failed_sources"]
+    progress.finish(f"done, {len(failed)} source(s) failed" if failed else "done")
     return summary
+
+
+def _ingest(context: RunContext, selected: list[Source], progress: RunProgress) -> dict[str, LoadResult]:
+    """Read every source in parallel; suspensions wait for this load's cases, to check pauses against them."""
+    ingest = context.io(ingest_source)
+    first = {ingest.submit(context, source): source for source in selected if source.table != "suspensions"}
+    results: dict[str, LoadResult] = {}
+    for future, source in first.items():
+        if source.table == "cases":
+            results[source.name] = _loaded(future, source)
+            progress.advance(f"read {source.name}")
+    cases = [results[source.name] for source in selected if source.table == "cases"]
+    later = {ingest.submit(context, source, cases): source for source in selected if source.table == "suspensions"}
+    pending = {future: source for future, source in {**first, **later}.items() if source.name not in results}
+    for future in as_completed(list(pending)):
+        source = pending[future]
+        results[source.name] = _loaded(future, source)
+        progress.advance(f"read {source.name}")
+    return results
+
+
+def _loaded(future: PrefectFuture[LoadResult], source: Source) -> LoadResult:
+    """The load, or (the source failed after its retries) an empty load carrying the error, so the run goes on."""
+    try:
+        return future.result()
+    except Exception as exc:
+        return LoadResult(source=source.name, table=source.table, error=str(exc) or type(exc).__name__,
+                          max_reject_fraction=source.max_reject_fraction)
+
+
+def _validate_and_store(context: RunContext, result: LoadResult, run_id: int, progress: RunProgress) -> StoredSource:
+    verdict_state = context.io(validate_source)(context, result, run_id, return_state=True)
+    if verdict_state.is_failed():
+        stored = StoredSource(result.source, result.table, False, {}, f"validate failed: {verdict_state.message}")
+    elif not (verdict := verdict_state.result()).storable:
+        stored = StoredSource(result.source, result.table, False, {}, verdict.note)
+    else:
+        state = context.io(store_source)(context, result, run_id, return_state=True)
+        stored = state.result() if not state.is_failed() else StoredSource(
+            result.source, result.table, False, {}, f"store failed: {state.message}"
+        )
+    progress.advance(f"{'stored' if stored.stored else 'did not store'} {result.source}")
+    return stored
 
 
 def _summary(

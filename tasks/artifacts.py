@@ -7,6 +7,10 @@ Prefect); `publish_*` hand their output to Prefect. Nothing here shows an applic
 from __future__ import annotations
 
 import json
+import threading
+import unicodedata
+from collections.abc import Callable, Iterable
+from datetime import UTC
 from typing import Any
 
 import polars as pl
@@ -16,9 +20,10 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
-from schemas.tables import Card, Delivery
+from config.sources import CANONICAL_COLUMNS, Source
+from schemas.tables import Delivery
 from tasks.delivery import DeliveryReport
 from tasks.ingest import LoadResult
 from tasks.pii import mask_name, mask_phone
@@ -26,27 +31,41 @@ from tasks.pii import mask_name, mask_phone
 SUMMARY_KEY = "nightly-summary"
 OVERDUE_KEY = "nightly-most-overdue"
 REJECTS_KEY = "nightly-rejects"
+PROGRESS_KEY = "nightly-progress"
 DELIVERY_KEY = "delivery-status"
 TOP_OVERDUE = 50
 TOP_REJECTS = 100
-PII_FIELDS = {"applicant_name": mask_name, "applicant_phone": mask_phone, "申请人": mask_name, "联系电话": mask_phone}
+PII_MASKS: dict[str, Callable[[str | None], str | None]] = {"applicant_name": mask_name, "applicant_phone": mask_phone}
+SHIFTED = "_extra"  # the loader's key for the surplus values of a record with more fields than its header
 LEVEL_ORDER = ["escalated", "overdue", "warning", "paused", "normal", "completed_late", "completed_on_time"]
-
-
-class LoadProgress:
-    """A Prefect progress artifact for one source's load, fed by the loader's progress callback."""
-
-    def __init__(self, key: str, label: str) -> None:
-        self.artifact_id = create_progress_artifact(progress=0.0, key=key, description=f"Loading {label}")
-
-    def __call__(self, message: str, done: int, total: int) -> None:
-        update_progress_artifact(self.artifact_id, progress=100.0 * done / total if total else 0.0)
-
-    def finish(self) -> None:
-        update_progress_artifact(self.artifact_id, progress=100.0)
-
-
 CLOCK_TYPES = ["case", "step", "project", "deferral", "claim", "special"]
+
+
+class RunProgress:
+    """One progress artifact for a whole nightly run, advanced as each stage of each source finishes.
+
+    Sources load in parallel threads, so advancing is serialised; the description says what finished last."""
+
+    def __init__(self, key: str, label: str, steps: int) -> None:
+        self.label = label
+        self.steps = max(steps, 1)
+        self.done = 0
+        self._lock = threading.Lock()
+        self.artifact_id = create_progress_artifact(progress=0.0, key=key, description=f"{label}: starting")
+
+    def advance(self, what: str) -> None:
+        with self._lock:
+            self.done = min(self.done + 1, self.steps)
+            update_progress_artifact(
+                self.artifact_id,
+                progress=round(100.0 * self.done / self.steps, 1),
+                description=f"{self.label}: {what} ({self.done}/{self.steps})",
+            )
+
+    def finish(self, what: str) -> None:
+        with self._lock:
+            self.done = self.steps
+            update_progress_artifact(self.artifact_id, progress=100.0, description=f"{self.label}: {what}")
 
 
 def level_table(evaluations: pl.DataFrame) -> pl.DataFrame:
@@ -73,6 +92,7 @@ def overdue_by_unit(evaluations: pl.DataFrame) -> pl.DataFrame:
 
 
 def most_overdue(evaluations: pl.DataFrame, limit: int = TOP_OVERDUE) -> pl.DataFrame:
+    """The open clocks furthest past their due date. Clocks carry no applicant data, so nothing needs masking."""
     return (
         evaluations.filter(pl.col("level").is_in(["escalated", "overdue"]))
         .sort("overdue_workdays", "clock_id", descending=[True, False])
@@ -82,36 +102,69 @@ def most_overdue(evaluations: pl.DataFrame, limit: int = TOP_OVERDUE) -> pl.Data
     )
 
 
-def masked_raw(raw: str | None) -> str:
-    """A rejected row's raw values with the applicant's name and phone masked."""
+def _header_key(header: str) -> str:
+    return unicodedata.normalize("NFKC", header).replace("\ufeff", "").replace("\u200b", "").strip().lower()
+
+
+def pii_headers(source: Source | None) -> dict[str, str]:
+    """Source header (normalised) -> PII column, for the headers of `source` that hold an applicant's name or phone.
+    Without the source's config, the canonical names and the default Chinese headers."""
+    if source is not None:
+        mapping = source.header_map()
+    else:
+        mapping = {header: column.name for column in CANONICAL_COLUMNS["cases"]
+                   for header in (column.name, *column.headers)}
+    return {_header_key(header): column for header, column in mapping.items() if column in PII_MASKS}
+
+
+def masked_raw(raw: str | None, pii: dict[str, str]) -> str:
+    """A rejected row's raw values with the applicant's name and phone masked.
+
+    A record with surplus fields (a separator inside an unquoted value) has its values shifted right of the split, so
+    every value from the first PII column on, and the surplus, is masked whole: a phone may sit under any later
+    header. Text that is not a JSON object is not shown at all."""
     if not raw:
         return ""
     try:
         values = json.loads(raw)
     except json.JSONDecodeError:
-        return raw
-    if isinstance(values, dict):
-        for field, mask in PII_FIELDS.items():
-            if field in values:
-                values[field] = mask(values[field])
+        return "(not shown: unparsed record)"
+    if not isinstance(values, dict):
+        return "(not shown: unparsed record)"
+    keys = list(values)
+    pii_positions = [index for index, key in enumerate(keys) if _header_key(key) in pii]
+    if SHIFTED in values and pii_positions:
+        for key in keys[pii_positions[0]:]:
+            values[key] = "***"
+    else:
+        for index in pii_positions:
+            key = keys[index]
+            value = values[key]
+            values[key] = PII_MASKS[pii[_header_key(key)]](value if isinstance(value, str) or value is None
+                                                             else str(value))
     return json.dumps(values, ensure_ascii=False)
 
 
-def reject_rows(results: list[LoadResult], limit: int = TOP_REJECTS) -> list[dict[str, Any]]:
+def reject_rows(
+    results: Iterable[LoadResult], sources: dict[str, Source] | None = None, limit: int = TOP_REJECTS
+) -> list[dict[str, Any]]:
+    """The first `limit` rejected rows over all sources: source file, line, reasons, raw values with PII masked."""
     rows: list[dict[str, Any]] = []
     for result in results:
-        for record in result.rejected.head(limit - len(rows)).iter_rows(named=True):
-            rows.append({"source": record["source"], "line": record["line"], "reasons": record["reasons"],
-                         "raw": masked_raw(record.get("raw"))})
         if len(rows) >= limit:
             break
+        pii = pii_headers((sources or {}).get(result.source))
+        for record in result.rejected.head(limit - len(rows)).iter_rows(named=True):
+            rows.append({"source": record["source"], "line": record["line"], "reasons": record["reasons"],
+                         "raw": masked_raw(record.get("raw"), pii)})
     return rows
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
     lines = [f"# permitwatch nightly run as of {summary['as_of']}", ""]
     if summary.get("failed_sources"):
-        lines += [f"**Failed sources:** {', '.join(summary['failed_sources'])}", ""]
+        lines += [f"**Failed sources:** {', '.join(summary['failed_sources'])} (nothing from them was stored; the run "
+                  "is marked Failed)", ""]
     provisional = summary.get("provisional_years") or []
     if summary.get("provisional_clocks"):
         lines += [
@@ -127,12 +180,21 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         "|---|---|---:|---:|---:|---|---|",
     ]
     for row in summary["sources"]:
+        note = str(row.get("note") or "").replace("|", "/").replace("\n", " ")
         lines.append(
             f"| {row['source']} | {row['table']} | {row['rows_read']:,} | {row['accepted']:,} | {row['rejected']:,} "
-            f"| {'yes' if row['stored'] else '**no**'} | {row.get('note') or ''} |"
+            f"| {'yes' if row['stored'] else '**no**'} | {note} |"
         )
-    lines += ["", "## Clocks per level", "", "| level | " + " | ".join(CLOCK_TYPES) + " | total |",
-              "|---|" + "---:|" * (len(CLOCK_TYPES) + 1)]
+    lines += [
+        "",
+        f"Rows read {summary.get('rows_read', 0):,}, rejected {summary.get('rows_rejected', 0):,} "
+        f"(see the `{REJECTS_KEY}` artifact and the `rejects` table).",
+        "",
+        "## Clocks per level",
+        "",
+        "| level | " + " | ".join(CLOCK_TYPES) + " | total |",
+        "|---|" + "---:|" * (len(CLOCK_TYPES) + 1),
+    ]
     for row in summary["level_table"]:
         lines.append(f"| {row['level']} | " + " | ".join(f"{row[c]:,}" for c in [*CLOCK_TYPES, "total"]) + " |")
     cards = summary.get("cards", {})
@@ -142,7 +204,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         "",
         f"New cards: {cards.get('new', 0):,} (pending {cards.get('pending', 0):,}, suppressed by silences "
         f"{cards.get('suppressed', 0):,}, backfill {cards.get('backfill', 0):,}); deliveries queued "
-        f"{cards.get('deliveries', 0):,}.",
+        f"{cards.get('deliveries', 0):,}. They are sent by the `deliver` flow (08:30 on official working days).",
         f"Clocks whose due date moved since the last run: {summary.get('due_date_changed', 0):,}.",
     ]
     if summary.get("clock_rejects"):
@@ -150,33 +212,48 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def publish_nightly(summary: dict[str, Any], evaluations: pl.DataFrame, results: list[LoadResult]) -> None:
+def publish_nightly(
+    summary: dict[str, Any], evaluations: pl.DataFrame, results: list[LoadResult], sources: dict[str, Source]
+) -> None:
     create_markdown_artifact(summary_markdown(summary), key=SUMMARY_KEY,
                              description=f"Nightly run as of {summary['as_of']}")
-    create_table_artifact(_jsonable(most_overdue(evaluations)), key=OVERDUE_KEY,
-                          description="Most overdue clocks (no applicant data)")
-    create_table_artifact(reject_rows(results) or [{"source": "", "line": "", "reasons": "no rejects", "raw": ""}],
-                          key=REJECTS_KEY, description="First rejected rows with reasons (PII masked)")
+    overdue = _jsonable(most_overdue(evaluations)) or [{"clock_id": "", "level": "no overdue clocks"}]
+    create_table_artifact(overdue, key=OVERDUE_KEY,
+                          description=f"The {TOP_OVERDUE} most overdue clocks as of {summary['as_of']}")
+    rejects = reject_rows(results, sources) or [{"source": "", "line": "", "reasons": "no rejects", "raw": ""}]
+    create_table_artifact(rejects, key=REJECTS_KEY,
+                          description=f"The first {TOP_REJECTS} rejected rows with reasons (PII masked)")
 
 
-def delivery_rows(engine: Engine, limit: int = 500) -> list[dict[str, Any]]:
+def delivery_rows(engine: Engine, report: DeliveryReport) -> list[dict[str, Any]]:
+    """One row per message this delivery attempted: recipient, channel, target as configured (no secrets), cards
+    carried, status and the error. Rows are found by the delivery's timestamp, which deliver_pending stamps on
+    every delivery row it touches."""
+    if report.skipped:
+        return [{"recipient_unit": "", "channel": "", "target": "", "cards": 0, "status": "skipped",
+                 "attempts": 0, "last_error": report.skipped}]
+    stamp = report.now.astimezone(UTC)
     query = (
-        select(Delivery.card_id, Card.clock_id, Card.level, Delivery.recipient_unit, Delivery.channel,
-               Delivery.status, Delivery.attempts, Delivery.last_error, Delivery.sent_at)
-        .join(Card, Card.card_id == Delivery.card_id)
-        .order_by(Delivery.id.desc())
-        .limit(limit)
+        select(Delivery.recipient_unit, Delivery.channel, Delivery.target, Delivery.status,
+               func.count().label("cards"), func.max(Delivery.attempts).label("attempts"),
+               func.max(Delivery.last_error).label("last_error"))
+        .where(Delivery.sent_at == stamp)
+        .group_by(Delivery.recipient_unit, Delivery.channel, Delivery.target, Delivery.status)
+        .order_by(Delivery.status, Delivery.recipient_unit, Delivery.channel, Delivery.target)
     )
     with engine.connect() as connection:
-        return [
-            {key: (str(value) if value is not None else "") for key, value in row._mapping.items()}
+        rows = [
+            {"recipient_unit": row.recipient_unit, "channel": row.channel, "target": row.target,
+             "cards": int(row.cards), "status": row.status, "attempts": int(row.attempts or 0),
+             "last_error": row.last_error or ""}
             for row in connection.execute(query)
         ]
+    return rows or [{"recipient_unit": "", "channel": "", "target": "", "cards": 0, "status": "nothing pending",
+                     "attempts": 0, "last_error": ""}]
 
 
 def publish_delivery(engine: Engine, report: DeliveryReport) -> None:
-    rows = delivery_rows(engine) or [{"status": report.summary()}]
-    create_table_artifact(rows, key=DELIVERY_KEY, description=report.summary())
+    create_table_artifact(delivery_rows(engine, report), key=DELIVERY_KEY, description=report.summary())
 
 
 def _jsonable(frame: pl.DataFrame) -> list[dict[str, Any]]:

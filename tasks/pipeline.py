@@ -1,20 +1,24 @@
 """Prefect tasks: each a thin wrapper that names a stage for the UI and calls the plain function that does the work.
 
-I/O stages (reading a source, writing the database, sending) retry with backoff; pure stages do not. No task works
-on a single row: a task is a whole source, a whole table or the whole run.
+I/O stages (reading a source, writing or reading the database, sending) retry with backoff: `RunContext.io(task)`
+gives the task the delays of the `retry_delays` setting. Pure stages do not retry. No task works on a single row: a
+task is a whole source, a whole table, the whole run or (backfill) a month of days.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Any
+from datetime import date, datetime, timedelta
+from typing import Any, TypeVar
 
 import polars as pl
-from prefect import task
+from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
 from prefect.logging import get_run_logger
+from prefect.states import State
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from config.bundle import PermitwatchConfig, load_config
 from config.settings import Settings
@@ -28,10 +32,26 @@ from tasks.clocks import evaluate_clocks
 from tasks.delivery import DeliveryReport, deliver_pending, issue_cards
 from tasks.evaluations import due_date_changes, previous_due_dates, store_evaluations
 from tasks.ingest import LoadResult, case_reference, load_source
-from tasks.store import read_tables, store_rejects, store_table
+from tasks.store import read_case_reference, read_tables, store_rejects, store_table
 
-IO_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 10, 30], "cache_policy": NO_CACHE}
-PURE = {"cache_policy": NO_CACHE}
+STAGE = {"cache_policy": NO_CACHE}  # stages pass frames in memory; nothing to cache between runs
+TaskT = TypeVar("TaskT", bound=Task[Any, Any])
+
+
+class SourceUnavailable(RuntimeError):
+    """A source could not be read as a whole (no file, unreadable, a required column missing). Raised so that Prefect
+    retries the read: an export still being copied, or a share that is briefly away, is there a minute later."""
+
+
+# Worth another try: a source not there yet, a file system or network error, a database that is busy, restarting or
+# (IntegrityError) was written by a concurrent run first. A bug fails at once instead of three times.
+TRANSIENT = (SourceUnavailable, OSError, OperationalError, InterfaceError, IntegrityError)
+
+
+def is_transient(stage: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Prefect's retry condition for I/O stages."""
+    error = state.data if isinstance(state.data, BaseException) else state.result(raise_on_failure=False)
+    return isinstance(error, TRANSIENT)
 
 
 @dataclass(frozen=True)
@@ -56,6 +76,35 @@ class RunContext:
             as_of=as_of or settings.effective_as_of,
         )
 
+    def io(self, stage: TaskT) -> TaskT:
+        """The stage with this run's retry policy: transient errors retried once per configured delay."""
+        delays = [float(delay) for delay in self.settings.retry_delays]
+        return stage.with_options(  # type: ignore[return-value]
+            retries=len(delays), retry_delay_seconds=delays or 0, retry_condition_fn=is_transient
+        )
+
+    def select_sources(self, names: list[str] | None) -> list[Source]:
+        """The named sources (all when None), in catalog order; an unknown name is an error naming the known ones."""
+        catalog = self.config.sources
+        if not names:
+            return list(catalog.sources)
+        unknown = sorted(set(names) - {source.name for source in catalog.sources})
+        if unknown:
+            known = ", ".join(source.name for source in catalog.sources)
+            raise ValueError(f"no source named {', '.join(unknown)} in sources.yaml (known: {known})")
+        return [source for source in catalog.sources if source.name in names]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the validate stage decided about one source's load."""
+
+    source: str
+    table: str
+    storable: bool
+    quarantined: int
+    note: str | None
+
 
 @dataclass(frozen=True)
 class StoredSource:
@@ -66,63 +115,97 @@ class StoredSource:
     note: str | None
 
 
-@task(name="ingest", task_run_name="ingest-{source.name}", **IO_RETRIES)
-def ingest_source(context: RunContext, source: Source, cases: LoadResult | None = None) -> LoadResult:
-    """Read one source and check it against its contract, splitting accepted and rejected rows."""
+@task(name="ingest", task_run_name="ingest-{source.name}", **STAGE)
+def ingest_source(context: RunContext, source: Source, cases: list[LoadResult] | None = None) -> LoadResult:
+    """Read one source and check every row against its contract, splitting accepted and rejected rows.
+
+    Suspensions are checked against their case's life: the cases of this load (`cases`) first, then the stored ones.
+    """
     reference = None
     if source.table == "suspensions":
-        stored_cases = read_tables(context.engine, ["cases"])["cases"]
-        loaded = [cases.accepted] if cases is not None and cases.storable else []
-        reference = case_reference(loaded, stored_cases)
-    progress = artifacts.LoadProgress(f"load-{_slug(source.name)}", source.name)
-    result = load_source(source, inbox_dir=context.settings.effective_inbox_dir, case_reference=reference,
-                         progress=progress)
-    progress.finish()
+        loaded = [result.accepted for result in cases or [] if result.storable]
+        reference = case_reference(loaded, read_case_reference(context.engine))
+    result = load_source(source, inbox_dir=context.settings.effective_inbox_dir, case_reference=reference)
     log = get_run_logger()
-    log.info("%s: read %d, accepted %d, rejected %d", source.name, result.rows_read, result.accepted.height,
-             result.rejected.height)
     if result.error:
         log.error("%s failed: %s", source.name, result.error)
-    elif result.over_threshold:
-        log.error("%s: %.1f%% rejected, over the %.0f%% limit: nothing from it is stored", source.name,
-                  100 * result.reject_fraction, 100 * result.max_reject_fraction)
+        raise SourceUnavailable(result.error)
+    log.info("%s: read %d, accepted %d, rejected %d", source.name, result.rows_read, result.accepted.height,
+             result.rejected.height)
     return result
 
 
-@task(name="store", task_run_name="store-{result.source}", **IO_RETRIES)
+@task(name="validate", task_run_name="validate-{result.source}", **STAGE)
+def validate_source(context: RunContext, result: LoadResult, run_id: int) -> Verdict:
+    """The acceptance gate: quarantine the rejected rows (with file, line and reasons) and decide whether the accepted
+    rows may be stored. A source that failed, or whose reject share is over its limit, stores nothing."""
+    quarantined = store_rejects(context.engine, result.rejected, run_id)
+    if result.error:
+        note = result.error
+    elif result.over_threshold:
+        note = f"{result.reject_fraction:.1%} rejected exceeds the {result.max_reject_fraction:.0%} limit"
+    else:
+        return Verdict(result.source, result.table, True, quarantined, None)
+    get_run_logger().error("%s: nothing stored: %s", result.source, note)
+    return Verdict(result.source, result.table, False, quarantined, note)
+
+
+@task(name="store", task_run_name="store-{result.source}", **STAGE)
 def store_source(context: RunContext, result: LoadResult, run_id: int) -> StoredSource:
-    """Quarantine the rejects and upsert the accepted rows (unless the source failed or tripped its threshold)."""
-    store_rejects(context.engine, result.rejected, run_id)
-    if not result.storable:
-        note = result.error or f"{result.reject_fraction:.1%} rejected exceeds {result.max_reject_fraction:.0%}"
-        return StoredSource(result.source, result.table, False, {}, note)
+    """Upsert the accepted rows (unchanged rows are not written, so a retry or a rerun stores nothing twice)."""
     stats = store_table(context.engine, result.table, result.accepted, run_id)
     return StoredSource(result.source, result.table, True, stats.as_dict(), None)
 
 
-@task(name="evaluate", **PURE)
-def evaluate(context: RunContext) -> tuple[pl.DataFrame, ClockSet]:
-    """Build all six kinds of clock from the stored tables and evaluate them as of the run's date."""
-    clock_set = build_clocks(read_tables(context.engine), context.config.rules)
-    return evaluate_clocks(clock_set.clocks, clock_set.pauses, context.calendar, context.as_of), clock_set
+@task(name="read-stored", **STAGE)
+def read_stored(context: RunContext) -> dict[str, pl.DataFrame]:
+    """All canonical tables as stored (this run's loads and everything before them)."""
+    return read_tables(context.engine)
 
 
-@task(name="store-evaluations", **IO_RETRIES)
+@task(name="build-clocks", **STAGE)
+def make_clocks(context: RunContext, tables: dict[str, pl.DataFrame]) -> ClockSet:
+    """All six kinds of clock (case, step, project, deferral, claim, special) with their pauses."""
+    return build_clocks(tables, context.config.rules)
+
+
+@task(name="evaluate", **STAGE)
+def evaluate(context: RunContext, clock_set: ClockSet) -> pl.DataFrame:
+    """Every clock's due date and level as of the run's date."""
+    return evaluate_clocks(clock_set.clocks, clock_set.pauses, context.calendar, context.as_of)
+
+
+@task(name="store-evaluations", **STAGE)
 def save_evaluations(context: RunContext, evaluations: pl.DataFrame, run_id: int) -> dict[str, int]:
     moved = due_date_changes(evaluations, previous_due_dates(context.engine, context.as_of))
     stored = store_evaluations(context.engine, evaluations, context.as_of, run_id)
     return {"stored": stored, "due_date_changed": moved.height}
 
 
-@task(name="cards", **IO_RETRIES)
+@task(name="evaluate-history", task_run_name="evaluate-history-{first}-{last}", **STAGE)
+def evaluate_history(context: RunContext, clock_set: ClockSet, first: date, last: date, run_id: int) -> dict[str, int]:
+    """Backfill: each day's evaluations from `first` to `last`, stored as that day's history (a rerun replaces
+    them). A clock that had not started yet on a day is not part of that day."""
+    stored: dict[str, int] = {}
+    day = first
+    while day <= last:
+        started = clock_set.clocks.filter(pl.col("start_date") <= day)
+        evaluations = evaluate_clocks(started, clock_set.pauses, context.calendar, day)
+        stored[day.isoformat()] = store_evaluations(context.engine, evaluations, day, run_id)
+        day += timedelta(days=1)
+    return stored
+
+
+@task(name="cards", **STAGE)
 def make_cards(context: RunContext, evaluations: pl.DataFrame, run_id: int, deliverable: bool | None) -> CardPlan:
-    """Plan this run's cards against the stored ones and store them with their pending deliveries, in one go."""
+    """Plan this run's cards against the stored ones and store them with their pending deliveries, in one
+    transaction. A concurrent run that stored the same cards first makes it fail whole; its retry then finds them."""
     return issue_cards(
         context.engine, evaluations, context.config.units, as_of=context.as_of, run_id=run_id, deliverable=deliverable
     )
 
 
-@task(name="deliver", **IO_RETRIES)
+@task(name="deliver", **STAGE)
 def deliver(context: RunContext, now: datetime, force: bool) -> DeliveryReport:
     return deliver_pending(
         context.engine, context.config, now, context.settings.effective_outbox_dir, force=force,
@@ -130,16 +213,14 @@ def deliver(context: RunContext, now: datetime, force: bool) -> DeliveryReport:
     )
 
 
-@task(name="publish-artifacts", **PURE)
-def publish_nightly_artifacts(summary: dict[str, Any], evaluations: pl.DataFrame, results: list[LoadResult]) -> None:
-    artifacts.publish_nightly(summary, evaluations, results)
+@task(name="publish-artifacts", **STAGE)
+def publish_nightly_artifacts(
+    context: RunContext, summary: dict[str, Any], evaluations: pl.DataFrame, results: list[LoadResult]
+) -> None:
+    sources = {source.name: source for source in context.config.sources.sources}
+    artifacts.publish_nightly(summary, evaluations, results, sources)
 
 
-@task(name="publish-delivery-artifact", **PURE)
+@task(name="publish-delivery-artifact", **STAGE)
 def publish_delivery_artifact(context: RunContext, report: DeliveryReport) -> None:
     artifacts.publish_delivery(context.engine, report)
-
-
-def _slug(name: str) -> str:
-    return "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")
-
