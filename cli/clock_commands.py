@@ -354,7 +354,7 @@ def _print_summary(evaluations: pl.DataFrame, rejects: pl.DataFrame, calendar: W
     console.print(table)
     shown = rejects.head(_SHOWN_REJECTS)
     for row in shown.iter_rows(named=True):
-        console.print(f"  {escape(row['row_key'] or '')}: {escape(row['reason'])}", highlight=False)
+        console.print(f"  {escape(row['row_key'] or '(no case_id)')}: {escape(row['reason'])}", highlight=False)
     if rejects.height > shown.height:
         console.print(f"  … and {rejects.height - shown.height} more (use --rejects FILE to get them all)")
 

@@ -217,8 +217,15 @@ class RuleBook(_Strict):
         """matter_code, effective_from, matter_name, mode, limit_days, limit_kind, thresholds."""
         return _frame(
             [
-                {"matter_code": m.code, "effective_from": m.effective_from, "matter_name": m.name, "mode": m.mode,
-                 "limit_days": m.limit, "limit_kind": m.limit_kind, **_thresholds(m)}
+                {
+                    "matter_code": m.code,
+                    "effective_from": m.effective_from,
+                    "matter_name": m.name,
+                    "mode": m.mode,
+                    "limit_days": m.limit,
+                    "limit_kind": m.limit_kind,
+                    **_thresholds(m),
+                }
                 for m in self.matters
             ],
             {"matter_code": pl.String, "matter_name": pl.String, "mode": pl.String},
@@ -228,22 +235,41 @@ class RuleBook(_Strict):
         """matter_code, effective_from, step_no, step_name, level, step_unit, limit_days, limit_kind, thresholds."""
         return _frame(
             [
-                {"matter_code": m.code, "effective_from": m.effective_from, "step_no": s.step_no, "step_name": s.name,
-                 "level": s.level, "step_unit": s.unit, "limit_days": s.limit,
-                 "limit_kind": s.limit_kind or m.limit_kind, **_thresholds(s, fallback=m)}
+                {
+                    "matter_code": m.code,
+                    "effective_from": m.effective_from,
+                    "step_no": s.step_no,
+                    "step_name": s.name,
+                    "level": s.level,
+                    "step_unit": s.unit,
+                    "limit_days": s.limit,
+                    "limit_kind": s.limit_kind or m.limit_kind,
+                    **_thresholds(s, fallback=m),
+                }
                 for m in self.matters
                 for s in m.steps
             ],
-            {"matter_code": pl.String, "step_no": pl.Int32, "step_name": pl.String, "level": pl.String,
-             "step_unit": pl.String},
+            {
+                "matter_code": pl.String,
+                "step_no": pl.Int32,
+                "step_name": pl.String,
+                "level": pl.String,
+                "step_unit": pl.String,
+            },
         )
 
     def category_versions(self) -> pl.DataFrame:
         """category, effective_from, category_name, limit_days, limit_kind, thresholds."""
         return _frame(
             [
-                {"category": c.code, "effective_from": c.effective_from, "category_name": c.name,
-                 "limit_days": c.limit, "limit_kind": c.limit_kind, **_thresholds(c)}
+                {
+                    "category": c.code,
+                    "effective_from": c.effective_from,
+                    "category_name": c.name,
+                    "limit_days": c.limit,
+                    "limit_kind": c.limit_kind,
+                    **_thresholds(c),
+                }
                 for c in self.project_categories
             ],
             {"category": pl.String, "category_name": pl.String},
@@ -259,29 +285,58 @@ class RuleBook(_Strict):
         """kind, restart, limit_days (nullable), limit_kind, thresholds: one row per configured kind."""
         return pl.DataFrame(
             [
-                {"kind": k.kind, "restart": k.effect == "restart", "limit_days": k.limit, "limit_kind": k.limit_kind,
-                 **_thresholds(k)}
+                {
+                    "kind": k.kind,
+                    "restart": k.effect == "restart",
+                    "limit_days": k.limit,
+                    "limit_kind": k.limit_kind,
+                    **_thresholds(k),
+                }
                 for k in self.suspension_kinds
             ],
-            schema={"kind": pl.String, "restart": pl.Boolean, "limit_days": pl.Int32, "limit_kind": pl.String,
-                    **dict.fromkeys(THRESHOLD_COLUMNS, pl.Int32)},
+            schema={
+                "kind": pl.String,
+                "restart": pl.Boolean,
+                "limit_days": pl.Int32,
+                "limit_kind": pl.String,
+                **dict.fromkeys(THRESHOLD_COLUMNS, pl.Int32),
+            },
         )
 
     @staticmethod
     def in_force(
         frame: pl.DataFrame, versions: pl.DataFrame, *, on: str, by: str | Sequence[str] | None = None
     ) -> pl.DataFrame:
-        """Left-join to `frame` the version in force on each row's date column `on` (matched on `by` when given).
+        """`frame` with the columns of the version in force on each row's date `on` (matched on `by` when given).
 
-        Rows whose date is null or earlier than every version get nulls. The frame's row order is kept.
+        Rows whose date is null, or earlier than every version of their key, get nulls; the order is kept, and the
+        frame must not already have the versions' column names. A key has a handful of versions, so instead of
+        sorting the frame for an as-of join, each row counts the versions of its key that are in force on its date
+        (effective_from <= date): the newest of them is the first version's position plus that count, less one.
         """
-        order = "__row_order"
-        left = frame.with_row_index(order).sort(on, nulls_last=True)
-        right = versions.sort("effective_from")
-        joined = left.join_asof(
-            right, left_on=on, right_on="effective_from", by=by, strategy="backward", check_sortedness=False
+        keys = [by] if isinstance(by, str) else list(by or [])
+        numbered = versions.sort([*keys, "effective_from"]).with_row_index("__version")
+        dates = frame.select(on, *keys)
+        if not keys:  # one key shared by every row
+            keys = ["__key"]
+            numbered, dates = numbered.with_columns(__key=pl.lit(0)), dates.with_columns(__key=pl.lit(0))
+        per_key = numbered.group_by(keys, maintain_order=True).agg(
+            pl.col("__version").first().alias("__first"), pl.col("effective_from").alias("__dates")
         )
-        return joined.sort(order).drop(order)
+        most = int(per_key["__dates"].list.len().max() or 0)  # type: ignore[arg-type]
+        per_key = per_key.with_columns(
+            pl.col("__dates").list.get(i, null_on_oob=True).alias(f"__date_{i}") for i in range(most)
+        ).drop("__dates")
+        dates = dates.join(per_key, on=keys, how="left", maintain_order="left")
+        chosen = pl.repeat(None, pl.len(), dtype=pl.UInt32)
+        if most:
+            in_force = pl.sum_horizontal(
+                (pl.col(f"__date_{i}") <= pl.col(on)).fill_null(False).cast(pl.UInt32) for i in range(most)
+            )
+            chosen = pl.when(in_force > 0).then(pl.col("__first") + in_force - 1)
+        version = dates.select(chosen).to_series()
+        rule = numbered.drop("__version", *keys, strict=False).select(pl.all().gather(version))
+        return frame.hstack(rule.get_columns())
 
 
 def _thresholds(entry: Thresholds, fallback: Thresholds | None = None) -> dict[str, int | None]:

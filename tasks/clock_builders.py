@@ -19,7 +19,7 @@ of its cases is open and not suspended: the gaps between those days become the p
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -74,14 +74,16 @@ def build_clocks(tables: Mapping[str, pl.DataFrame], rules: RuleBook) -> ClockSe
     """All six kinds of clock from the canonical tables; a missing table counts as empty."""
     frames = {name: _input(tables.get(name), columns) for name, columns in _INPUT_COLUMNS.items()}
     builder = _Builder(rules)
+    # Tables without rows make no clocks: skip their joins against the (possibly large) cases.
+    none = (_empty(CLOCK_COLUMNS), None)
     cases = builder.cases(frames["cases"])
     suspensions = builder.suspensions(frames["suspensions"], cases)
     parts = [
         builder.case_clocks(cases),
-        builder.step_clocks(frames["steps"], cases, suspensions),
-        builder.project_clocks(frames["projects"], cases, suspensions),
-        builder.deferral_clocks(frames["deferrals"], cases),
-        builder.claim_clocks(frames["pushes"], cases),
+        builder.step_clocks(frames["steps"], cases, suspensions) if frames["steps"].height else none,
+        builder.project_clocks(frames["projects"], cases, suspensions) if frames["projects"].height else none,
+        builder.deferral_clocks(frames["deferrals"], cases) if frames["deferrals"].height else none,
+        builder.claim_clocks(frames["pushes"], cases) if frames["pushes"].height else none,
         builder.special_clocks(suspensions),
     ]
     case_pauses = suspensions.select(
@@ -112,21 +114,29 @@ class _Builder:
     # -- rejects -------------------------------------------------------------------------------------------------
 
     def _split(
-        self, frame: pl.DataFrame, table: str, key: pl.Expr, case_id: pl.Expr, reason: pl.Expr
+        self,
+        frame: pl.DataFrame,
+        table: str,
+        key: pl.Expr,
+        case_id: pl.Expr,
+        checks: Sequence[tuple[pl.Expr, pl.Expr]],
     ) -> pl.DataFrame:
-        """Rows where `reason` is null; the others become rejects."""
-        checked = frame.with_columns(reason.alias("__reason"))
-        bad = checked.filter(pl.col("__reason").is_not_null())
-        if bad.height:
-            self.rejects.append(
-                bad.select(
-                    pl.lit(table).alias("table"),
-                    key.cast(pl.String).alias("row_key"),
-                    case_id.cast(pl.String).alias("case_id"),
-                    pl.col("__reason").alias("reason"),
-                )
+        """The rows for which no check holds; the others become rejects with the reason of their first failed
+        check (worded only for those rows: formatting a reason for a million good rows would cost more than the
+        rest of the build)."""
+        flagged = frame.with_columns(pl.any_horizontal(c.fill_null(False) for c, _ in checks).alias("__bad"))
+        bad = flagged.filter(pl.col("__bad"))
+        if bad.height == 0:
+            return frame
+        self.rejects.append(
+            bad.select(
+                pl.lit(table).alias("table"),
+                key.cast(pl.String).alias("row_key"),
+                case_id.cast(pl.String).alias("case_id"),
+                _first_reason(*checks).alias("reason"),
             )
-        return checked.filter(pl.col("__reason").is_null()).drop("__reason")
+        )
+        return flagged.filter(~pl.col("__bad")).drop("__bad")
 
     # -- cases ---------------------------------------------------------------------------------------------------
 
@@ -143,7 +153,7 @@ class _Builder:
             clock_kind=pl.coalesce("own_kind", "rule_kind", pl.lit("workday")),
             duplicate=~pl.col("case_id").is_first_distinct(),
         )
-        reason = _first_reason(
+        checks = (
             (pl.col("case_id").is_null(), pl.lit("case_id missing")),
             (pl.col("duplicate"), pl.lit("duplicate case_id (the first row is kept)")),
             (pl.col("unit_code").is_null(), pl.lit("unit_code missing")),
@@ -167,7 +177,7 @@ class _Builder:
             ),
             *_limit_checks("clock_limit"),
         )
-        return self._split(cases, "cases", pl.col("case_id"), pl.col("case_id"), reason)
+        return self._split(cases, "cases", pl.col("case_id"), pl.col("case_id"), checks)
 
     def case_clocks(self, cases: pl.DataFrame) -> tuple[pl.DataFrame, None]:
         clocks = cases.select(
@@ -208,7 +218,7 @@ class _Builder:
             special_kind=pl.coalesce("kind_limit_kind", pl.lit("workday")),
         )
         key = pl.format("{} {} {}", "case_id", "kind", "started_at")
-        reason = _first_reason(
+        checks = (
             (pl.col("case_found").is_null(), pl.format("no case '{}' among the cases", "case_id")),
             (pl.col("kind").is_null(), pl.lit("kind missing")),
             *_date_checks("started_at", required=True),
@@ -231,7 +241,7 @@ class _Builder:
             ),
             *_limit_checks("special_limit"),
         )
-        return self._split(joined, "suspensions", key, pl.col("case_id"), reason)
+        return self._split(joined, "suspensions", key, pl.col("case_id"), checks)
 
     def special_clocks(self, suspensions: pl.DataFrame) -> tuple[pl.DataFrame, None]:
         """特别程序 with a limit of its own: the procedure itself must end within it."""
@@ -278,7 +288,7 @@ class _Builder:
             duplicate=~pl.struct("case_id", "step_no").is_first_distinct(),
         )
         key = pl.format("{} step {}", "case_id", "step_no")
-        reason = _first_reason(
+        checks = (
             (pl.col("case_found").is_null(), pl.format("no case '{}' among the cases", "case_id")),
             (pl.col("step_no").is_null(), pl.lit("step_no missing")),
             (pl.col("duplicate"), pl.lit("duplicate step (the first row is kept)")),
@@ -294,7 +304,7 @@ class _Builder:
             ),
             *_limit_checks("clock_limit"),
         )
-        steps = self._split(joined, "steps", key, pl.col("case_id"), reason)
+        steps = self._split(joined, "steps", key, pl.col("case_id"), checks)
         clocks = steps.select(
             pl.format("step:{}:{}", "case_id", "step_no").alias("clock_id"),
             pl.lit("step").alias("clock_type"),
@@ -351,7 +361,7 @@ class _Builder:
             known_category=pl.col("category").is_in(categories["category"].implode()),
             duplicate=~pl.col("project_code").is_first_distinct(),
         )
-        reason = _first_reason(
+        checks = (
             (pl.col("duplicate"), pl.lit("duplicate project_code (the first row is kept)")),
             (pl.col("lead_unit_code").is_null(), pl.lit("lead_unit_code missing")),
             (~pl.col("known_category"), pl.format("unknown project category '{}'", pl.col("category").fill_null(""))),
@@ -360,7 +370,7 @@ class _Builder:
                 pl.format("no rule for project category '{}' in force on {}", "category", "start_date"),
             ),
         )
-        projects = self._split(joined, "projects", pl.col("project_code"), pl.lit(None, pl.String), reason)
+        projects = self._split(joined, "projects", pl.col("project_code"), pl.lit(None, pl.String), checks)
         clocks = projects.select(
             pl.format("project:{}", "project_code").alias("clock_id"),
             pl.lit("project").alias("clock_type"),
@@ -406,7 +416,7 @@ class _Builder:
             .otherwise(pl.col("rule_kind")),
             duplicate=~pl.col("case_id").is_first_distinct(),
         )
-        reason = _first_reason(
+        checks = (
             (pl.col("found").is_null(), pl.format("no case '{}' among the cases", "case_id")),
             (pl.col("duplicate"), pl.lit("duplicate deferral (the first row is kept)")),
             *_date_checks("due_date"),
@@ -422,7 +432,7 @@ class _Builder:
             (pl.col("clock_limit").is_null(), pl.format("no deferral rule in force on {}", "accepted_at")),
             *_limit_checks("clock_limit"),
         )
-        deferrals = self._split(joined, "deferrals", pl.col("case_id"), pl.col("case_id"), reason)
+        deferrals = self._split(joined, "deferrals", pl.col("case_id"), pl.col("case_id"), checks)
         clocks = deferrals.select(
             pl.format("deferral:{}", "case_id").alias("clock_id"),
             pl.lit("deferral").alias("clock_type"),
@@ -449,7 +459,7 @@ class _Builder:
         joined = RuleBook.in_force(joined, rule, on="pushed_at").with_columns(
             duplicate=~pl.col("push_id").is_first_distinct(),
         )
-        reason = _first_reason(
+        checks = (
             (pl.col("push_id").is_null(), pl.lit("push_id missing")),
             (pl.col("duplicate"), pl.lit("duplicate push_id (the first row is kept)")),
             (pl.col("supervisor_unit_code").is_null(), pl.lit("supervisor_unit_code missing")),
@@ -461,7 +471,7 @@ class _Builder:
             ),
             (pl.col("rule_limit").is_null(), pl.format("no claim rule in force on {}", "pushed_at")),
         )
-        pushes = self._split(joined, "pushes", pl.col("push_id"), pl.col("case_id"), reason)
+        pushes = self._split(joined, "pushes", pl.col("push_id"), pl.col("case_id"), checks)
         clocks = pushes.select(
             pl.format("claim:{}", "push_id").alias("clock_id"),
             pl.lit("claim").alias("clock_type"),
