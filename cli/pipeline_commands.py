@@ -125,7 +125,7 @@ def demo(
 
 def serve(ctx: typer.Context) -> None:
     """Register the scheduled deployments (nightly 01:30, deliver 08:30, weekly-report Mon 09:00, Asia/Shanghai)
-    and serve them until interrupted."""
+    and the unscheduled backfill, and serve them until interrupted."""
     cli = state(ctx)
     cli.config()
     _export_settings(cli)

@@ -1,4 +1,5 @@
-"""The scheduled deployments, in Asia/Shanghai time (Flow.serve has no timezone argument, so each Cron carries one).
+"""The deployments: three scheduled in Asia/Shanghai time (Flow.serve has no timezone argument, so each Cron carries
+one), and `backfill`, unscheduled, for ops to run with a start and end date.
 
 The same schedules are in prefect.yaml for a work-pool deployment. Cron cannot know 调休, so `deliver` runs every
 day at 08:30 and itself skips days that are not official working days, saying why in its log.
@@ -9,6 +10,7 @@ from __future__ import annotations
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron
 
+from flows.backfill import backfill
 from flows.deliver import deliver_flow
 from flows.nightly import nightly
 from flows.weekly_report import weekly_report
@@ -32,4 +34,6 @@ def deployments() -> list[RunnerDeployment]:
                                    description="Send pending cards on official working days, 08:30-18:00."),
         weekly_report.to_deployment(name="weekly-report", schedules=cron("weekly-report"), tags=["permitwatch"],
                                     description="Weekly statistics report to the supervisors."),
+        backfill.to_deployment(name="backfill", tags=["permitwatch"], concurrency_limit=1,
+                               description="Evaluation history for past dates (start, end); no cards, nothing sent."),
     ]

@@ -99,12 +99,14 @@ class Pipeline:
         return sorted(path for path in self.outbox.rglob("*") if path.is_file()) if self.outbox.exists() else []
 
 
-def make_pipeline(root: Path, monkeypatch: pytest.MonkeyPatch, tables: dict[str, pl.DataFrame] | None) -> Pipeline:
+def make_pipeline(
+    root: Path, monkeypatch: pytest.MonkeyPatch, tables: dict[str, pl.DataFrame] | None, database_url: str | None = None
+) -> Pipeline:
     pipeline = Pipeline(
         root=root,
         inbox=root / "inbox",
         outbox=root / "outbox",
-        database_url=f"sqlite:///{root / 'permitwatch.db'}",
+        database_url=database_url or f"sqlite:///{root / 'permitwatch.db'}",
         monkeypatch=monkeypatch,
     )
     monkeypatch.setenv("PERMITWATCH_DATABASE_URL", pipeline.database_url)

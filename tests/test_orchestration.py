@@ -229,7 +229,10 @@ def test_a_failing_source_fails_the_run_but_the_others_are_stored_and_ops_alerte
 
 
 @pytest.mark.usefixtures("prefect_harness")
-def test_two_concurrent_nightly_runs_do_not_duplicate_cards(pipeline: Pipeline) -> None:
+def test_two_concurrent_nightly_runs_do_not_duplicate_cards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tables: dict[str, pl.DataFrame], database_url: str
+) -> None:
+    pipeline = make_pipeline(tmp_path, monkeypatch, tables, database_url)
     pipeline.engine().dispose()  # the schema exists before the runs start, as after `permitwatch db upgrade`
     states: list[State[Any]] = []
     threads = [threading.Thread(target=lambda: states.append(run_nightly())) for _ in range(2)]
@@ -366,26 +369,29 @@ def test_deployments_are_registered_with_their_cron_and_timezone() -> None:
 
     registered = asyncio.run(register_and_read())
 
-    assert set(registered) == {"nightly", "deliver", "weekly-report"}
-    for name, deployment in registered.items():
-        schedules = [(entry.schedule.cron, entry.schedule.timezone, entry.active) for entry in deployment.schedules]
-        assert schedules == [(SCHEDULES[name], "Asia/Shanghai", True)], name
+    assert set(registered) == {"nightly", "deliver", "weekly-report", "backfill"}
+    for name, cron in SCHEDULES.items():
+        schedules = [(entry.schedule.cron, entry.schedule.timezone, entry.active)
+                     for entry in registered[name].schedules]
+        assert schedules == [(cron, "Asia/Shanghai", True)], name
     assert SCHEDULES == {"nightly": "30 1 * * *", "deliver": "30 8 * * *", "weekly-report": "0 9 * * 1"}
-    for name in ("nightly", "deliver"):
-        assert registered[name].global_concurrency_limit is not None
-        assert registered[name].global_concurrency_limit.limit == 1, name
+    assert registered["backfill"].schedules == [], "backfill runs only when ops start it"
+    for name in ("nightly", "deliver", "backfill"):
+        limit = registered[name].global_concurrency_limit
+        assert limit is not None and limit.limit == 1, name
 
 
 def test_prefect_yaml_has_the_same_schedules_as_serve() -> None:
     document = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text(encoding="utf-8"))
     found = {
-        entry["name"]: [(schedule["cron"], schedule["timezone"]) for schedule in entry["schedules"]]
+        entry["name"]: [(schedule["cron"], schedule["timezone"]) for schedule in entry.get("schedules", [])]
         for entry in document["deployments"]
     }
-    assert found == {name: [(cron, "Asia/Shanghai")] for name, cron in SCHEDULES.items()}
+    assert found == {**{name: [(cron, "Asia/Shanghai")] for name, cron in SCHEDULES.items()}, "backfill": []}
     entrypoints = {entry["name"]: entry["entrypoint"] for entry in document["deployments"]}
     assert entrypoints == {"nightly": "flows/nightly.py:nightly", "deliver": "flows/deliver.py:deliver_flow",
-                           "weekly-report": "flows/weekly_report.py:weekly_report"}
+                           "weekly-report": "flows/weekly_report.py:weekly_report",
+                           "backfill": "flows/backfill.py:backfill"}
 
 
 # ------------------------------------------------------------------------------------------------ demo
