@@ -241,13 +241,13 @@ def test_engine_report_trend_evaluates_each_period_end() -> None:
 
 
 def test_report_command_reads_the_database_and_writes_the_files(
-    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine = ensure_schema(sqlite_url)
+    engine = ensure_schema(database_url)
     for name, frame in fx.tables().items():
         store_table(engine, name, frame, None)
     engine.dispose()
-    monkeypatch.setenv("PERMITWATCH_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("PERMITWATCH_DATABASE_URL", database_url)
     monkeypatch.setenv("PERMITWATCH_VAR_DIR", str(tmp_path / "var"))
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["report", "--period", "week", "--as-of", "2026-03-11", "-o", str(out)])
