@@ -17,10 +17,6 @@ from config.loader import ConfigError
 from config.sources import TABLES, Encoding, Source, adhoc_source
 from tasks.digests import escape_formula
 from tasks.ingest import LoadResult, ProgressCallback, load_source
-from tasks.pii import mask_name, mask_phone
-
-# Columns holding PII: masked whenever shown on screen (the files written with --accepted/--rejected keep them).
-_PII_MASKS = {"applicant_name": mask_name, "applicant_phone": mask_phone}
 
 
 @contextmanager
@@ -95,23 +91,13 @@ def _print_result(result: LoadResult) -> None:
         reasons.add_column("reason")
         reasons.add_column("example")
         for reason, count, example in result.top_reasons().iter_rows():
-            reasons.add_row(str(count), reason, _masked_reason(example))
+            reasons.add_row(str(count), reason, example)
         console.print(reasons)
     console.print(
         f"reject fraction {result.reject_fraction:.1%} (limit {result.max_reject_fraction:.0%})",
         style="red" if result.over_threshold else "green",
         highlight=False,
     )
-
-
-def _masked_reason(reason: str) -> str:
-    """Reasons quote values; a reason about a PII column shows the value masked."""
-    for column, mask in _PII_MASKS.items():
-        if reason.startswith(f"{column}:") and "'" in reason:
-            head, _, rest = reason.partition("'")
-            value, _, tail = rest.rpartition("'")
-            return f"{head}'{pl.select(mask(pl.lit(value))).item()}'{tail}"
-    return reason
 
 
 def register(app: typer.Typer) -> None:

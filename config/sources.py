@@ -98,6 +98,7 @@ CANONICAL_COLUMNS: dict[str, tuple[CanonicalColumn, ...]] = {
 }
 
 TABLES: tuple[str, ...] = tuple(CANONICAL_COLUMNS)
+PII_COLUMNS = ("applicant_name", "applicant_phone")  # masked wherever shown (tasks/pii.py)
 
 
 def canonical_names(table: str) -> list[str]:
@@ -159,6 +160,13 @@ class Source(_Strict):
             columns = ", ".join(sorted(known))
             raise ValueError(f"no column {', '.join(unknown)} in table {self.table} (columns: {columns})")
         return self
+
+    @field_validator("separator")
+    @classmethod
+    def _separator_is_one_byte(cls, separator: str) -> str:
+        if not separator.isascii() or separator in ('"', "\n", "\r"):
+            raise ValueError(f"separator {separator!r} must be one ASCII character other than a quote or newline")
+        return separator
 
     @field_validator("date_formats")
     @classmethod

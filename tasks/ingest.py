@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 from sqlalchemy import create_engine, text
 
-from config.sources import CANONICAL_COLUMNS, TABLES, Source
+from config.sources import CANONICAL_COLUMNS, PII_COLUMNS, TABLES, Source
 from schemas.contracts import duplicate_violations, empty_frame, key_columns, pause_violations, violations
 from tasks.parsing import ColumnKind, fold_width, parse_columns
 
@@ -76,6 +76,8 @@ class LoadResult:
     error: str | None = None
     max_reject_fraction: float = 0.2
     file_counts: list[FileCount] = field(default_factory=list)
+    # Source headers holding PII (applicant name, phone) in `rejected.raw`: mask these keys wherever raw is shown.
+    pii_headers: tuple[str, ...] = ()
 
     @property
     def reject_fraction(self) -> float:
@@ -260,9 +262,10 @@ def _read_csv_by_lines(source: Source, utf8: bytes, label: str) -> _RawTable | N
     body_fields = lines.fields[1:]
     body_lengths = lines.ends[1:] - lines.starts[1:]
     blank = body_lengths == 0
-    short = np.flatnonzero(~blank & (body_fields == 1))
-    # A line of spaces only is blank too (checked on the few one-field lines).
-    blank[short] = [not lines.text(utf8, i + 1).strip() for i in short]
+    if header_fields > 1:
+        # A line of spaces only is blank too (checked on the few one-field lines of a many-field file).
+        short = np.flatnonzero(~blank & (body_fields == 1))
+        blank[short] = [not lines.text(utf8, i + 1).strip() for i in short]
     ragged = np.flatnonzero(~blank & (body_fields != header_fields))
     keep = ~blank
     keep[ragged] = False
@@ -489,8 +492,7 @@ def map_headers(source: Source, headers: Sequence[str], label: str) -> dict[str,
     return mapped
 
 
-def _canonical_frame(source: Source, raw: _RawTable) -> pl.DataFrame:
-    mapped = map_headers(source, raw.frame.columns, raw.label)
+def _canonical_frame(source: Source, raw: _RawTable, mapped: dict[str, str]) -> pl.DataFrame:
     by_canonical = {canonical: header for header, canonical in mapped.items()}
     return raw.frame.select(
         pl.col(by_canonical[column.name]).alias(column.name)
@@ -515,12 +517,14 @@ class _CheckedFile:
     raw: _RawTable
     canonical: pl.DataFrame  # canonical dtypes, one row per raw row
     reasons: pl.DataFrame  # row, reason (parse problems and contract violations)
+    mapped: dict[str, str]  # source header -> canonical column
 
 
 def _check_file(source: Source, raw: _RawTable) -> _CheckedFile:
     columns = CANONICAL_COLUMNS[source.table]
+    mapped = map_headers(source, raw.frame.columns, raw.label)
     parsed = parse_columns(
-        _canonical_frame(source, raw), {c.name: ColumnKind(c.kind) for c in columns}, source.date_formats
+        _canonical_frame(source, raw, mapped), {c.name: ColumnKind(c.kind) for c in columns}, source.date_formats
     )
     canonical = _apply_value_maps(source, parsed.frame).cast(empty_frame(source.table).schema)
     contract = violations(source.table, canonical)
@@ -536,7 +540,7 @@ def _check_file(source: Source, raw: _RawTable) -> _CheckedFile:
         .sort(pl.col("row"), position.fill_null(len(columns)), maintain_order=True)
         .select("row", "reason")
     )
-    return _CheckedFile(raw=raw, canonical=canonical, reasons=reasons)
+    return _CheckedFile(raw=raw, canonical=canonical, reasons=reasons, mapped=mapped)
 
 
 def load_source(
@@ -565,17 +569,27 @@ def load_source(
             targets = [(path, _label(path, inbox_dir)) for path in paths]
         result.files = [label for _, label in targets]
         checked = []
-        for done, (path, label) in enumerate(targets):
-            if progress:
-                progress(f"{source.name}: reading {label}", done, len(targets))
-            checked.append(_check_file(source, read_raw(source, path, label)))
-        if progress:
-            progress(f"{source.name}: checked", len(targets), len(targets))
+        steps = 2 * len(targets) + 1  # read and check each file, then the cross-row checks
+        for index, (path, label) in enumerate(targets):
+            _report(progress, f"{source.name}: reading {label}", 2 * index, steps)
+            raw = read_raw(source, path, label)
+            _report(progress, f"{source.name}: checking {label}", 2 * index + 1, steps)
+            checked.append(_check_file(source, raw))
     except SourceError as exc:
         result.error = str(exc)
         return result
+    result.pii_headers = tuple(
+        sorted({header for item in checked for header, column in item.mapped.items() if column in PII_COLUMNS})
+    )
+    _report(progress, f"{source.name}: duplicates and splitting", 2 * len(targets), steps)
     _split(source, checked, case_reference, result)
+    _report(progress, f"{source.name}: done", steps, steps)
     return result
+
+
+def _report(progress: ProgressCallback | None, what: str, done: int, total: int) -> None:
+    if progress is not None:
+        progress(what, done, total)
 
 
 def _label(path: Path, inbox_dir: Path) -> str:

@@ -112,6 +112,7 @@ def test_rejected_rows_keep_their_original_values(tmp_path: Path) -> None:
     assert raw["受理时间"] == "2023-02-30"
     assert row["source"] == "cases_messy.csv"
     assert row["table"] == "cases"
+    assert result.pii_headers == ("申请人", "联系电话")
 
 
 def test_over_the_reject_threshold_nothing_is_storable(tmp_path: Path) -> None:
@@ -435,7 +436,7 @@ def test_validate_writes_accepted_and_rejected(tmp_path: Path) -> None:
     assert bad.height == 6
 
 
-def test_validate_masks_pii_in_reasons_and_fails_cleanly(tmp_path: Path) -> None:
+def test_validate_fails_cleanly_on_a_missing_column(tmp_path: Path) -> None:
     (tmp_path / "cases.csv").write_text(
         "case_id,matter_code,unit_code,accepted_at,applicant_name\nA,M,U,2023-01-20,张三\n"
     )
