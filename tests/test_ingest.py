@@ -516,3 +516,28 @@ def test_accepted_plus_rejected_is_rows_read_on_broken_input(
         assert result.accepted["accepted_at"].null_count() == 0
     else:
         assert "cases.csv" in result.error
+
+
+def test_validate_with_a_configured_source_uses_its_mapping(tmp_path: Path) -> None:
+    config_dir = tmp_path / "config"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "config", config_dir)
+    (config_dir / "sources.yaml").write_text(
+        "sources:\n"
+        "  - name: platform\n"
+        "    kind: csv\n"
+        "    table: cases\n"
+        "    path: 'bj*.csv'\n"
+        "    separator: ';'\n"
+        "    date_formats: ['%d/%m/%Y']\n"
+        "    mapping: {BJBH: case_id, SXBM: matter_code, DWBM: unit_code, SLSJ: accepted_at}\n",
+        encoding="utf-8",
+    )
+    export = tmp_path / "bj.csv"
+    export.write_text("BJBH;SXBM;DWBM;SLSJ\nA;M;U;20/01/2023\n", encoding="utf-8")
+    accepted = tmp_path / "accepted.csv"
+    arguments = ["--config", str(config_dir), "validate", str(export), "--kind", "cases", "--accepted", str(accepted)]
+    outcome = CliRunner().invoke(app, [*arguments, "--source", "platform"])
+    assert outcome.exit_code == 0, outcome.output
+    assert pl.read_csv(accepted, infer_schema=False).select("case_id", "accepted_at").rows() == [("A", "2023-01-20")]
+    unknown = CliRunner().invoke(app, [*arguments, "--source", "nope"])
+    assert unknown.exit_code == 2 and "no source named 'nope'" in unknown.output
