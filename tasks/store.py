@@ -206,7 +206,8 @@ def store_table(
         history = _history(table, new, changed, tracked, run_id)
         columns = [*texts.columns, "row_hash"]
         with _bulk_writing(connection, table, bulk=new.height >= BULK_ROWS and new.height >= unchanged):
-            _insert(connection, table, new.select(columns), run_id, progress)
+            # In key order, the primary-key B-tree is appended to rather than split at random.
+            _insert(connection, table, new.select(columns).sort(keys), run_id, progress)
             _upsert(connection, table, changed.select(columns), run_id, progress)
         _append(connection, "change_history", history, progress=None)
     return StoreStats(table, new.height, changed.height, unchanged, history.height)
