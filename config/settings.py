@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pydantic import NonNegativeFloat, ValidationError, field_validator
+from pydantic import NonNegativeFloat, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TIMEZONE = ZoneInfo("Asia/Shanghai")
@@ -27,8 +27,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PERMITWATCH_", extra="ignore")
 
     config_dir: Path = BUNDLED_CONFIG_DIR
-    database_url: str = "sqlite:///var/permitwatch.db"
     var_dir: Path = Path("var")
+    database_url: str = ""  # empty: SQLite in var_dir (the embedded default)
     outbox_dir: Path | None = None
     inbox_dir: Path | None = None
     as_of: date | None = None
@@ -44,9 +44,11 @@ class Settings(BaseSettings):
 
     @field_validator("database_url")
     @classmethod
-    def _database_url_parses(cls, value: str) -> str:
+    def _database_url_parses(cls, value: str, info: ValidationInfo) -> str:
         from sqlalchemy.engine import make_url
 
+        if not value:
+            return f"sqlite:///{info.data.get('var_dir', Path('var')) / 'permitwatch.db'}"
         try:
             make_url(value)
         except Exception as exc:
@@ -76,5 +78,6 @@ def load_settings(**overrides: object) -> Settings:
         problems = []
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else "?"
-            problems.append(f"PERMITWATCH_{field.upper()} (or --{field.replace('_', '-')}): {error['msg']}")
+            option = " (or --config)" if field == "config_dir" else ""
+            problems.append(f"PERMITWATCH_{field.upper()}{option}: {error['msg']}")
         raise SettingsError("invalid setting: " + "; ".join(problems)) from None

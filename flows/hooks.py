@@ -1,4 +1,4 @@
-"""Flow state hooks: when `nightly` or `deliver` fails or crashes, the ops unit is told through apprise."""
+"""Flow state hooks: when `nightly`, `deliver` or `weekly-report` fails or crashes, ops are told through apprise."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 
 from config.bundle import PermitwatchConfig, load_config
 from config.settings import Settings, load_settings
+from flows.hooks import alert_ops_on_failure
 from schemas.database import ensure_schema
 from tasks.delivery import send_message
 from tasks.digests import Digest
@@ -75,7 +76,7 @@ def email_supervisors(
     return results
 
 
-@flow(name="weekly-report")
+@flow(name="weekly-report", on_failure=[alert_ops_on_failure], on_crashed=[alert_ops_on_failure])
 def weekly_report(
     as_of: date | None = None, period: PeriodKind = "week", output_dir: str | None = None, trend_periods: int = 8
 ) -> dict[str, object]:
