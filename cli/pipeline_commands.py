@@ -27,6 +27,7 @@ def register(app: typer.Typer) -> None:
     app.command("run")(run)
     app.command("demo")(demo)
     app.command("serve")(serve)
+    app.command("backfill")(backfill)
 
 
 def _date_option(value: str | None, name: str) -> date | None:
@@ -121,6 +122,26 @@ def demo(
     console.print(f"\nDemo finished in {time.perf_counter() - started:.1f} s.", highlight=False)
     if final.is_failed():
         raise typer.Exit(1)
+
+
+def backfill(
+    ctx: typer.Context,
+    start: str = typer.Option(..., "--from", help="First day to evaluate (YYYY-MM-DD)."),
+    end: str = typer.Option(..., "--to", help="Last day to evaluate (at most yesterday)."),
+) -> None:
+    """Evaluation history for past days from what is stored (the `backfill` flow). No cards, nothing sent."""
+    cli = state(ctx)
+    cli.config()
+    _export_settings(cli)
+    from flows.backfill import backfill as backfill_flow
+
+    first, last = _date_option(start, "--from"), _date_option(end, "--to")
+    final = backfill_flow(first, last, return_state=True)
+    stored = final.result(raise_on_failure=False)
+    if final.is_failed() or not isinstance(stored, dict):
+        fail(f"backfill {first}..{last} failed: {final.message or stored}", code=1)
+    console.print(f"backfill {first}..{last}: {len(stored)} days, {sum(stored.values()):,} evaluations stored; "
+                  "no cards, nothing sent.", highlight=False)
 
 
 def serve(ctx: typer.Context) -> None:

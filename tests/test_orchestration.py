@@ -350,6 +350,23 @@ def test_backfill_refuses_a_day_that_is_not_over(pipeline: Pipeline) -> None:
         backfill(start=today - timedelta(days=3), end=today)
 
 
+@pytest.mark.usefixtures("prefect_harness")
+def test_backfill_command_reports_what_it_stored_and_refuses_a_reversed_range(pipeline: Pipeline) -> None:
+    from cli.main import app
+
+    assert run_nightly(deliverable=False).is_completed()
+    first = AS_OF - timedelta(days=2)
+    result = CliRunner().invoke(app, ["backfill", "--from", first.isoformat(), "--to", AS_OF.isoformat()])
+    assert result.exit_code == 0, result.output
+    stored = pipeline.scalar("SELECT count(*) FROM evaluations WHERE as_of BETWEEN :a AND :b AND run_id IN "
+                             "(SELECT run_id FROM runs WHERE flow = 'backfill')", a=first, b=AS_OF)
+    assert f"3 days, {stored:,} evaluations stored" in " ".join(result.output.split())
+
+    reversed_range = CliRunner().invoke(app, ["backfill", "--from", AS_OF.isoformat(), "--to", first.isoformat()])
+    assert reversed_range.exit_code == 1
+    assert "is before its start" in " ".join(reversed_range.output.split())
+
+
 # ------------------------------------------------------------------------------------------------ deployments
 
 
