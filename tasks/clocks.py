@@ -15,18 +15,22 @@ The rules are DOMAIN.md "Time rules". In short, for a clock with start A, limit 
   (T > D and overdue_workdays >= escalate_after), overdue (T > D), warning (remaining <= warning_days), normal.
 - calendar = provisional when any day from the start to the last day used (T, C or D) lies in a provisional year.
 
-How it is fast: dates become day offsets into the calendar table, whose cumulative working-day index turns "count the
-working days in (a, b]" into W[b] - W[a] and "the k-th working day" into one gather. For a calendar clock the
-count is simply b - a. Pauses are merged per clock into disjoint intervals with a running maximum over the pauses
-sorted by clock and start; each merged interval removes a block of positions from the counting. Every step is a numpy
-operation over a block of clocks and their pauses at once; blocks are small enough for the processor's cache and are
-evaluated on all cores (numpy releases the GIL inside each operation).
+How it is fast: dates become int32 day offsets into the calendar table, whose cumulative working-day index turns
+"count the working days in (a, b]" into W[b] - W[a] and "the k-th working day" into one gather; for a calendar clock
+the count is simply b - a. Every clock is first evaluated as if it had no pause, in blocks small enough for the
+processor's cache, on a worker thread (numpy and polars release the GIL inside each operation). Meanwhile this thread
+attaches the pauses to their clocks (a hash join on the clock ids, every pair checked by string), sorts them by clock
+and start with one sort of packed integer keys, and merges each clock's pauses into disjoint intervals. Only the
+clocks that have pauses are then evaluated again, with what their pauses do, over their first results. The level is
+one look-up of a 5-bit code of the facts that decide it. Branchy numpy operations (np.where, boolean indexing) are
+avoided in the per-clock passes: on these sizes they cost several times an addition.
 """
 
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 
@@ -68,6 +72,30 @@ EVALUATION_COLUMNS = {
     "calendar": pl.String,
 }
 
+_NEVER_INT32 = np.iinfo(np.int32).max
+
+
+def _level_names() -> pl.Series:
+    """The level for each 5-bit code built in _evaluate (from the high bit: completed, open pause, escalated, late,
+    warned). Completion decides first, then an open pause, then lateness (escalated past the threshold), then the
+    warning threshold."""
+    names = []
+    for code in range(32):
+        completed, open_pause, escalated, late, warned = (bool(code & bit) for bit in (16, 8, 4, 2, 1))
+        if completed:
+            level = COMPLETED_LATE if late else COMPLETED_ON_TIME
+        elif open_pause:
+            level = PAUSED
+        elif late:
+            level = ESCALATED if escalated else OVERDUE
+        else:
+            level = WARNING if warned else NORMAL
+        names.append(LEVELS[level])
+    return pl.Series(names, dtype=pl.String)
+
+
+_LEVEL_OF_CODE = _level_names()
+
 
 def empty_clocks() -> pl.DataFrame:
     return pl.DataFrame(schema=CLOCK_COLUMNS)
@@ -88,250 +116,314 @@ def evaluate_clocks(clocks: pl.DataFrame, pauses: pl.DataFrame, calendar: WorkCa
     """
     if clocks.is_empty():
         return clocks.with_columns(pl.lit(None, dtype).alias(name) for name, dtype in EVALUATION_COLUMNS.items())
-    days = _Days(calendar)
+    days = _Days(calendar, _check_clocks(clocks))
     t = days.offset_of(as_of)
-    columns = _ClockColumns.read(clocks, days)
-    known = _KnownPauses.read(clocks["clock_id"], pauses, as_of, days)
-    bounds = [*range(0, len(clocks), BLOCK_ROWS), len(clocks)]
-    pause_bounds = np.searchsorted(known.row, bounds).tolist()
     out = _Outputs.allocate(len(clocks))
-
-    def evaluate_block(block: int) -> None:
-        first, stop = bounds[block], bounds[block + 1]
-        inputs = columns.block(slice(first, stop), days, t)
-        merged = _merge_pauses(known.part(pause_bounds[block], pause_bounds[block + 1], first), inputs.start, days)
-        effects = _PauseEffects.compute(merged, inputs, days, t)
-        _evaluate_rows(inputs, effects, days, t, out, slice(first, stop))
-
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        list(pool.map(evaluate_block, range(len(bounds) - 1)))
+        # The clocks are evaluated as if without pauses on a worker while this thread attaches the pauses.
+        columns_read: Future[_ClockColumns] = pool.submit(_ClockColumns.read, clocks, days)
+        first_pass = pool.submit(_in_blocks, pool, len(clocks), _first_pass(columns_read, days, t, out))
+        effects = None
+        if not pauses.is_empty():
+            known = _KnownPauses.read(clocks["clock_id"], pauses, days, t)
+            if len(known.row):
+                effects = _PauseEffects.compute(known, columns_read.result(), days, t)
+        first_pass.result()
+        if effects is not None:
+            _in_blocks(pool, len(effects.rows), lambda rows: _evaluate_paused(effects.part(rows), days, t, out))
+    days.check_due(out.due, out.due_known)
+    return _assemble(clocks, out, days)
 
-    return pl.concat(
-        [
-            clocks.drop(EVALUATION_COLUMNS, strict=False),
-            pl.DataFrame({"due": out.due, "due_known": out.due_known}).select(
-                pl.when("due_known").then(pl.col("due").cast(pl.Date)).alias("due_date")
-            ),
-            pl.DataFrame(
-                {
-                    "elapsed": out.elapsed,
-                    "remaining": out.remaining,
-                    "overdue_workdays": out.overdue_workdays,
-                    "level": pl.Series(LEVELS, dtype=pl.String).gather(pl.Series(out.level)),
-                    "calendar": pl.Series(CALENDAR_STATES, dtype=pl.String).gather(pl.Series(out.provisional)),
-                }
-            ),
-        ],
-        how="horizontal",
-    )
+
+def _first_pass(columns_read: Future[_ClockColumns], days: _Days, t: int, out: _Outputs) -> Callable[[slice], None]:
+    def evaluate_block(rows: slice) -> None:
+        _evaluate(columns_read.result().part(rows), None, days, t, out, rows)
+
+    return evaluate_block
+
+
+def _in_blocks(pool: ThreadPoolExecutor, count: int, work: Callable[[slice], None]) -> None:
+    """`work` on consecutive blocks of `count` rows: on this thread, and on the pool's idle workers."""
+    blocks = [slice(first, min(first + BLOCK_ROWS, count)) for first in range(0, count, BLOCK_ROWS)]
+    if len(blocks) == 1 or WORKERS == 1:
+        for rows in blocks:
+            work(rows)
+        return
+    # Half the blocks go to the pool, the rest run here: a worker never waits on work queued behind itself.
+    handed = [pool.submit(work, rows) for rows in blocks[1::2]]
+    for rows in blocks[::2]:
+        work(rows)
+    for future in handed:
+        future.result()
+
+
+def _evaluate_paused(effects: _PauseEffects, days: _Days, t: int, out: _Outputs) -> None:
+    _evaluate(effects.clock, effects, days, t, out, effects.rows)
+
+
+def _check_clocks(clocks: pl.DataFrame) -> int:
+    """The clock columns checked at once (polars evaluates the checks in parallel); the largest limit."""
+    kind = pl.col("limit_kind")
+    start = pl.col("start_date").cast(pl.Date).to_physical()
+    checks = clocks.select(
+        limit_nulls=pl.col("limit_days").null_count(),
+        limit_min=pl.col("limit_days").min(),
+        limit_max=pl.col("limit_days").max(),
+        bad_kinds=((kind != "workday") & (kind != "calendar")).fill_null(True).sum(),
+        start_nulls=start.null_count(),
+    ).row(0, named=True)
+    if checks["limit_nulls"] or checks["limit_min"] < 0:
+        raise ValueError("limit_days must be present and >= 0 for every clock")
+    if checks["bad_kinds"]:
+        raise ValueError("limit_kind must be 'workday' or 'calendar' for every clock")
+    if checks["start_nulls"]:
+        raise ValueError("start_date must be present for every row")
+    return int(checks["limit_max"])
 
 
 @dataclass(frozen=True)
 class _ClockColumns:
-    """The clock columns the engine reads, checked, as numpy arrays over all clocks (dates as epoch days)."""
+    """The clock columns the engine reads as int32 numpy arrays (dates as day offsets)."""
 
     start: np.ndarray
     limit: np.ndarray
-    calendar_kind: np.ndarray  # True: calendar-day clock; False: working-day clock
-    completed: np.ndarray  # epoch days; far in the future when there is none
+    kind_base: np.ndarray  # where the clock's kind starts in the look-up tables: 0 working days, stride calendar days
+    completed: np.ndarray  # `never` when there is none
     warning_days: np.ndarray
     escalate_after: np.ndarray
 
     @classmethod
     def read(cls, clocks: pl.DataFrame, days: _Days) -> _ClockColumns:
-        limit = clocks["limit_days"]
-        if limit.null_count() or limit.min() < 0:  # type: ignore[operator]
-            raise ValueError("limit_days must be present and >= 0 for every clock")
-        kind = clocks["limit_kind"]
-        calendar_kind = (kind == "calendar").fill_null(False)
-        if not (calendar_kind | (kind == "workday").fill_null(False)).all():
-            raise ValueError("limit_kind must be 'workday' or 'calendar' for every clock")
-        start = days.epoch_days(clocks["start_date"], "start_date", required=True)
-        never = np.iinfo(np.int32).max
-        return cls(
-            start=start,
-            limit=limit.cast(pl.Int32).to_numpy(),
-            calendar_kind=calendar_kind.to_numpy(),
-            completed=days.epoch_days(clocks["completed_date"], "completed_date", required=False, missing=never),
-            warning_days=clocks["warning_days"].cast(pl.Int32).fill_null(1).to_numpy(),
-            escalate_after=clocks["escalate_after"].cast(pl.Int32).fill_null(never).to_numpy(),
+        origin = days.origin
+        start = pl.col("start_date").cast(pl.Date).to_physical()
+        completed = pl.col("completed_date").cast(pl.Date).to_physical()
+        ranges = clocks.select(start.min().alias("low"), start.max().alias("high"), completed.min().alias("done"))
+        low, high, done = ranges.row(0)
+        days.check_range("start_date", low, high)
+        days.check_range("completed_date", done, None)
+        arrays = clocks.select(
+            start=(start - origin).cast(pl.Int32),
+            limit=pl.col("limit_days").cast(pl.Int32),
+            kind_base=pl.when(pl.col("limit_kind") == "calendar")
+            .then(pl.lit(days.stride, pl.Int32))
+            .otherwise(pl.lit(0, pl.Int32)),
+            completed=(completed - origin).cast(pl.Int32).fill_null(days.never),
+            warning_days=pl.col("warning_days").cast(pl.Int32).fill_null(1),
+            escalate_after=pl.col("escalate_after").cast(pl.Int32).fill_null(_NEVER_INT32),
         )
+        return cls(**{name: arrays[name].to_numpy() for name in arrays.columns})
 
-    def block(self, rows: slice, days: _Days, t: int) -> _ClockInputs:
-        calendar_kind = self.calendar_kind[rows]
-        completed = np.subtract(self.completed[rows], days.origin, dtype=np.int64)
-        return _ClockInputs(
-            start=np.subtract(self.start[rows], days.origin, dtype=np.int64),
-            limit=self.limit[rows].astype(np.int64),
-            calendar_kind=calendar_kind,
-            position_base=calendar_kind * days.position_stride,
-            due_base=calendar_kind * days.due_stride,
-            completed=np.where(completed > t, days.never, completed),
-            warning_days=self.warning_days[rows],
-            escalate_after=self.escalate_after[rows],
-        )
+    def part(self, rows: slice | np.ndarray) -> _ClockColumns:
+        if isinstance(rows, slice):
+            return _ClockColumns(*(getattr(self, name)[rows] for name in _CLOCK_FIELDS))
+        return _ClockColumns(*(np.take(getattr(self, name), rows) for name in _CLOCK_FIELDS))
 
 
-@dataclass(frozen=True)
-class _ClockInputs:
-    """One block of clocks: dates as day offsets, and where each clock's kind starts in the look-up tables."""
-
-    start: np.ndarray
-    limit: np.ndarray
-    calendar_kind: np.ndarray
-    position_base: np.ndarray
-    due_base: np.ndarray
-    completed: np.ndarray  # `never` when there is none, or it comes after T
-    warning_days: np.ndarray
-    escalate_after: np.ndarray
+_CLOCK_FIELDS = ("start", "limit", "kind_base", "completed", "warning_days", "escalate_after")
 
 
 @dataclass(frozen=True)
 class _KnownPauses:
     """The pauses known at T (S <= T) whose clock is present, sorted by clock row, then start; ends after T are
-    `never` (open)."""
+    `never` (open). `first` marks each clock's first pause."""
 
     row: np.ndarray
     start: np.ndarray
     end: np.ndarray
     restart: np.ndarray
+    first: np.ndarray
 
     @classmethod
-    def read(cls, clock_ids: pl.Series, pauses: pl.DataFrame, as_of: date, days: _Days) -> _KnownPauses:
-        known = pauses.filter(pl.col("start_date") <= as_of)
-        row = _rows_of(clock_ids, known["clock_id"])
-        start = days.offsets(known["start_date"], "pause start_date")
-        end = days.offsets(known["end_date"], "pause end_date", unknown_after=days.offset_of(as_of))
-        restart = known["restart"].fill_null(False).to_numpy()
-        found = np.flatnonzero(row >= 0)
-        order = found[np.argsort(row[found] * (days.never + 1) + start[found])]
-        return cls(row[order], start[order], end[order], restart[order])
-
-    def part(self, first: int, stop: int, first_row: int) -> _KnownPauses:
-        """Pauses first..stop, with rows counted from `first_row`."""
-        return _KnownPauses(
-            self.row[first:stop] - first_row, self.start[first:stop], self.end[first:stop], self.restart[first:stop]
+    def read(cls, clock_ids: pl.Series, pauses: pl.DataFrame, days: _Days, t: int) -> _KnownPauses:
+        origin = days.origin
+        end = (pl.col("end_date").cast(pl.Date).to_physical() - origin).cast(pl.Int32)
+        frame = pauses.select(
+            start=(pl.col("start_date").cast(pl.Date).to_physical() - origin).cast(pl.Int32).fill_null(days.never),
+            end=pl.when(end <= t).then(end).otherwise(days.never),  # open at T: no end, or one after T
+            restart=pl.col("restart").fill_null(False),
         )
-
-
-@dataclass(frozen=True)
-class _MergedPauses:
-    """Per clock: the start after restarts and whether a pause is open at T. Per merged pause, sorted by clock and
-    start: the clock's row, the (start, end] offsets, whether it is open, and whether it is the clock's first."""
-
-    start: np.ndarray
-    open_clock: np.ndarray
-    row: np.ndarray
-    seg_start: np.ndarray
-    seg_end: np.ndarray
-    seg_open: np.ndarray
-    seg_first: np.ndarray
+        start, end_known, restart = (frame[name].to_numpy() for name in frame.columns)
+        known = start <= t  # a pause without a start is never known
+        days.check_range("pause start_date", int(start.min()) + origin, None)
+        if end_known.min() < 0 and (known & (end_known < 0)).any():
+            days.check_range("pause end_date", int(end_known[known].min()) + origin, None)
+        row = _rows_of(clock_ids, pauses["clock_id"])
+        ignored = ~known
+        ignored |= row < 0
+        if ignored.any():
+            row[ignored] = len(clock_ids)  # after every clock's row: sorted to the end, and cut off there
+        row, start, end_known, restart = _sort_by_row_and_start(row, start, end_known, restart, days.never)
+        count = int(np.searchsorted(row, len(clock_ids)))
+        if count == 0:
+            return cls.none()
+        if count < len(row):
+            row, start, end_known, restart = row[:count], start[:count], end_known[:count], restart[:count]
+        first = np.empty(len(row), dtype=bool)
+        first[0] = True
+        np.not_equal(row[1:], row[:-1], out=first[1:])
+        return cls(row, start, end_known, restart, first)
 
     @classmethod
-    def none(cls, start: np.ndarray) -> _MergedPauses:
-        nothing = np.empty(0, dtype=np.int64)
-        flags = np.empty(0, dtype=bool)
-        return cls(start, np.zeros(len(start), dtype=bool), nothing, nothing, nothing, flags, flags)
+    def none(cls) -> _KnownPauses:
+        nothing = np.empty(0, dtype=np.int32)
+        return cls(nothing, nothing, nothing, np.empty(0, dtype=bool), np.empty(0, dtype=bool))
 
 
-def _merge_pauses(pauses: _KnownPauses, start: np.ndarray, days: _Days) -> _MergedPauses:
-    """Restarts applied, then each clock's pauses merged into disjoint (start, end] intervals."""
-    if len(pauses.row) == 0:
-        return _MergedPauses.none(start)
-    row = pauses.row
-    # A finished restart pause starts the count over from its end.
-    new_start = start.copy()
-    restarted = pauses.restart & (pauses.end != days.never)
-    np.maximum.at(new_start, row[restarted], pauses.end[restarted])
-
-    # Days up to the (new) start are not counted anyway, so a pause is clipped to start there; one that ends by then
-    # changes nothing. Clipping raises the starts of one clock to a common floor, so the order still holds.
-    pause_start = np.maximum(pauses.start, new_start[row])
-    effective = np.flatnonzero(pauses.end > pause_start)
-    if len(effective) == 0:
-        return _MergedPauses.none(new_start)
-    row, pause_start, pause_end = row[effective], pause_start[effective], pauses.end[effective]
-
-    first = np.ones(len(row), dtype=bool)
-    first[1:] = row[1:] != row[:-1]
-    # Running maximum of the ends within each clock: offsetting each clock's ends by row * span keeps clocks apart.
-    span = days.never + 1
-    running_end = np.maximum.accumulate(pause_end + row * span) - row * span
-    previous_end = np.empty_like(running_end)
-    previous_end[0] = -1
-    previous_end[1:] = running_end[:-1]
-    begins = first | (pause_start > previous_end)  # (s, e] joins the previous pause when s <= its end
-    seg_index = np.flatnonzero(begins)
-    seg_last = np.empty_like(seg_index)
-    seg_last[:-1] = seg_index[1:] - 1
-    seg_last[-1] = len(row) - 1
-    seg_end = running_end[seg_last]
-    seg_open = seg_end == days.never
-    seg_row = row[seg_index]
-    open_clock = np.zeros(len(start), dtype=bool)
-    open_clock[seg_row[seg_open]] = True
-    return _MergedPauses(
-        start=new_start,
-        open_clock=open_clock,
-        row=seg_row,
-        seg_start=pause_start[seg_index],
-        seg_end=seg_end,
-        seg_open=seg_open,
-        seg_first=first[seg_index],
+def _sort_by_row_and_start(
+    row: np.ndarray, start: np.ndarray, end: np.ndarray, restart: np.ndarray, never: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The pauses sorted by row, then start. Each pause is packed into one int64, the row in the high half and
+    (start, end, restart) in the low half, so that one sort of plain integers orders them: much faster than an
+    argsort and four gathers. A calendar too long to pack falls back to a lexsort."""
+    day_bits = never.bit_length()
+    if 2 * day_bits + 1 > 31:
+        order = np.lexsort((start, row))
+        return row[order], start[order], end[order], restart[order]
+    low, high = (0, 1) if np.little_endian else (1, 0)
+    key = np.empty(len(row), dtype=np.int64)
+    halves = key.view(np.int32).reshape(-1, 2)
+    packed = halves[:, low]
+    np.left_shift(start, day_bits + 1, out=packed)
+    packed |= np.left_shift(end, 1)
+    packed |= restart
+    halves[:, high] = row
+    key.sort()
+    packed = halves[:, low]
+    return (
+        halves[:, high].copy(),
+        packed >> (day_bits + 1),
+        (packed >> 1) & ((1 << day_bits) - 1),
+        (packed & 1).astype(bool),
     )
 
 
 @dataclass(frozen=True)
 class _PauseEffects:
-    """Per clock, what its merged pauses do: the start after restarts, the counted positions the due date moves by,
-    whether an open pause comes before the due date, whether a pause is open at T, and the paused positions within
-    the days elapsed."""
+    """What their pauses do to the clocks that have any (rows, ascending): the start after restarts, the counted
+    positions the due date moves by, the counted positions paused up to the completion or T, whether an open pause
+    comes before the due date, and whether a pause is open at T."""
 
+    rows: np.ndarray
+    clock: _ClockColumns  # the columns of those clocks
     start: np.ndarray
     shift: np.ndarray
+    paused: np.ndarray
     blocked: np.ndarray
-    open_now: np.ndarray
-    paused_positions: np.ndarray
+    open: np.ndarray
 
     @classmethod
-    def compute(cls, pause: _MergedPauses, inputs: _ClockInputs, days: _Days, t: int) -> _PauseEffects:
-        count = len(inputs.start)
-        shift = np.zeros(count, dtype=np.int64)
-        paused_positions = np.zeros(count, dtype=np.int64)
-        blocked = np.zeros(count, dtype=bool)
-        if len(pause.row) == 0:
-            return cls(pause.start, shift, blocked, pause.open_clock, paused_positions)
-        rows = pause.row
-        kind = inputs.position_base[rows]
-        start = pause.start[rows]
-        base = days.position[start + kind]
-        seg_from = days.position[pause.seg_start + kind]
-        seg_length = np.where(pause.seg_open, 0, days.position[pause.seg_end + kind] - seg_from)
+    def compute(cls, known: _KnownPauses, columns: _ClockColumns, days: _Days, t: int) -> _PauseEffects:
+        first = known.first
+        group_starts = np.flatnonzero(first)
+        rows = np.take(known.row, group_starts).astype(np.intp)
+        count = len(rows)
+        group = np.cumsum(first, dtype=np.int32)
+        group -= 1  # each pause's clock among `rows`
+        clock = columns.part(rows)
+
+        # A finished restart pause starts the count over from its end.
+        start = clock.start
+        finished = np.flatnonzero(known.restart & (known.end != days.never)) if known.restart.any() else ()
+        if len(finished):
+            restarted, restart_end = np.take(group, finished), np.take(known.end, finished)
+            runs = np.flatnonzero(np.concatenate([[True], restarted[1:] != restarted[:-1]]))
+            restarted = np.take(restarted, runs)
+            start = start.copy()
+            start[restarted] = np.maximum(np.take(start, restarted), np.maximum.reduceat(restart_end, runs))
+        # Days up to the (new) start are not counted anyway, so a pause is clipped to start there; one that ends by
+        # then changes nothing. Clipping raises the starts of one clock to a common floor, so the order still holds.
+        pause_start = np.maximum(known.start, np.take(start, group))
+        pause_end = known.end
+        effective = pause_end > pause_start
+        if not effective.all():
+            kept = np.flatnonzero(effective)
+            group, pause_start, pause_end = group[kept], pause_start[kept], pause_end[kept]
+        segments = _Segments.merge(group, pause_start, pause_end, days)
+
+        seg_group = segments.group
+        seg_kind = np.take(clock.kind_base, seg_group)
+        base = np.take(days.position, start + clock.kind_base)
+        seg_from = np.take(days.position, segments.start + seg_kind)
+        seg_length = np.take(days.position, segments.end + seg_kind)
+        seg_length -= seg_from
+        seg_length *= ~segments.open
         # Merged pauses are disjoint and sorted, so one starts before the N-th counted day exactly when the counted
         # positions before it (its start, less the lengths of the clock's earlier pauses) are fewer than base + N.
-        counted_before = seg_from - _exclusive_group_cumsum(seg_length, pause.seg_first)
-        reached = counted_before < base + inputs.limit[rows]
-        blocked[rows[reached & pause.seg_open]] = True  # an open pause comes first: the due date is not known yet
+        counted_before = seg_from - _exclusive_group_cumsum(seg_length, segments.first)
+        reached = counted_before < np.take(base + clock.limit, seg_group)
+        stop = np.maximum(np.minimum(clock.completed, t), start)
+        covered = np.take(days.position, np.minimum(segments.end, np.take(stop, seg_group)) + seg_kind)
+        covered -= seg_from
+        np.maximum(covered, 0, out=covered)
+        seg_length *= reached
+        shift, paused, blocked, open_now = _group_sums(
+            (seg_length, covered, reached & segments.open, segments.open), segments, count
+        )
+        return cls(rows, clock, start, shift, paused, blocked, open_now)
 
-        completed = inputs.completed[rows]
-        stop = np.maximum(np.where(completed != days.never, completed, t), start)
-        covered = np.maximum(0, days.position[np.minimum(pause.seg_end, stop) + kind] - seg_from)
+    def part(self, rows: slice) -> _PauseEffects:
+        return _PauseEffects(
+            self.rows[rows],
+            self.clock.part(rows),
+            self.start[rows],
+            self.shift[rows],
+            self.paused[rows],
+            self.blocked[rows],
+            self.open[rows],
+        )
 
-        group_starts = np.flatnonzero(pause.seg_first)
-        group_rows = rows[group_starts]
-        shift[group_rows] = np.add.reduceat(np.where(reached, seg_length, 0), group_starts)
-        paused_positions[group_rows] = np.add.reduceat(covered, group_starts)
-        return cls(pause.start, shift, blocked, pause.open_clock, paused_positions)
+
+@dataclass(frozen=True)
+class _Segments:
+    """Each clock's pauses merged into disjoint (start, end] intervals, sorted by clock and start: the clock (its
+    position among the clocks with pauses), the bounds, whether it is open, and whether it is the clock's first."""
+
+    group: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    open: np.ndarray
+    first: np.ndarray
+
+    @classmethod
+    def merge(cls, group: np.ndarray, start: np.ndarray, end: np.ndarray, days: _Days) -> _Segments:
+        if len(group) == 0:
+            nothing = np.empty(0, dtype=np.int32)
+            return cls(nothing, nothing, nothing, np.empty(0, dtype=bool), np.empty(0, dtype=bool))
+        first = np.empty(len(group), dtype=bool)
+        first[0] = True
+        np.not_equal(group[1:], group[:-1], out=first[1:])
+        # Running maximum of the ends within each clock: offsetting each clock's ends by group * span keeps clocks
+        # apart (groups ascend).
+        offset = np.multiply(group, days.never + 1, dtype=np.int64)
+        running_end = np.maximum.accumulate(offset + end)
+        running_end -= offset
+        running_end = running_end.astype(np.int32)
+        begins = first.copy()
+        begins[1:] |= start[1:] > running_end[:-1]  # (s, e] joins the previous pause when s <= its end
+        if begins.all():
+            return cls(group, start, end, end == days.never, first)
+        seg_index = np.flatnonzero(begins)
+        seg_last = np.empty_like(seg_index)
+        seg_last[:-1] = seg_index[1:] - 1
+        seg_last[-1] = len(group) - 1
+        seg_end = np.take(running_end, seg_last)
+        return cls(
+            np.take(group, seg_index),
+            np.take(start, seg_index),
+            seg_end,
+            seg_end == days.never,
+            np.take(first, seg_index),
+        )
 
 
 @dataclass(frozen=True)
 class _Outputs:
-    due: np.ndarray  # epoch days
+    due: np.ndarray  # day offsets
     due_known: np.ndarray
     elapsed: np.ndarray
     remaining: np.ndarray
     overdue_workdays: np.ndarray
-    level: np.ndarray
+    level: np.ndarray  # the 5-bit code of _level_names
     provisional: np.ndarray
 
     @classmethod
@@ -343,80 +435,132 @@ class _Outputs:
             remaining=np.empty(count, dtype=np.int32),
             overdue_workdays=np.empty(count, dtype=np.int32),
             level=np.empty(count, dtype=np.uint8),
-            provisional=np.empty(count, dtype=np.uint8),
+            provisional=np.empty(count, dtype=bool),
         )
 
 
-def _evaluate_rows(
-    inputs: _ClockInputs, effects: _PauseEffects, days: _Days, t: int, out: _Outputs, rows: slice
+def _evaluate(
+    clock: _ClockColumns, effects: _PauseEffects | None, days: _Days, t: int, out: _Outputs, rows: slice | np.ndarray
 ) -> None:
-    """Everything per clock for one block of clocks, written into `out[rows]`."""
-    start, limit = effects.start, inputs.limit
-    completed_known = inputs.completed != days.never  # a completion after T is not known at T
-    end = np.where(completed_known, inputs.completed, t)  # the last day the clock ran, as known at T
-    paused_now = effects.open_now & ~completed_known
+    """Everything per clock for some clocks, written into `out[rows]`; without `effects`, as if they had no pause."""
+    start = clock.start if effects is None else effects.start
+    kind_base = clock.kind_base
+    completed_known = clock.completed <= t  # a completion after T is not known at T
+    end = np.minimum(clock.completed, t)  # the last day the clock ran, as known at T
 
-    base = days.position[start + inputs.position_base]
-    target = np.minimum(base + limit + effects.shift, days.due_stride - 1)
-    due = np.where(limit == 0, start, days.due[target + inputs.due_base])
-    due_known = ~(effects.blocked | paused_now)
-    if (due_known & (due > days.last)).any():
-        raise ValueError(f"a due date falls after the calendar's last day ({days.describe()})")
+    base = np.take(days.position, start + kind_base)
+    target = base + clock.limit
+    if effects is not None:
+        target += effects.shift
+    if days.clip_targets:
+        np.minimum(target, days.stride - 1, out=target)
+    target += kind_base
+    due = np.take(days.due, target, mode="clip")  # the tables are padded: past the calendar's end is `never`
+    instant = clock.limit == 0  # 即办件: due on the start date itself
+    if instant.any():
+        now = np.flatnonzero(instant)
+        due[now] = start[now]
 
-    elapsed = days.position[np.maximum(end, start) + inputs.position_base] - base - effects.paused_positions
-    remaining = limit - elapsed
-    late = due_known & (end > due)
-    overdue_workdays = np.where(late, days.workday_index[end] - days.workday_index[due], 0)
+    ran_to = np.maximum(end, start)
+    ran_to += kind_base
+    elapsed = np.take(days.position, ran_to)
+    elapsed -= base
+    if effects is not None:
+        elapsed -= effects.paused
+    remaining = clock.limit - elapsed
+    # Working days never decrease, so W[end] - W[due] is the working days in (due, end] when end > due, else <= 0.
+    overdue = np.take(days.workday_index, end)
+    overdue -= np.take(days.workday_index, due)
+    np.maximum(overdue, 0, out=overdue)
 
-    level = np.where(remaining <= inputs.warning_days, np.uint8(WARNING), np.uint8(NORMAL))
-    escalated = overdue_workdays >= inputs.escalate_after
-    level = np.where(late, np.where(escalated, np.uint8(ESCALATED), np.uint8(OVERDUE)), level)
-    level = np.where(paused_now, np.uint8(PAUSED), level)
-    level = np.where(completed_known, np.where(late, np.uint8(COMPLETED_LATE), np.uint8(COMPLETED_ON_TIME)), level)
+    late = end > due
+    last_used = np.maximum(end, due)  # the due date is never before the start
+    # The level's code, bit by bit from the highest: completed, open pause, escalated, late, warned.
+    code = completed_known.view(np.uint8).copy()
+    code += code
+    if effects is not None:
+        paused_now = effects.open & ~completed_known
+        due_known = ~(effects.blocked | paused_now)
+        late &= due_known
+        overdue *= due_known
+        code += effects.open.view(np.uint8)
+        # An unknown due date is not used: the days used end at the completion or T.
+        last_used -= end
+        last_used *= due_known
+        last_used += end
+        np.maximum(last_used, clock.start, out=last_used)
+        out.due_known[rows] = due_known
+    else:
+        out.due_known[rows] = True
+    code += code
+    code += (overdue >= clock.escalate_after).view(np.uint8)
+    code += code
+    code += late.view(np.uint8)
+    code += code
+    code += (remaining <= clock.warning_days).view(np.uint8)
 
-    # The days used run from the start to the completion or T, and to the due date when it is known.
-    last_used = np.where(due_known, np.maximum(end, due), end)
-    out.due[rows] = due + days.origin
-    out.due_known[rows] = due_known
+    out.due[rows] = due
     out.elapsed[rows] = elapsed
     out.remaining[rows] = remaining
-    out.overdue_workdays[rows] = overdue_workdays
-    out.level[rows] = level
-    out.provisional[rows] = days.any_provisional(inputs.start, last_used)
+    out.overdue_workdays[rows] = overdue
+    out.level[rows] = code
+    out.provisional[rows] = days.any_provisional(clock.start, last_used)
+
+
+def _assemble(clocks: pl.DataFrame, out: _Outputs, days: _Days) -> pl.DataFrame:
+    due = out.due
+    due += days.origin
+    due_date = pl.Series("due_date", due).cast(pl.Date)
+    if not out.due_known.all():
+        due_date = due_date.scatter(np.flatnonzero(~out.due_known), None)
+    return clocks.drop(EVALUATION_COLUMNS, strict=False).hstack(
+        [
+            due_date,
+            pl.Series("elapsed", out.elapsed),
+            pl.Series("remaining", out.remaining),
+            pl.Series("overdue_workdays", out.overdue_workdays),
+            _LEVEL_OF_CODE.gather(pl.Series(out.level, dtype=pl.UInt32)).alias("level"),
+            pl.Series("calendar", CALENDAR_STATES, dtype=pl.String).gather(pl.Series(out.provisional, dtype=pl.UInt32)),
+        ]
+    )
 
 
 class _Days:
-    """The calendar as integer look-up tables, and date columns as day offsets (0 = the calendar's first day).
+    """The calendar as int32 look-up tables, and date columns as day offsets (0 = the calendar's first day).
 
     Offsets run 0..last; `never` (last + 2) stands for "no date yet": an open pause's end, an unknown completion.
-    Tables are padded so that `never` and positions past the calendar can be looked up without checks.
+    `position` and `due` hold the working-day part at 0..stride-1 and the calendar-day part at stride..2*stride-1.
+    A stride leaves room for any start, plus the largest limit, plus the longest pause, so that no index spills into
+    the other part: positions past the calendar's end give `never`, without checks.
     """
 
-    def __init__(self, calendar: WorkCalendar) -> None:
+    def __init__(self, calendar: WorkCalendar, largest_limit: int) -> None:
         self.calendar = calendar
         self.origin = calendar.origin
         size = len(calendar)
         self.last = size - 1
         self.never = size + 1
-        offsets = np.arange(size + 2, dtype=np.int64)
-        workday_index = calendar.workday_index_array.astype(np.int64)
+        # Room for the largest limit, unless it goes far beyond the calendar: then targets are clipped to `never`.
+        limit_cap = 2 * size
+        self.clip_targets = largest_limit > limit_cap
+        self.stride = 2 * (size + 2) + min(largest_limit, limit_cap)
+        workday_index = calendar.workday_index_array.astype(np.int32)
         self.workday_index = np.concatenate([workday_index, workday_index[-1:], workday_index[-1:]])
-        # A day's position on a clock's counting scale: position[offset] for a working-day clock (its working-day
-        # index), position[position_stride + offset] for a calendar-day clock (the day itself).
-        self.position_stride = size + 2
-        self.position = np.concatenate([self.workday_index, offsets])
-        # The due day for a counting position: due[k] = the k-th working day (working-day clocks);
-        # due[due_stride + k] = the first working day on or after day k (calendar-day clocks); `never` past the end.
-        workdays = calendar.workday_offsets.astype(np.int64)
-        rolled = calendar.roll_forward_array.astype(np.int64)
-        self.due_stride = max(len(workdays), size) + 2
-        kth = np.full(self.due_stride, self.never, dtype=np.int64)
-        kth[1 : len(workdays) + 1] = workdays
-        rolled_forward = np.full(self.due_stride, self.never, dtype=np.int64)
-        rolled_forward[:size] = np.where(rolled > self.last, self.never, rolled)
-        self.due = np.concatenate([kth, rolled_forward])
+        # A day's position on a clock's counting scale: its working-day index (working-day clocks) or the day itself.
+        position = np.full(2 * self.stride, self.never, dtype=np.int32)
+        position[: size + 2] = self.workday_index
+        position[self.stride : self.stride + size + 2] = np.arange(size + 2, dtype=np.int32)
+        self.position = position
+        # The due day for a counting position: the k-th working day (working-day clocks); the first working day on or
+        # after day k (calendar-day clocks); `never` past the end.
+        workdays = calendar.workday_offsets.astype(np.int32)
+        rolled = calendar.roll_forward_array.astype(np.int32)
+        due = np.full(2 * self.stride, self.never, dtype=np.int32)
+        due[1 : len(workdays) + 1] = workdays
+        due[self.stride : self.stride + size] = np.where(rolled > self.last, self.never, rolled)
+        self.due = due
         provisional = calendar.provisional_array
-        self.provisional_index = np.concatenate([[0], np.cumsum(provisional, dtype=np.int64), [0]])
+        self.provisional_index = np.concatenate([[0], np.cumsum(provisional, dtype=np.int32), [0]]).astype(np.int32)
         self.provisional_index[-1] = self.provisional_index[-2]
         # Provisional years are usually the calendar's tail (from the first year without a notice): then "does a
         # range touch one" is a comparison with the first provisional day.
@@ -426,23 +570,14 @@ class _Days:
     def offset_of(self, day: date) -> int:
         return self.calendar.offset(day)
 
-    def epoch_days(self, column: pl.Series, name: str, *, required: bool, missing: int = 0) -> np.ndarray:
-        """A Date column as int32 epoch days, checked against the calendar; nulls become `missing`."""
-        physical = column.cast(pl.Date).to_physical()
-        if required and physical.null_count():
-            raise ValueError(f"{name} must be present for every row")
-        low, high = physical.min(), physical.max()
-        if low is not None and (low < self.origin or (required and high > self.origin + self.last)):  # type: ignore[operator]
+    def check_range(self, name: str, low: int | None, high: int | None) -> None:
+        """Epoch days `low`..`high` (None: not checked) must lie in the calendar."""
+        if (low is not None and low < self.origin) or (high is not None and high > self.origin + self.last):
             raise ValueError(f"{name} has dates outside the calendar ({self.describe()})")
-        return physical.fill_null(missing).to_numpy()
 
-    def offsets(self, column: pl.Series, name: str, *, unknown_after: int | None = None) -> np.ndarray:
-        """Day offsets of a Date column. With `unknown_after`, nulls and days after it become `never`."""
-        if column.is_empty():
-            return np.empty(0, dtype=np.int64)
-        days = self.epoch_days(column, name, required=unknown_after is None, missing=self.origin + self.never)
-        values = np.subtract(days, self.origin, dtype=np.int64)
-        return values if unknown_after is None else np.where(values > unknown_after, self.never, values)
+    def check_due(self, due: np.ndarray, known: np.ndarray) -> None:
+        if due.max() > self.last and (known & (due > self.last)).any():
+            raise ValueError(f"a due date falls after the calendar's last day ({self.describe()})")
 
     def any_provisional(self, first: np.ndarray, last: np.ndarray) -> np.ndarray:
         """Whether any day between `first` and `last` (either order) lies in a provisional year."""
@@ -450,10 +585,21 @@ class _Days:
         if self.provisional_from is not None:
             return high >= self.provisional_from
         low = np.minimum(first, last)
-        return self.provisional_index[high + 1] > self.provisional_index[low]
+        return np.take(self.provisional_index, high + 1) > np.take(self.provisional_index, low)
 
     def describe(self) -> str:
         return f"{self.calendar.first_date} to {self.calendar.last_date}"
+
+
+def _group_sums(columns: tuple[np.ndarray, ...], segments: _Segments, count: int) -> list[np.ndarray]:
+    """Per clock 0..count-1, the sum of each column over its merged pauses (any, for a boolean column)."""
+    sums = [np.zeros(count, dtype=column.dtype) for column in columns]
+    if len(segments.group):
+        runs = np.flatnonzero(segments.first)
+        present = np.take(segments.group, runs)
+        for total, column in zip(sums, columns, strict=True):
+            total[present] = np.add.reduceat(column, runs)
+    return sums
 
 
 # Successive slices of the 64-bit hash, one per round of the hash join below.
@@ -461,7 +607,7 @@ _HASH_SHIFTS = (0, 22, 42)
 
 
 def _rows_of(clock_ids: pl.Series, wanted: pl.Series) -> np.ndarray:
-    """Row of each wanted id among the clock ids, -1 when absent. Clock ids must be unique.
+    """Row of each wanted id among the clock ids (int32), -1 when absent. Clock ids must be unique.
 
     A hash join written out, because polars' general join would cost more than all the rest of the engine. In each
     round, the remaining clocks' hashes (a slice of their 64 bits) index a direct-address table four times larger
@@ -470,49 +616,61 @@ def _rows_of(clock_ids: pl.Series, wanted: pl.Series) -> np.ndarray:
     to polars' join. The strings of every pair are compared at the end, so a hash collision can never pair a pause
     with the wrong clock.
     """
-    rows = np.full(len(wanted), -1, dtype=np.int64)
+    rows = np.full(len(wanted), -1, dtype=np.int32)
     if wanted.is_empty() or clock_ids.is_empty():
         return rows
-    clock_hash = clock_ids.hash().to_numpy()
-    wanted_hash = wanted.hash().to_numpy()
+    clock_hash = clock_ids.hash().to_numpy().view(np.int64)
+    wanted_hash = wanted.hash().to_numpy().view(np.int64)
     clocks_left: np.ndarray | None = None  # None: all of them (saves copying in the first round)
-    wanted_left: np.ndarray | None = None
+    wanted_left: np.ndarray | None = None  # None: all of them
     for shift in _HASH_SHIFTS:
-        left_hash = clock_hash if clocks_left is None else clock_hash[clocks_left]
-        asked_hash = wanted_hash if wanted_left is None else wanted_hash[wanted_left]
-        if len(left_hash) == 0 or len(asked_hash) == 0:
-            break
+        left_hash = clock_hash if clocks_left is None else np.take(clock_hash, clocks_left)
+        asked_hash = wanted_hash if wanted_left is None else np.take(wanted_hash, wanted_left)
         bits = int(np.clip(np.ceil(np.log2(4 * len(left_hash))), 8, 22))
-        mask = np.uint64((1 << bits) - 1)
-        slot = ((left_hash >> np.uint64(shift)) & mask).astype(np.intp)
+        mask = (1 << bits) - 1
+        slot = (left_hash >> shift) & mask
         table = np.full(1 << bits, -1, dtype=np.int32)
-        table[slot] = np.arange(len(left_hash), dtype=np.int32) if clocks_left is None else clocks_left
-        candidate = table[((asked_hash >> np.uint64(shift)) & mask).astype(np.intp)]
-        hit = (candidate >= 0) & (clock_hash[candidate] == asked_hash)
-        asked = np.arange(len(wanted_hash)) if wanted_left is None else wanted_left
-        rows[asked[hit]] = candidate[hit]
-        wanted_left = asked[~hit]
-        winners = table[slot]
-        clocks_left = (
-            np.flatnonzero(winners != np.arange(len(left_hash)))
-            if clocks_left is None
-            else (clocks_left[winners != clocks_left])
-        )
+        np.put(table, slot, np.arange(len(left_hash), dtype=np.int32) if clocks_left is None else clocks_left)
+        candidate = np.take(table, (asked_hash >> shift) & mask)
+        missed = np.take(clock_hash, candidate, mode="clip") != asked_hash
+        missed |= candidate < 0
+        if wanted_left is None:
+            rows = candidate
+            wanted_left = np.flatnonzero(missed)
+            rows[wanted_left] = -1
+        else:
+            found = np.flatnonzero(~missed)
+            rows[np.take(wanted_left, found)] = np.take(candidate, found)
+            wanted_left = wanted_left[missed]
+        if len(wanted_left) == 0:
+            break
+        winners = np.take(table, slot)
+        if clocks_left is None:
+            clocks_left = np.flatnonzero(winners != np.arange(len(left_hash), dtype=np.int32))
+        else:
+            clocks_left = clocks_left[winners != clocks_left]
+        if len(clocks_left) == 0:
+            break
     if wanted_left is not None and len(wanted_left) and clocks_left is not None and len(clocks_left):
         rows[wanted_left] = _join_rows(clock_ids, clocks_left, wanted.gather(wanted_left))
 
-    matched = np.flatnonzero(rows >= 0)
-    asked_ids = wanted if len(matched) == len(wanted) else wanted.gather(matched)
-    same = (clock_ids.gather(rows[matched]) == asked_ids).to_numpy()
+    matched = rows >= 0
+    if matched.all():
+        if (clock_ids.gather(rows) == wanted).all():
+            return rows
+        matched_rows = np.arange(len(rows))
+    else:
+        matched_rows = np.flatnonzero(matched)
+    same = (clock_ids.gather(rows[matched_rows]) == wanted.gather(matched_rows)).to_numpy()
     if not same.all():  # two different ids share a 64-bit hash
-        wrong = matched[~same]
+        wrong = matched_rows[~same]
         rows[wrong] = _join_rows(clock_ids, np.arange(len(clock_ids)), wanted.gather(wrong))
     return rows
 
 
 def _join_rows(clock_ids: pl.Series, candidates: np.ndarray, wanted: pl.Series) -> np.ndarray:
     """Row of each wanted id among clock_ids[candidates], -1 when absent, by polars' join."""
-    lookup = pl.DataFrame({"clock_id": clock_ids.gather(candidates), "row": candidates})
+    lookup = pl.DataFrame({"clock_id": clock_ids.gather(candidates), "row": candidates.astype(np.int32)})
     found = pl.DataFrame({"clock_id": wanted}).join(
         lookup, on="clock_id", how="left", maintain_order="left", validate="m:1"
     )
@@ -523,6 +681,7 @@ def _exclusive_group_cumsum(values: np.ndarray, first: np.ndarray) -> np.ndarray
     """Sum of the earlier values within each group of consecutive rows (a group begins where `first` is True)."""
     if len(values) == 0:
         return values
-    before = np.cumsum(values) - values
-    group_start = np.maximum.accumulate(np.where(first, np.arange(len(values)), 0))
-    return before - before[group_start]
+    before = np.cumsum(values, dtype=np.int64)
+    before -= values
+    group_start = np.maximum.accumulate(np.arange(len(values), dtype=np.int32) * first)
+    return before - np.take(before, group_start)
