@@ -249,7 +249,9 @@ def _pandera_violations(table: str, frame: pl.DataFrame) -> pl.DataFrame:
     try:
         CONTRACTS[table].validate(frame, lazy=True)
     except SchemaErrors as errors:
-        failures = errors.failure_cases
+        # pandera assembles failure_cases from pieces; polars 2.1 can panic formatting strings over columns chunked
+        # differently, so the frame is made contiguous first.
+        failures = errors.failure_cases.rechunk()
     else:
         return pl.DataFrame(schema=VIOLATION_SCHEMA)
     whole_column = failures.filter(pl.col("index").is_null())

@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 import pytest
 import xlsxwriter
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -492,6 +492,18 @@ HEADERS = ["case_id", "matter_code", "unit_code", "accepted_at", "completed_at",
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(  # once made polars panic on pandera's unevenly chunked failure cases
+    rows=[
+        ["2023-01-20", "GZ-1", "", "20230120", "ÎÓ", "_after", "360702", "３６０７０２"],
+        ["工作日"],
+        ["è\x94v", "自然日", '""', "10", "工作日", "\nÐ¨k\nº", " "],
+        ["ÔÍë", "", "-1", "", "-1"],
+        ["", "HÈ\x03.\x91þ»Ä", "20230120", " ", " ", "", "b", "2023/1/20 9:05", "", "2023-01-20"],
+        ["工作日"],
+    ],
+    encoding="utf-8",
+    trailing_newline=False,
+)
 @given(
     rows=st.lists(st.lists(CELL, min_size=0, max_size=10), max_size=25),
     encoding=st.sampled_from(["utf-8", "utf-8-sig", "gb18030"]),
