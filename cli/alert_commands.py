@@ -10,7 +10,6 @@ from rich.table import Table
 
 from cli.common import console, fail, state
 from config.settings import TIMEZONE
-from tasks.delivery import add_silence, deliver_pending, list_silences, remove_silence
 
 silence_app = typer.Typer(
     help="Silences (静默): hold back the alerts of a case, unit or matter until a date. Held-back cards are recorded.",
@@ -44,6 +43,8 @@ def deliver(
     ),
 ) -> None:
     """Send the pending alert cards: one digest per unit and channel (SMS, email, IM)."""
+    from tasks.delivery import deliver_pending
+
     cli = state(ctx)
     settings = cli.settings()
     config = cli.config()
@@ -73,6 +74,8 @@ def silence_add(
     matter: str | None = typer.Option(None, "--matter", help="A matter code (事项编码)."),
 ) -> None:
     """Hold back the alerts of one case, unit or matter until a date (inclusive)."""
+    from tasks.delivery import add_silence
+
     chosen = [(scope, value) for scope, value in (("case", case), ("unit", unit), ("matter", matter)) if value]
     if len(chosen) != 1:
         fail("give exactly one of --case, --unit, --matter")
@@ -97,6 +100,8 @@ def silence_list(
     all_: bool = typer.Option(False, "--all", help="Include removed silences."),
 ) -> None:
     """The silences, newest last, and whether each still holds today."""
+    from tasks.delivery import list_silences
+
     silences = list_silences(state(ctx).engine(), include_removed=all_)
     if silences.height == 0:
         console.print("No silences.")
@@ -126,6 +131,8 @@ def silence_list(
 @silence_app.command("remove")
 def silence_remove(ctx: typer.Context, silence_id: int = typer.Argument(..., metavar="ID")) -> None:
     """Lift a silence now (it stays on record as removed)."""
+    from tasks.delivery import remove_silence
+
     if not remove_silence(state(ctx).engine(), silence_id):
         fail(f"no active silence with id {silence_id} (see `permitwatch silence list`)")
     console.print(f"Silence {silence_id} removed.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -20,8 +21,12 @@ from config.calendar_files import (
 )
 from config.loader import ConfigError
 from config.settings import yesterday_in_shanghai
-from tasks.calendar import PACKAGE_SOURCE, WorkCalendar, YearCoverage, load_work_calendar
-from tasks.holiday_notice import NoticeError, ParsedNotice, calendar_changes, notice_window, read_notice
+
+# The calendar itself (numpy, polars, the calendar packages) is imported by the functions that build one, so that
+# other commands start fast.
+if TYPE_CHECKING:
+    from tasks.calendar import WorkCalendar, YearCoverage
+    from tasks.holiday_notice import ParsedNotice
 
 _WEEKDAY_NAMES = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")
 
@@ -47,6 +52,9 @@ def import_notice(
     dry_run: bool = typer.Option(False, "--dry-run", help="Read and compare only; write nothing."),
 ) -> None:
     """Read a holiday notice, check it, show what changes, and write config/calendar/YYYY.yaml."""
+    from tasks.calendar import load_work_calendar
+    from tasks.holiday_notice import NoticeError, read_notice
+
     try:
         parsed = read_notice(notice)
     except NoticeError as exc:
@@ -73,6 +81,8 @@ def import_notice(
 @calendar_app.command("show")
 def show(ctx: typer.Context, year: int = typer.Argument(..., help="The year to show.")) -> None:
     """A year's holidays and make-up workdays, with their source and counts."""
+    from tasks.calendar import load_work_calendar
+
     files = _load_files(ctx)
     work_calendar = load_work_calendar(files)
     coverage = {entry.year: entry for entry in work_calendar.coverage()}
@@ -121,6 +131,8 @@ def check(
 
     The years needed are the reference date's year and the next: a clock started now can end there.
     """
+    from tasks.calendar import load_work_calendar
+
     reference = _reference_date(as_of)
     files = _load_files(ctx)
     work_calendar = load_work_calendar(files)
@@ -216,6 +228,8 @@ def _print_notice(parsed: ParsedNotice) -> None:
 
 
 def _print_changes(before: WorkCalendar, after: WorkCalendar, calendar: CalendarFile) -> None:
+    from tasks.holiday_notice import calendar_changes, notice_window
+
     first, last = notice_window(calendar)
     previous = {entry.year: entry for entry in before.coverage()}[calendar.year]
     changes = calendar_changes(before, after, first, last)
@@ -245,6 +259,9 @@ def _print_changes(before: WorkCalendar, after: WorkCalendar, calendar: Calendar
 
 def _warn_if_overriding_package(calendar: CalendarFile, work_calendar: WorkCalendar) -> None:
     """A file for a year chinese-calendar covers replaces the package's data: say where they differ."""
+    from tasks.calendar import PACKAGE_SOURCE, load_work_calendar
+    from tasks.holiday_notice import calendar_changes, notice_window
+
     package = load_work_calendar(())
     if any(entry.year == calendar.year and entry.source == PACKAGE_SOURCE for entry in package.coverage()):
         changes = calendar_changes(package, work_calendar, *notice_window(calendar))
@@ -267,6 +284,8 @@ def _reference_date(as_of: str | None) -> date:
 
 
 def _kind(entry: YearCoverage) -> str:
+    from tasks.calendar import PACKAGE_SOURCE
+
     if entry.provisional:
         return "PROVISIONAL"
     return "official (chinese-calendar)" if entry.source == PACKAGE_SOURCE else "official (file)"

@@ -9,6 +9,7 @@ import io
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 import typer
@@ -18,19 +19,32 @@ from rich.table import Table
 from cli.common import console, fail, state
 from config.calendar_files import load_calendar_files
 from config.loader import ConfigError
-from config.rules import RuleBook, load_rules
+from config.rules import load_rules
 from config.settings import yesterday_in_shanghai
 from config.sources import CANONICAL_COLUMNS, default_header_map
-from tasks.calendar import WorkCalendar, load_work_calendar
-from tasks.clock_builders import REJECT_COLUMNS, build_clocks
-from tasks.clocks import evaluate_clocks
-from tasks.explain import Explanation, explain_clock, stretch_text
-from tasks.parsing import NULL_TOKENS, ColumnKind, parse_columns
+from tasks.parsing import (
+    EARLIEST_DATE,
+    LATEST_DATE,
+    NULL_TOKENS,
+    PROBLEM_SCHEMA,
+    ColumnKind,
+    ParseResult,
+    parse_columns,
+)
+
+# The deadline engine (numpy, the calendar packages) is imported by the commands that run it, not by `permitwatch`
+# itself: every other command starts faster.
+if TYPE_CHECKING:
+    from config.rules import RuleBook
+    from tasks.calendar import WorkCalendar
+    from tasks.explain import Explanation
 
 OUTPUT_COLUMNS = ["case_id", "due_date", "elapsed", "remaining", "overdue_workdays", "level", "calendar"]
 # A code made only of these characters, and not a spelling of "empty", is already what the code parser would return.
 _PLAIN_CODE = r"^[0-9A-Za-z_:\-]+$"
 _SHOWN_REJECTS = 20
+# A string column with at most one distinct value per this many rows is parsed one distinct value at a time.
+_FEW_DISTINCT = 8
 
 
 def register(app: typer.Typer) -> None:
@@ -47,14 +61,17 @@ def evaluate(
     rejects_path: Path | None = typer.Option(None, "--rejects", help="Also write every rejected row here (.csv)."),
 ) -> None:
     """Evaluate case clocks from files: due_date, elapsed, remaining, overdue_workdays, level, calendar per case."""
+    from tasks.clock_builders import build_clocks
+    from tasks.clocks import evaluate_clocks
+
     if output.suffix.lower() not in (".csv", ".parquet"):
         fail(f"{output}: the output must be .csv or .parquet")
     day = _as_of(as_of)
     rules, calendar = _rules_and_calendar(ctx)
     tables, rejects = _read_inputs(cases, suspensions)
-    clock_set = build_clocks(tables, rules)
+    clock_set = build_clocks(tables, rules, clock_types={"case"})
     rejects.append(clock_set.rejects)
-    clocks = clock_set.clocks.filter(pl.col("clock_type") == "case")
+    clocks = clock_set.clocks
     future = clocks.filter(pl.col("start_date") > day)
     if future.height:
         rejects.append(
@@ -95,6 +112,9 @@ def explain(
     as_of: str | None = typer.Option(None, "--as-of", help="As of the end of this day (default: yesterday)."),
 ) -> None:
     """Why a clock has its due date and level: the counted days, pauses, holidays and make-up working days met."""
+    from tasks.clock_builders import REJECT_COLUMNS, build_clocks
+    from tasks.explain import explain_clock
+
     wanted = case_id or clock
     if wanted is None:
         fail("name the case: `permitwatch explain CASE_ID`, or `--cases FILE --case-id CASE_ID`")
@@ -135,6 +155,8 @@ def _as_of(text: str | None) -> date:
 
 def _rules_and_calendar(ctx: typer.Context) -> tuple[RuleBook, WorkCalendar]:
     """Only what the clocks need from the config directory (rules and calendar files), checked."""
+    from tasks.calendar import load_work_calendar
+
     config_dir = state(ctx).settings().config_dir
     try:
         rules = load_rules(config_dir)
@@ -164,21 +186,33 @@ class _Read:
 def _read_table(path: Path, table: str) -> _Read:
     """A CSV or Parquet file as a canonical frame: headers mapped, values parsed by tasks.parsing; rows with an
     unreadable value become rejects naming their line."""
-    raw = _read_file(path)
+    from tasks.clock_builders import REJECT_COLUMNS
+
     mapping = default_header_map(table)
-    renamed = {name: mapping[name.strip()] for name in raw.columns if name.strip() in mapping}
+    raw = _read_file(path, mapping)
+    renamed = {name: mapping[name.strip()] for name in raw.columns}
     raw = raw.select(pl.col(name).alias(canonical) for name, canonical in renamed.items())
     columns = {column.name: column for column in CANONICAL_COLUMNS[table]}
     missing = [name for name, column in columns.items() if column.required and name not in raw.columns]
     if missing:
         fail(f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(renamed) or 'none'})")
-    kinds = {name: ColumnKind(columns[name].kind) for name in raw.columns}
-    plain_codes = [name for name, kind in kinds.items() if kind is ColumnKind.CODE]
-    parsed = parse_columns(raw, {name: kind for name, kind in kinds.items() if kind is not ColumnKind.CODE})
-    frame = _parse_codes(parsed.frame, plain_codes)
+    parsed_columns, problems = [], []
+    for name in raw.columns:
+        kind = ColumnKind(columns[name].kind)
+        if kind is ColumnKind.CODE:  # codes have no unreadable values: a blank or "无" is simply absent
+            parsed_columns.append(_parse_codes(raw[name]))
+        else:
+            parsed, found = _parse_column(raw[name], kind)
+            parsed_columns.append(parsed)
+            problems.append(found)
+    frame = raw.with_columns(parsed_columns)
+    found = pl.concat(problems).sort("row", maintain_order=True) if problems else pl.DataFrame(schema=PROBLEM_SCHEMA)
+    if found.is_empty():
+        return _Read(frame, pl.DataFrame(schema=REJECT_COLUMNS))
     first_line = 2 if path.suffix.lower() == ".csv" else 1  # a CSV's line 1 is the header
     where = "line" if first_line == 2 else "row"
-    bad = parsed.reasons_by_row().join(frame.with_row_index("row").select("row", "case_id"), on="row", how="left")
+    reasons = ParseResult(frame, found).reasons_by_row()
+    bad = reasons.with_columns(frame["case_id"].gather(reasons["row"]).alias("case_id"))
     rejects = bad.select(
         pl.lit(table).alias("table"),
         pl.format(f"{path.name} {where} {{}}", pl.col("row") + first_line).alias("row_key"),
@@ -189,16 +223,49 @@ def _read_table(path: Path, table: str) -> _Read:
     return _Read(frame.filter(keep), rejects.cast(REJECT_COLUMNS))
 
 
-def _read_file(path: Path) -> pl.DataFrame:
+def _read_file(path: Path, mapping: dict[str, str]) -> pl.DataFrame:
+    """The file's columns that have a canonical header (a Parquet file reads only those)."""
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
-            return pl.read_parquet(path)
+            wanted = [name for name in pl.read_parquet_schema(path) if name.strip() in mapping]
+            return pl.read_parquet(path, columns=wanted).rechunk()  # one chunk: later gathers are much faster
         if suffix == ".csv":
-            return pl.read_csv(io.BytesIO(_utf8(path.read_bytes())), infer_schema=False)
+            frame = pl.read_csv(io.BytesIO(_utf8(path.read_bytes())), infer_schema=False)
+            return frame.select(name for name in frame.columns if name.strip() in mapping)
     except (OSError, pl.exceptions.PolarsError) as exc:
         fail(f"{path}: cannot read: {exc}")
     fail(f"{path}: the file must be .csv or .parquet")
+
+
+def _parse_column(values: pl.Series, kind: ColumnKind) -> tuple[pl.Series, pl.DataFrame]:
+    """One column through tasks.parsing: (parsed values, problems), doing only the work the values need."""
+    name = values.name
+    if kind is ColumnKind.DATE and values.dtype == pl.Date:
+        low, high = values.min(), values.max()
+        if low is None or (low >= EARLIEST_DATE and high <= LATEST_DATE):  # type: ignore[operator]
+            return values, pl.DataFrame(schema=PROBLEM_SCHEMA)  # dates already, all plausible
+    if kind is ColumnKind.TEXT and values.dtype == pl.String:
+        distinct = values.unique()
+        if distinct.len() * _FEW_DISTINCT <= values.len():
+            return _parse_distinct(values, distinct, kind)
+    result = parse_columns(values.to_frame(), {name: kind})
+    return result.frame[name], result.problems
+
+
+def _parse_distinct(values: pl.Series, distinct: pl.Series, kind: ColumnKind) -> tuple[pl.Series, pl.DataFrame]:
+    """A column of few distinct strings: each distinct value parsed once (parsing looks at one value at a time),
+    then the results and problems mapped back onto the rows."""
+    name = values.name
+    distinct = distinct.drop_nulls()
+    result = parse_columns(distinct.to_frame(), {name: kind})
+    if not result.problems.is_empty():  # unreadable values are reported by row: parse the whole column
+        whole = parse_columns(values.to_frame(), {name: kind})
+        return whole.frame[name], whole.problems
+    parsed = result.frame[name]
+    if parsed.eq_missing(distinct).all():
+        return values, result.problems  # nothing to change: the common case
+    return values.replace_strict(distinct, parsed, default=None, return_dtype=parsed.dtype), result.problems
 
 
 def _utf8(data: bytes) -> bytes:
@@ -211,18 +278,21 @@ def _utf8(data: bytes) -> bytes:
     return data
 
 
-def _parse_codes(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
-    """Code columns through the code parser, which only the values that are not plain codes need: the parser leaves
-    a plain code (letters, digits, _ : -) unchanged, and most of a million ids are plain."""
-    for name in columns:
-        values = frame[name].cast(pl.String)
-        needs = (~values.str.contains(_PLAIN_CODE) | values.is_in(list(NULL_TOKENS))).fill_null(False)
-        if needs.any():
-            rows = needs.arg_true()
-            parsed = parse_columns(values.gather(rows).to_frame(), {name: ColumnKind.CODE}).frame[name]
-            values = values.scatter(rows, parsed)
-        frame = frame.with_columns(values.alias(name))
-    return frame
+def _parse_codes(column: pl.Series) -> pl.Series:
+    """A code column through the code parser, which only some values need: each distinct value once when there are
+    few (matter and unit codes), else only the values that are not plain codes: the parser leaves a plain code
+    (letters, digits, _ : -) unchanged, and most of a million ids are plain."""
+    name = column.name
+    values = column.cast(pl.String)
+    distinct = values.unique()
+    if distinct.len() * _FEW_DISTINCT <= values.len():
+        return _parse_distinct(values, distinct, ColumnKind.CODE)[0]
+    needs = (~values.str.contains(_PLAIN_CODE) | values.is_in(list(NULL_TOKENS))).fill_null(False)
+    if needs.any():
+        rows = needs.arg_true()
+        parsed = parse_columns(values.gather(rows).to_frame(), {name: ColumnKind.CODE}).frame[name]
+        values = values.scatter(rows, parsed)
+    return values
 
 
 def _read_from_database(ctx: typer.Context, wanted: str) -> dict[str, pl.DataFrame]:
@@ -360,6 +430,8 @@ def _print_summary(evaluations: pl.DataFrame, rejects: pl.DataFrame, calendar: W
 
 
 def _print_explanation(account: Explanation) -> None:
+    from tasks.explain import stretch_text
+
     console.print(f"[bold]{escape(account.headline())}[/]", highlight=False)
     for line in account.facts():
         console.print(escape(line), highlight=False)

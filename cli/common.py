@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
-from sqlalchemy import Engine
 
-from config.bundle import PermitwatchConfig, load_config
 from config.loader import ConfigError
 from config.settings import Settings, SettingsError, load_settings
+
+# Every command starts by importing this module, so it imports only what all of them need: the configuration bundle
+# (apprise, polars) and the database (SQLAlchemy) are imported when a command asks for them.
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from config.bundle import PermitwatchConfig
 
 console = Console()
 error_console = Console(stderr=True)
@@ -40,6 +45,8 @@ class CliState:
 
     def config(self) -> PermitwatchConfig:
         if self._config is None:
+            from config.bundle import load_config
+
             try:
                 self._config = load_config(self.settings().config_dir)
             except ConfigError as exc:

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 import typer
@@ -15,8 +16,11 @@ from rich.table import Table
 from cli.common import console, fail, state
 from config.loader import ConfigError
 from config.sources import TABLES, Encoding, Source, adhoc_source
-from tasks.digests import escape_formula
-from tasks.ingest import LoadResult, ProgressCallback, load_source
+
+# Loading (pandera, SQLAlchemy) and spreadsheet escaping (the alert templates) are imported by the commands that use
+# them, so that other commands start fast.
+if TYPE_CHECKING:
+    from tasks.ingest import LoadResult, ProgressCallback
 
 
 @contextmanager
@@ -65,6 +69,8 @@ def rejected_for_output(result: LoadResult) -> pl.DataFrame:
 
 def _write(frame: pl.DataFrame, path: Path) -> None:
     """CSV (UTF-8 with BOM, so Excel reads the Chinese), XLSX or Parquet by suffix."""
+    from tasks.digests import escape_formula
+
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
     if suffix == ".parquet":
@@ -116,6 +122,8 @@ def register(app: typer.Typer) -> None:
         encoding: str = typer.Option("auto", "--encoding", help="auto|utf-8|utf-8-sig|gb18030|gbk"),
     ) -> None:
         """Dry run: check FILE against the contract of --kind; print counts and the most common reasons."""
+        from tasks.ingest import load_source
+
         if kind not in TABLES:
             fail(f"--kind must be one of {', '.join(TABLES)}, not {kind!r}")
         if encoding not in ("auto", "utf-8", "utf-8-sig", "gb18030", "gbk"):

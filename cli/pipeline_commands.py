@@ -7,17 +7,18 @@ import shutil
 import time
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
-from sqlalchemy.engine import make_url
 
 from cli.common import CliState, console, fail, state
 from config.settings import TIMEZONE
-from tasks.artifacts import CLOCK_TYPES
-from tasks.calendar import load_work_calendar
-from tasks.sample import DEFAULT_FIRST_DATE, SampleSpec, generate_sample, write_sample
+
+# Prefect, SQLAlchemy and the sample generator (numpy, the calendar, apprise through the units) are imported by the
+# commands that use them: `permitwatch` itself, and every other command, start without them.
+if TYPE_CHECKING:
+    from tasks.sample import SampleSpec
 
 DEMO_CASES = 4000
 
@@ -44,13 +45,17 @@ def sample(
     cases: int = typer.Option(DEMO_CASES, "--cases", min=1, help="How many cases (办件) to generate."),
     seed: int = typer.Option(7, "--seed", help="Random seed: the same seed and dates give the same files."),
     out: Path = typer.Option(Path("var/inbox"), "--out", help="Folder for cases.csv, steps.csv, … (canonical)."),
-    first_date: str = typer.Option(DEFAULT_FIRST_DATE.isoformat(), "--from", help="Earliest acceptance date."),
+    first_date: str | None = typer.Option(
+        None, "--from", help="Earliest acceptance date (default: the sample generator's first date)."
+    ),
     last_date: str | None = typer.Option(None, "--to", help="Latest date in the data (default: the as-of date)."),
     dirty_fraction: float = typer.Option(
         0.01, "--dirty-fraction", min=0.0, max=0.5, help="Share of case rows spoiled the way real exports are."
     ),
 ) -> None:
     """Write deterministic sample data (Ganzhou's units and matters) in the canonical columns."""
+    from tasks.sample import DEFAULT_FIRST_DATE, SampleSpec
+
     cli = state(ctx)
     spec = SampleSpec(
         cases=cases,
@@ -63,6 +68,9 @@ def sample(
 
 
 def _write_sample(cli: CliState, spec: SampleSpec, out: Path) -> dict[str, int]:
+    from tasks.calendar import load_work_calendar
+    from tasks.sample import generate_sample, write_sample
+
     config = cli.config()
     tables = generate_sample(spec, config.rules, config.units, load_work_calendar(config.calendar_files))
     for name, path in write_sample(tables, out).items():
@@ -95,6 +103,8 @@ def demo(
     seed: int = typer.Option(7, "--seed"),
 ) -> None:
     """Sample data, then the nightly run and a delivery on the embedded default (SQLite, ephemeral Prefect, outbox)."""
+    from tasks.sample import SampleSpec
+
     started = time.perf_counter()
     cli = state(ctx)
     settings = cli.settings()
@@ -165,6 +175,8 @@ def _export_settings(cli: CliState) -> None:
 
 def _reset_demo_state(cli: CliState) -> None:
     """The demo starts clean: its inbox, outbox and (embedded SQLite only) database are recreated."""
+    from sqlalchemy.engine import make_url
+
     settings = cli.settings()
     for folder in (settings.effective_inbox_dir, settings.effective_outbox_dir):
         shutil.rmtree(folder, ignore_errors=True)
@@ -177,6 +189,8 @@ def _reset_demo_state(cli: CliState) -> None:
 
 
 def _print_run_summary(summary: dict[str, Any], cli: CliState) -> None:
+    from tasks.artifacts import CLOCK_TYPES
+
     sources = Table(title=f"Sources as of {summary['as_of']}", title_justify="left")
     for column in ("source", "table", "read", "accepted", "rejected", "stored"):
         sources.add_column(column, justify="right" if column in ("read", "accepted", "rejected") else "left")
@@ -211,6 +225,8 @@ def _print_run_summary(summary: dict[str, Any], cli: CliState) -> None:
 
 
 def _print_outputs(cli: CliState) -> None:
+    from sqlalchemy.engine import make_url
+
     settings = cli.settings()
     outbox = settings.effective_outbox_dir
     files = sorted(outbox.rglob("*")) if outbox.exists() else []

@@ -12,9 +12,6 @@ from rich.table import Table
 
 from cli.common import console, fail, state
 from config.sources import TABLES, Source
-from tasks.ingest import load_sources
-from tasks.report import build_report, display_overview, period_title, write_report
-from tasks.store import read_tables
 
 
 class PeriodChoice(StrEnum):
@@ -44,6 +41,10 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Statistics report: on-time rates, time used, overdue cases, deferrals, claims (统计报表)."""
+        # Imported here, not with the module: matplotlib, pandera and SQLAlchemy would slow every other command.
+        from tasks.report import build_report, display_overview, period_title, write_report
+        from tasks.store import read_tables
+
         cli = state(ctx)
         settings = cli.settings()
         day = _parse_as_of(as_of) if as_of else settings.effective_as_of
@@ -74,6 +75,8 @@ def _parse_as_of(text: str) -> date:
 
 def _tables_from_directory(directory: Path) -> dict[str, pl.DataFrame]:
     """The canonical tables from `<table>.csv` files, read and checked by the ingestion code (cases.csv required)."""
+    from tasks.ingest import load_sources
+
     if not directory.is_dir():
         fail(f"--data {directory}: not a directory")
     sources = [

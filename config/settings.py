@@ -45,10 +45,10 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _database_url_parses(cls, value: str, info: ValidationInfo) -> str:
-        from sqlalchemy.engine import make_url
-
         if not value:
             return f"sqlite:///{info.data.get('var_dir', Path('var')) / 'permitwatch.db'}"
+        from sqlalchemy.engine import make_url
+
         try:
             make_url(value)
         except Exception as exc:

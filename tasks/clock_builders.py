@@ -19,15 +19,16 @@ of its cases is open and not suspended: the gaps between those days become the p
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
+import numpy as np
 import polars as pl
 
 from config.rules import DEFAULT_RESTART_KINDS, RuleBook
 from tasks.calendar import CALENDAR_FIRST_DATE
-from tasks.clocks import CLOCK_COLUMNS, PAUSE_COLUMNS
+from tasks.clocks import CLOCK_COLUMNS, PAUSE_COLUMNS, _rows_of
 
 # Dates accepted on input. The calendar runs further (tasks/calendar.py) so that a start this late, a long pause and
 # the largest limit still find their due date inside it.
@@ -70,21 +71,29 @@ class ClockSet:
     rejects: pl.DataFrame  # REJECT_COLUMNS: rows that make no clock (or no pause), with the reason
 
 
-def build_clocks(tables: Mapping[str, pl.DataFrame], rules: RuleBook) -> ClockSet:
-    """All six kinds of clock from the canonical tables; a missing table counts as empty."""
+def build_clocks(
+    tables: Mapping[str, pl.DataFrame], rules: RuleBook, clock_types: Collection[str] | None = None
+) -> ClockSet:
+    """All six kinds of clock from the canonical tables, or only those of `clock_types`; a missing table counts as
+    empty. Cases and suspensions are always checked (every clock needs them); the rows of the other tables are
+    checked, and rejected, only when their kind of clock is built."""
     frames = {name: _input(tables.get(name), columns) for name, columns in _INPUT_COLUMNS.items()}
     builder = _Builder(rules)
-    # Tables without rows make no clocks: skip their joins against the (possibly large) cases.
+
+    def wanted(clock_type: str, table: str | None = None) -> bool:
+        # Tables without rows make no clocks: skip their joins against the (possibly large) cases.
+        return (clock_types is None or clock_type in clock_types) and (table is None or frames[table].height > 0)
+
     none = (_empty(CLOCK_COLUMNS), None)
     cases = builder.cases(frames["cases"])
     suspensions = builder.suspensions(frames["suspensions"], cases)
     parts = [
-        builder.case_clocks(cases),
-        builder.step_clocks(frames["steps"], cases, suspensions) if frames["steps"].height else none,
-        builder.project_clocks(frames["projects"], cases, suspensions) if frames["projects"].height else none,
-        builder.deferral_clocks(frames["deferrals"], cases) if frames["deferrals"].height else none,
-        builder.claim_clocks(frames["pushes"], cases) if frames["pushes"].height else none,
-        builder.special_clocks(suspensions),
+        builder.case_clocks(cases) if wanted("case") else none,
+        builder.step_clocks(frames["steps"], cases, suspensions) if wanted("step", "steps") else none,
+        builder.project_clocks(frames["projects"], cases, suspensions) if wanted("project", "projects") else none,
+        builder.deferral_clocks(frames["deferrals"], cases) if wanted("deferral", "deferrals") else none,
+        builder.claim_clocks(frames["pushes"], cases) if wanted("claim", "pushes") else none,
+        builder.special_clocks(suspensions) if wanted("special") else none,
     ]
     case_pauses = suspensions.select(
         pl.format("case:{}", "case_id").alias("clock_id"),
@@ -104,6 +113,27 @@ def build_clocks(tables: Mapping[str, pl.DataFrame], rules: RuleBook) -> ClockSe
 def normalize_limit_kind(column: str = "limit_kind") -> pl.Expr:
     """workday / calendar from workday|calendar|工作日|自然日 (trimmed); anything else null."""
     return pl.col(column).str.strip_chars().replace_strict(LIMIT_KIND_NAMES, default=None, return_dtype=pl.String)
+
+
+def _limit_kinds(frame: pl.DataFrame, column: str = "limit_kind") -> pl.Expr:
+    """normalize_limit_kind(column) for this frame. When every spelling present is exact (no stray space, the usual
+    case), one comparison per spelling replaces trimming and looking up each of a million values."""
+    present = frame[column].drop_nulls().unique().to_list()
+    if not all(spelling in LIMIT_KIND_NAMES for spelling in present):
+        return normalize_limit_kind(column)
+    kinds = pl.lit(None, pl.String)
+    for spelling in present:
+        kinds = pl.when(pl.col(column) == spelling).then(pl.lit(LIMIT_KIND_NAMES[spelling])).otherwise(kinds)
+    return kinds
+
+
+def _repeated(frame: pl.DataFrame, column: str) -> pl.Expr:
+    """Whether each row's value appeared in an earlier row. Usually no two values even share a hash, which one sort
+    of the 64-bit hashes shows far faster than a hash table of the strings; only then is the exact test needed."""
+    hashes = np.sort(frame[column].hash().to_numpy())
+    if not (hashes[1:] == hashes[:-1]).any():
+        return pl.lit(False)
+    return ~pl.col(column).is_first_distinct()
 
 
 class _Builder:
@@ -146,12 +176,12 @@ class _Builder:
             "matter_code", "effective_from", pl.col("limit_days").alias("rule_limit"),
             pl.col("limit_kind").alias("rule_kind"), *_THRESHOLDS,
         )
-        cases = cases.with_columns(own_kind=normalize_limit_kind())
+        cases = cases.with_columns(own_kind=_limit_kinds(cases))
         cases = RuleBook.in_force(cases, rules, on="accepted_at", by="matter_code")
         cases = cases.with_columns(
             clock_limit=pl.coalesce("limit_days", "rule_limit"),
             clock_kind=pl.coalesce("own_kind", "rule_kind", pl.lit("workday")),
-            duplicate=~pl.col("case_id").is_first_distinct(),
+            duplicate=_repeated(cases, "case_id"),
         )
         checks = (
             (pl.col("case_id").is_null(), pl.lit("case_id missing")),
@@ -204,14 +234,15 @@ class _Builder:
             "kind", pl.col("restart").alias("kind_restart"), pl.col("limit_days").alias("kind_limit"),
             pl.col("limit_kind").alias("kind_limit_kind"), *_THRESHOLDS,
         )
-        joined = suspensions.join(
+        # Each suspension's case by the engine's hash join on the (unique) case ids: a million cases make polars'
+        # join several times slower. Rows keep the suspensions' order.
+        case_row = pl.Series(_rows_of(cases["case_id"], suspensions["case_id"])).cast(pl.UInt32, strict=False)
+        joined = suspensions.hstack(
             cases.select(
-                "case_id", "accepted_at", "completed_at", "unit_code", "matter_code", "region_code",
-                pl.lit(True).alias("case_found"),
-            ),
-            on="case_id",
-            how="left",
-        ).join(kinds, on="kind", how="left")
+                pl.col("accepted_at", "completed_at", "unit_code", "matter_code", "region_code").gather(case_row)
+            ).get_columns()
+        ).with_columns(case_found=case_row.is_not_null())
+        joined = joined.join(kinds, on="kind", how="left", maintain_order="left")
         joined = joined.with_columns(
             restart=pl.coalesce("kind_restart", pl.col("kind").is_in(list(DEFAULT_RESTART_KINDS))),
             special_limit=pl.coalesce("limit_days", "kind_limit"),
@@ -219,7 +250,7 @@ class _Builder:
         )
         key = pl.format("{} {} {}", "case_id", "kind", "started_at")
         checks = (
-            (pl.col("case_found").is_null(), pl.format("no case '{}' among the cases", "case_id")),
+            (~pl.col("case_found"), pl.format("no case '{}' among the cases", "case_id")),
             (pl.col("kind").is_null(), pl.lit("kind missing")),
             *_date_checks("started_at", required=True),
             *_date_checks("ended_at"),
