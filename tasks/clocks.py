@@ -131,8 +131,8 @@ def evaluate_clocks(clocks: pl.DataFrame, pauses: pl.DataFrame, calendar: WorkCa
         first_pass.result()
         if effects is not None:
             _in_blocks(pool, len(effects.rows), lambda rows: _evaluate_paused(effects.part(rows), days, t, out))
-    days.check_due(out.due, out.due_known)
-    return _assemble(clocks, out, days)
+        days.check_due(out.due, out.due_known)
+        return _assemble(clocks, out, days, pool)
 
 
 def _first_pass(columns_read: Future[_ClockColumns], days: _Days, t: int, out: _Outputs) -> Callable[[slice], None]:
@@ -392,6 +392,10 @@ class _Segments:
         first = np.empty(len(group), dtype=bool)
         first[0] = True
         np.not_equal(group[1:], group[:-1], out=first[1:])
+        touching = start[1:] <= end[:-1]
+        touching &= ~first[1:]
+        if not touching.any():  # each pause starts after the previous one ends: nothing to merge (the usual case)
+            return cls(group, start, end, end == days.never, first)
         # Running maximum of the ends within each clock: offsetting each clock's ends by group * span keeps clocks
         # apart (groups ascend).
         offset = np.multiply(group, days.never + 1, dtype=np.int64)
@@ -507,7 +511,12 @@ def _evaluate(
     out.provisional[rows] = days.any_provisional(clock.start, last_used)
 
 
-def _assemble(clocks: pl.DataFrame, out: _Outputs, days: _Days) -> pl.DataFrame:
+def _assemble(clocks: pl.DataFrame, out: _Outputs, days: _Days, pool: ThreadPoolExecutor) -> pl.DataFrame:
+    # The two string columns are gathered at once (polars releases the GIL).
+    calendar = pool.submit(
+        pl.Series("calendar", CALENDAR_STATES, dtype=pl.String).gather, pl.Series(out.provisional, dtype=pl.UInt32)
+    )
+    level = _LEVEL_OF_CODE.gather(pl.Series(out.level, dtype=pl.UInt32)).alias("level")
     due = out.due
     due += days.origin
     due_date = pl.Series("due_date", due).cast(pl.Date)
@@ -519,8 +528,8 @@ def _assemble(clocks: pl.DataFrame, out: _Outputs, days: _Days) -> pl.DataFrame:
             pl.Series("elapsed", out.elapsed),
             pl.Series("remaining", out.remaining),
             pl.Series("overdue_workdays", out.overdue_workdays),
-            _LEVEL_OF_CODE.gather(pl.Series(out.level, dtype=pl.UInt32)).alias("level"),
-            pl.Series("calendar", CALENDAR_STATES, dtype=pl.String).gather(pl.Series(out.provisional, dtype=pl.UInt32)),
+            level,
+            calendar.result(),
         ]
     )
 
