@@ -28,6 +28,7 @@ avoided in the per-clock passes: on these sizes they cost several times an addit
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -120,17 +121,26 @@ def evaluate_clocks(clocks: pl.DataFrame, pauses: pl.DataFrame, calendar: WorkCa
     t = days.offset_of(as_of)
     out = _Outputs.allocate(len(clocks))
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        # The clocks are evaluated as if without pauses on a worker while this thread attaches the pauses.
+        # The clocks are evaluated as if without pauses on the workers while this thread attaches the pauses.
         columns_read: Future[_ClockColumns] = pool.submit(_ClockColumns.read, clocks, days)
         first_pass = pool.submit(_in_blocks, pool, len(clocks), _first_pass(columns_read, days, t, out))
-        effects = None
-        if not pauses.is_empty():
-            known = _KnownPauses.read(clocks["clock_id"], pauses, days, t)
-            if len(known.row):
-                effects = _PauseEffects.compute(known, columns_read.result(), days, t)
+
+        def with_pauses(known: _KnownPauses) -> None:
+            """The clocks of these pauses evaluated again, with what their pauses do, over their first results."""
+            effects = _PauseEffects.compute(known, columns_read.result(), days, t)
+            first_pass.result()
+            for rows in _blocks(len(effects.rows)):
+                _evaluate(effects.clock.part(rows), effects.part(rows), days, t, out, effects.rows[rows])
+
+        known = _KnownPauses.read(clocks["clock_id"], pauses, days, t) if not pauses.is_empty() else None
+        if known is not None and len(known.row):
+            # Clocks are independent: their pauses are split between this thread and the workers.
+            first, *others = known.split(WORKERS)
+            handed = [pool.submit(with_pauses, part) for part in others]
+            with_pauses(first)
+            for future in handed:
+                future.result()
         first_pass.result()
-        if effects is not None:
-            _in_blocks(pool, len(effects.rows), lambda rows: _evaluate_paused(effects.part(rows), days, t, out))
         days.check_due(out.due, out.due_known)
         return _assemble(clocks, out, days, pool)
 
@@ -142,9 +152,13 @@ def _first_pass(columns_read: Future[_ClockColumns], days: _Days, t: int, out: _
     return evaluate_block
 
 
+def _blocks(count: int) -> list[slice]:
+    return [slice(first, min(first + BLOCK_ROWS, count)) for first in range(0, count, BLOCK_ROWS)]
+
+
 def _in_blocks(pool: ThreadPoolExecutor, count: int, work: Callable[[slice], None]) -> None:
     """`work` on consecutive blocks of `count` rows: on this thread, and on the pool's idle workers."""
-    blocks = [slice(first, min(first + BLOCK_ROWS, count)) for first in range(0, count, BLOCK_ROWS)]
+    blocks = _blocks(count)
     if len(blocks) == 1 or WORKERS == 1:
         for rows in blocks:
             work(rows)
@@ -155,10 +169,6 @@ def _in_blocks(pool: ThreadPoolExecutor, count: int, work: Callable[[slice], Non
         work(rows)
     for future in handed:
         future.result()
-
-
-def _evaluate_paused(effects: _PauseEffects, days: _Days, t: int, out: _Outputs) -> None:
-    _evaluate(effects.clock, effects, days, t, out, effects.rows)
 
 
 def _check_clocks(clocks: pl.DataFrame) -> int:
@@ -267,6 +277,16 @@ class _KnownPauses:
     def none(cls) -> _KnownPauses:
         nothing = np.empty(0, dtype=np.int32)
         return cls(nothing, nothing, nothing, np.empty(0, dtype=bool), np.empty(0, dtype=bool))
+
+    def split(self, parts: int) -> list[_KnownPauses]:
+        """About equal parts, each holding all the pauses of its clocks."""
+        count = len(self.row)
+        cuts = {int(np.searchsorted(self.row, self.row[count * part // parts])) for part in range(1, parts)}
+        bounds = [0, *sorted(cut for cut in cuts if 0 < cut < count), count]
+        return [
+            _KnownPauses(*(getattr(self, name)[first:stop] for name in ("row", "start", "end", "restart", "first")))
+            for first, stop in itertools.pairwise(bounds)
+        ]
 
 
 def _sort_by_row_and_start(
