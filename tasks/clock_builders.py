@@ -40,25 +40,44 @@ FAR_FUTURE = date(9999, 12, 31)  # "never" for an open end while intervals are c
 
 _INPUT_COLUMNS: dict[str, dict[str, pl.DataType]] = {
     "cases": {
-        "case_id": pl.String(), "matter_code": pl.String(), "unit_code": pl.String(), "region_code": pl.String(),
-        "project_code": pl.String(), "accepted_at": pl.Date(), "completed_at": pl.Date(), "limit_days": pl.Int32(),
+        "case_id": pl.String(),
+        "matter_code": pl.String(),
+        "unit_code": pl.String(),
+        "region_code": pl.String(),
+        "project_code": pl.String(),
+        "accepted_at": pl.Date(),
+        "completed_at": pl.Date(),
+        "limit_days": pl.Int32(),
         "limit_kind": pl.String(),
     },
     "steps": {
-        "case_id": pl.String(), "step_no": pl.Int32(), "step_name": pl.String(), "unit_code": pl.String(),
-        "started_at": pl.Date(), "ended_at": pl.Date(), "limit_days": pl.Int32(),
+        "case_id": pl.String(),
+        "step_no": pl.Int32(),
+        "step_name": pl.String(),
+        "unit_code": pl.String(),
+        "started_at": pl.Date(),
+        "ended_at": pl.Date(),
+        "limit_days": pl.Int32(),
     },
     "suspensions": {
-        "case_id": pl.String(), "kind": pl.String(), "started_at": pl.Date(), "ended_at": pl.Date(),
+        "case_id": pl.String(),
+        "kind": pl.String(),
+        "started_at": pl.Date(),
+        "ended_at": pl.Date(),
         "limit_days": pl.Int32(),
     },
     "projects": {
-        "project_code": pl.String(), "category": pl.String(), "region_code": pl.String(),
+        "project_code": pl.String(),
+        "category": pl.String(),
+        "region_code": pl.String(),
         "lead_unit_code": pl.String(),
     },
     "deferrals": {"case_id": pl.String(), "due_days": pl.Int32(), "due_date": pl.Date(), "supplied_at": pl.Date()},
     "pushes": {
-        "push_id": pl.String(), "case_id": pl.String(), "supervisor_unit_code": pl.String(), "pushed_at": pl.Date(),
+        "push_id": pl.String(),
+        "case_id": pl.String(),
+        "supervisor_unit_code": pl.String(),
+        "pushed_at": pl.Date(),
         "claimed_at": pl.Date(),
     },
 }
@@ -173,8 +192,11 @@ class _Builder:
     def cases(self, cases: pl.DataFrame) -> pl.DataFrame:
         """The cases that make a clock, with their limit resolved; rejects for the others."""
         rules = self.rules.matter_versions().select(
-            "matter_code", "effective_from", pl.col("limit_days").alias("rule_limit"),
-            pl.col("limit_kind").alias("rule_kind"), *_THRESHOLDS,
+            "matter_code",
+            "effective_from",
+            pl.col("limit_days").alias("rule_limit"),
+            pl.col("limit_kind").alias("rule_kind"),
+            *_THRESHOLDS,
         )
         cases = cases.with_columns(own_kind=_limit_kinds(cases))
         cases = RuleBook.in_force(cases, rules, on="accepted_at", by="matter_code")
@@ -203,7 +225,11 @@ class _Builder:
             ),
             (
                 pl.col("clock_limit").is_null(),
-                pl.format("no rule for matter '{}' in force on {} and no limit_days", "matter_code", "accepted_at"),
+                pl.format(
+                    "no rule for matter '{}' in force on {} and no limit_days",
+                    pl.col("matter_code").fill_null(""),
+                    "accepted_at",
+                ),
             ),
             *_limit_checks("clock_limit"),
         )
@@ -231,8 +257,11 @@ class _Builder:
     def suspensions(self, suspensions: pl.DataFrame, cases: pl.DataFrame) -> pl.DataFrame:
         """Suspensions within their case's life, with restart and their own limit (if any) resolved."""
         kinds = self.rules.suspension_kind_table().select(
-            "kind", pl.col("restart").alias("kind_restart"), pl.col("limit_days").alias("kind_limit"),
-            pl.col("limit_kind").alias("kind_limit_kind"), *_THRESHOLDS,
+            "kind",
+            pl.col("restart").alias("kind_restart"),
+            pl.col("limit_days").alias("kind_limit"),
+            pl.col("limit_kind").alias("kind_limit_kind"),
+            *_THRESHOLDS,
         )
         # Each suspension's case by the engine's hash join on the (unique) case ids: a million cases make polars'
         # join several times slower. Rows keep the suspensions' order.
@@ -250,7 +279,7 @@ class _Builder:
         )
         key = pl.format("{} {} {}", "case_id", "kind", "started_at")
         checks = (
-            (~pl.col("case_found"), pl.format("no case '{}' among the cases", "case_id")),
+            (~pl.col("case_found"), pl.format("no case '{}' among the cases", pl.col("case_id").fill_null(""))),
             (pl.col("kind").is_null(), pl.lit("kind missing")),
             *_date_checks("started_at", required=True),
             *_date_checks("ended_at"),
@@ -301,12 +330,22 @@ class _Builder:
         gives the limit when the row has none, and the unit when the row has none: the city unit for a city step of
         a devolved matter, else the case's own unit."""
         rules = self.rules.step_versions().select(
-            "matter_code", "step_no", "effective_from", "level", "step_unit",
-            pl.col("limit_days").alias("rule_limit"), pl.col("limit_kind").alias("rule_kind"), *_THRESHOLDS,
+            "matter_code",
+            "step_no",
+            "effective_from",
+            "level",
+            "step_unit",
+            pl.col("limit_days").alias("rule_limit"),
+            pl.col("limit_kind").alias("rule_kind"),
+            *_THRESHOLDS,
         )
         joined = steps.join(
             cases.select(
-                "case_id", "matter_code", "region_code", "accepted_at", pl.col("unit_code").alias("case_unit"),
+                "case_id",
+                "matter_code",
+                "region_code",
+                "accepted_at",
+                pl.col("unit_code").alias("case_unit"),
                 pl.lit(True).alias("case_found"),
             ),
             on="case_id",
@@ -320,7 +359,10 @@ class _Builder:
         )
         key = pl.format("{} step {}", "case_id", "step_no")
         checks = (
-            (pl.col("case_found").is_null(), pl.format("no case '{}' among the cases", "case_id")),
+            (
+                pl.col("case_found").is_null(),
+                pl.format("no case '{}' among the cases", pl.col("case_id").fill_null("")),
+            ),
             (pl.col("step_no").is_null(), pl.lit("step_no missing")),
             (pl.col("duplicate"), pl.lit("duplicate step (the first row is kept)")),
             *_date_checks("started_at", required=True),
@@ -331,7 +373,11 @@ class _Builder:
             ),
             (
                 pl.col("clock_limit").is_null(),
-                pl.format("no limit for step {} of matter '{}' and no limit_days", "step_no", "matter_code"),
+                pl.format(
+                    "no limit for step {} of matter '{}' and no limit_days",
+                    "step_no",
+                    pl.col("matter_code").fill_null(""),
+                ),
             ),
             *_limit_checks("clock_limit"),
         )
@@ -353,9 +399,7 @@ class _Builder:
         # A suspension pauses the steps running when it starts.
         pauses = (
             suspensions.select("case_id", pl.col("started_at").alias("pause_start"), "ended_at", "restart")
-            .join(
-                steps.select("case_id", "step_no", "started_at", pl.col("ended_at").alias("step_end")), on="case_id"
-            )
+            .join(steps.select("case_id", "step_no", "started_at", pl.col("ended_at").alias("step_end")), on="case_id")
             .filter(
                 (pl.col("pause_start") >= pl.col("started_at"))
                 & (pl.col("step_end").is_null() | (pl.col("pause_start") < pl.col("step_end")))
@@ -384,8 +428,11 @@ class _Builder:
             completed_date=pl.when(pl.col("completed_at").null_count() == 0).then(pl.col("completed_at").max()),
         )
         categories = self.rules.category_versions().select(
-            "category", "effective_from", pl.col("limit_days").alias("rule_limit"),
-            pl.col("limit_kind").alias("rule_kind"), *_THRESHOLDS,
+            "category",
+            "effective_from",
+            pl.col("limit_days").alias("rule_limit"),
+            pl.col("limit_kind").alias("rule_kind"),
+            *_THRESHOLDS,
         )
         joined = projects.join(span, on="project_code", how="inner")  # a project without cases has nothing to count
         joined = RuleBook.in_force(joined, categories, on="start_date", by="category").with_columns(
@@ -398,7 +445,9 @@ class _Builder:
             (~pl.col("known_category"), pl.format("unknown project category '{}'", pl.col("category").fill_null(""))),
             (
                 pl.col("rule_limit").is_null(),
-                pl.format("no rule for project category '{}' in force on {}", "category", "start_date"),
+                pl.format(
+                    "no rule for project category '{}' in force on {}", pl.col("category").fill_null(""), "start_date"
+                ),
             ),
         )
         projects = self._split(joined, "projects", pl.col("project_code"), pl.lit(None, pl.String), checks)
@@ -426,7 +475,9 @@ class _Builder:
         """容缺后补: the applicant supplies the missing materials by a fixed due_date (a calendar deadline, moved to the
         next working day when it is not one), within due_days working days, or else within the rule's limit."""
         rule = self.rules.deferral_versions().select(
-            "effective_from", pl.col("limit_days").alias("rule_limit"), pl.col("limit_kind").alias("rule_kind"),
+            "effective_from",
+            pl.col("limit_days").alias("rule_limit"),
+            pl.col("limit_kind").alias("rule_kind"),
             *_THRESHOLDS,
         )
         joined = deferrals.join(
@@ -448,7 +499,7 @@ class _Builder:
             duplicate=~pl.col("case_id").is_first_distinct(),
         )
         checks = (
-            (pl.col("found").is_null(), pl.format("no case '{}' among the cases", "case_id")),
+            (pl.col("found").is_null(), pl.format("no case '{}' among the cases", pl.col("case_id").fill_null(""))),
             (pl.col("duplicate"), pl.lit("duplicate deferral (the first row is kept)")),
             *_date_checks("due_date"),
             *_date_checks("supplied_at"),
@@ -483,7 +534,9 @@ class _Builder:
     def claim_clocks(self, pushes: pl.DataFrame, cases: pl.DataFrame) -> tuple[pl.DataFrame, None]:
         """审管互动: the supervising department claims (认领) a pushed approval result within the claim rule's limit."""
         rule = self.rules.claim_versions().select(
-            "effective_from", pl.col("limit_days").alias("rule_limit"), pl.col("limit_kind").alias("rule_kind"),
+            "effective_from",
+            pl.col("limit_days").alias("rule_limit"),
+            pl.col("limit_kind").alias("rule_kind"),
             *_THRESHOLDS,
         )
         joined = pushes.join(cases.select("case_id", "matter_code", "region_code"), on="case_id", how="left")
