@@ -22,6 +22,7 @@ from sqlalchemy import String
 
 from config.sources import CANONICAL_COLUMNS
 from schemas import tables
+from tasks.parsing import message
 
 REGION_CODE = r"^\d{6}$"
 # National fixed-assets investment project code (全国投资项目在线审批监管平台 项目代码, GB/T 40058-2021):
@@ -249,9 +250,7 @@ def _pandera_violations(table: str, frame: pl.DataFrame) -> pl.DataFrame:
     try:
         CONTRACTS[table].validate(frame, lazy=True)
     except SchemaErrors as errors:
-        # pandera assembles failure_cases from pieces; polars 2.1 can panic formatting strings over columns chunked
-        # differently, so the frame is made contiguous first.
-        failures = errors.failure_cases.rechunk()
+        failures = errors.failure_cases
     else:
         return pl.DataFrame(schema=VIOLATION_SCHEMA)
     whole_column = failures.filter(pl.col("index").is_null())
@@ -261,18 +260,23 @@ def _pandera_violations(table: str, frame: pl.DataFrame) -> pl.DataFrame:
             f"{c}: {k} {v}" for c, k, v in whole_column.select("column", "check", "failure_case").rows()
         )
         raise ValueError(f"{table}: frame does not fit the contract: {problems}")
+    # pandera's failure cases are pieces of the checked frame, empty chunks included: both wordings are built over
+    # whole columns first (see tasks.parsing.message), then the condition only picks one.
     check = pl.col("check").replace(_BUILTIN_MESSAGES)
-    value = pl.col("failure_case").fill_null("")
+    worded = failures.with_columns(
+        message(pl.col("column"), ": ", check).alias("__bare"),
+        message(pl.col("column"), ": ", check, " '", pl.col("failure_case").fill_null(""), "'").alias("__quoted"),
+    )
     reason = (
         pl.when(pl.col("schema_context") == "DataFrameSchema")
         .then(pl.col("check"))
         .when(pl.col("check") == "not_nullable")
-        .then(pl.format("{}: {}", pl.col("column"), check))
-        .otherwise(pl.format("{}: {} '{}'", pl.col("column"), check, value))
+        .then(pl.col("__bare"))
+        .otherwise(pl.col("__quoted"))
     )
     column = pl.when(pl.col("schema_context") == "Column").then(pl.col("column"))
     return (
-        failures.select(pl.col("index").cast(pl.UInt32).alias("row"), column.alias("column"), reason.alias("reason"))
+        worded.select(pl.col("index").cast(pl.UInt32).alias("row"), column.alias("column"), reason.alias("reason"))
         .unique(maintain_order=True)
         .cast(VIOLATION_SCHEMA)
     )
@@ -333,15 +337,12 @@ def duplicate_violations(
         newest[0].alias("__kept"), newest[1].alias("__kept_line"), newest[2].alias("__kept_file")
     ).filter(pl.col("row") != pl.col("__kept"))
     if file_names:
-        label = pl.format(
-            "duplicate of line {} of {}",
-            pl.col("__kept_line"),
-            pl.col("__kept_file").replace_strict(
-                list(range(len(file_names))), list(file_names), return_dtype=pl.String
-            ),
+        kept_file = pl.col("__kept_file").replace_strict(
+            list(range(len(file_names))), list(file_names), return_dtype=pl.String
         )
+        label = message("duplicate of line ", pl.col("__kept_line"), " of ", kept_file)
     else:
-        label = pl.format("duplicate of line {}", pl.col("__kept_line"))
+        label = message("duplicate of line ", pl.col("__kept_line"))
     return (
         kept.select("row", pl.lit(None, pl.String).alias("column"), label.alias("reason"))
         .collect()
@@ -360,21 +361,12 @@ def pause_violations(suspensions: pl.DataFrame, cases: pl.DataFrame) -> pl.DataF
         .with_row_index("row")
         .join(reference.lazy().unique("case_id", keep="first"), on="case_id", how="inner")
     )
+    started, ended = pl.col("started_at"), pl.col("ended_at")
+    accepted, completed = pl.col("__accepted"), pl.col("__completed")
     rules = [
-        (
-            pl.col("started_at") < pl.col("__accepted"),
-            pl.format("started_at {} is before the case was accepted ({})", pl.col("started_at"), pl.col("__accepted")),
-        ),
-        (
-            pl.col("started_at") > pl.col("__completed"),
-            pl.format(
-                "started_at {} is after the case was completed ({})", pl.col("started_at"), pl.col("__completed")
-            ),
-        ),
-        (
-            pl.col("ended_at") > pl.col("__completed"),
-            pl.format("ended_at {} is after the case was completed ({})", pl.col("ended_at"), pl.col("__completed")),
-        ),
+        (started < accepted, message("started_at ", started, " is before the case was accepted (", accepted, ")")),
+        (started > completed, message("started_at ", started, " is after the case was completed (", completed, ")")),
+        (ended > completed, message("ended_at ", ended, " is after the case was completed (", completed, ")")),
     ]
     parts = [
         joined.filter(broken.fill_null(False)).select(

@@ -71,6 +71,17 @@ class ParseResult:
 PROBLEM_SCHEMA = {"row": pl.UInt32, "column": pl.String, "value": pl.String, "reason": pl.String}
 
 
+def message(*parts: str | pl.Expr) -> pl.Expr:
+    """A reason or label from literal text and column values (any dtype, written as text); null where a value is null.
+
+    Ingestion builds its messages here, with concat_str and never pl.format: polars 2.1's pl.format panics
+    (`assertion failed: i < self.len()`) on short columns (two to four rows, as seen) that hold an empty chunk, and
+    such columns are ordinary here: polars reads the last line of a CSV without a final newline as a chunk of its own,
+    a filter that drops that line leaves the chunk empty, and pandera's failure cases are pieces of such columns.
+    """
+    return pl.concat_str([pl.lit(part) if isinstance(part, str) else part for part in parts])
+
+
 def fold_width(expr: pl.Expr) -> pl.Expr:
     """Full-width digits, letters, punctuation and spaces to half-width (１２３ → 123, （ → ()."""
     return expr.str.replace_many(_FULL_WIDTH, _HALF_WIDTH)
@@ -295,19 +306,22 @@ def _problems(kind: ColumnKind, column: str, values: pl.Series, parsed: pl.Serie
         }
     ).filter("present")
     if kind is ColumnKind.DATE:
-        reason = (
+        # The condition picks a literal; the message is built once over the whole column, outside the condition.
+        what = (
             pl.when(pl.col("readable"))
-            .then(pl.format(f"{column}: date outside {EARLIEST_DATE}..{LATEST_DATE} '{{}}'", pl.col("value")))
-            .otherwise(pl.format(f"{column}: not a date '{{}}'", pl.col("value")))
+            .then(pl.lit(f"date outside {EARLIEST_DATE}..{LATEST_DATE}"))
+            .otherwise(pl.lit("not a date"))
         )
     else:
-        what = {
-            ColumnKind.DATETIME: "not a date-time",
-            ColumnKind.INTEGER: "not a whole number",
-            ColumnKind.CODE: "not a code",
-            ColumnKind.TEXT: "not text",
-        }[kind]
-        reason = pl.format(f"{column}: {what} '{{}}'", pl.col("value"))
+        what = pl.lit(
+            {
+                ColumnKind.DATETIME: "not a date-time",
+                ColumnKind.INTEGER: "not a whole number",
+                ColumnKind.CODE: "not a code",
+                ColumnKind.TEXT: "not text",
+            }[kind]
+        )
+    reason = message(f"{column}: ", what, " '", pl.col("value"), "'")
     return subset.select("row", pl.lit(column).alias("column"), "value", reason.alias("reason")).cast(PROBLEM_SCHEMA)
 
 

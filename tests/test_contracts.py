@@ -7,6 +7,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+from ingest_fixtures import with_empty_chunk
 
 from config.sources import CANONICAL_COLUMNS, TABLES
 from schemas.contracts import (
@@ -180,4 +181,40 @@ def test_pauses_must_lie_within_their_case() -> None:
         (1, "started_at 2023-01-19 is before the case was accepted (2023-01-20)"),
         (2, "started_at 2023-02-02 is after the case was completed (2023-02-01)"),
         (3, "ended_at 2023-02-03 is after the case was completed (2023-02-01)"),
+    ]
+
+
+def test_reasons_are_worded_on_a_frame_holding_an_empty_chunk() -> None:
+    # One good line, then a last line without a newline that is dropped: its columns end in an empty chunk, and
+    # pandera's failure cases hold one between their two pieces, on which polars 2.1's pl.format panicked.
+    frame = frame_of("cases", [{**GOOD_CASE, "unit_code": None, "limit_kind": "月"}])
+    expected = ["unit_code: missing", "limit_kind: not 工作日/workday or 自然日/calendar '月'"]
+    assert violations("cases", frame)["reason"].to_list() == expected
+    chunked = with_empty_chunk(frame, {"case_id": "LAST", "unit_code": "U9", "limit_kind": "workday"})
+    assert violations("cases", chunked).equals(violations("cases", frame))
+
+
+def test_duplicates_and_pauses_on_frames_holding_an_empty_chunk() -> None:
+    push = {"push_id": "P1", "case_id": "GZ1", "supervisor_unit_code": "S", "pushed_at": date(2023, 1, 2)}
+    pushes = with_empty_chunk(
+        frame_of("pushes", [push, push]), {**push, "push_id": "P9", "claimed_at": date(2023, 1, 3)}
+    )
+    files = with_empty_chunk(pl.DataFrame({"file": [1, 0]}, schema={"file": pl.UInt32}), {"file": 0})["file"]
+    lines = with_empty_chunk(pl.DataFrame({"line": [2, 9]}), {"line": 10})["line"]
+    found = duplicate_violations("pushes", pushes, lines, files, ["a.csv", "b.csv"])
+    assert found.select("row", "reason").rows() == [(1, "duplicate of line 2 of b.csv")]
+    cases = pl.DataFrame({"case_id": ["GZ1"], "accepted_at": [date(2023, 1, 20)], "completed_at": [date(2023, 2, 1)]})
+    suspensions = pl.DataFrame(
+        {
+            "case_id": ["GZ1", "GZ1"],
+            "started_at": [date(2023, 1, 19), date(2023, 1, 25)],
+            "ended_at": [date(2023, 2, 3), None],
+        }
+    )
+    last_pause = {"case_id": "GZ9", "started_at": date(2023, 1, 1), "ended_at": date(2023, 1, 2)}
+    last_case = {"case_id": "GZ9", "accepted_at": date(2023, 1, 1), "completed_at": date(2023, 1, 2)}
+    found = pause_violations(with_empty_chunk(suspensions, last_pause), with_empty_chunk(cases, last_case))
+    assert found.select("row", "reason").sort("row", "reason").rows() == [
+        (0, "ended_at 2023-02-03 is after the case was completed (2023-02-01)"),
+        (0, "started_at 2023-01-19 is before the case was accepted (2023-01-20)"),
     ]

@@ -530,6 +530,19 @@ def test_accepted_plus_rejected_is_rows_read_on_broken_input(
         assert "cases.csv" in result.error
 
 
+def test_a_dropped_last_line_without_a_newline_leaves_the_other_reasons_intact(tmp_path: Path) -> None:
+    # polars reads a last line without a newline as a chunk of its own; rejecting that line leaves the kept rows'
+    # columns ending in an empty chunk, on which the reasons for line 2 once made polars 2.1's pl.format panic.
+    export = ",".join(HEADERS) + "\nA,M,,2023-01-20,,,x,\ny,y,y,y,y,y,y,y,y"
+    (tmp_path / "cases.csv").write_text(export, encoding="utf-8")
+    result = load("cases", "cases.csv", tmp_path, max_reject_fraction=1)
+    assert_nothing_lost(result)
+    assert rejected_by_line(result) == {
+        2: "unit_code: missing; limit_kind: not 工作日/workday or 自然日/calendar 'x'",
+        3: "line has 9 fields, the header has 8 (truncated or shifted record)",
+    }
+
+
 def test_validate_with_a_configured_source_uses_its_mapping(tmp_path: Path) -> None:
     config_dir = tmp_path / "config"
     shutil.copytree(Path(__file__).resolve().parents[1] / "config", config_dir)

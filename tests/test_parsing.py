@@ -9,8 +9,9 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ingest_fixtures import with_empty_chunk
 
-from tasks.parsing import ColumnKind, dates, fold_width, local_datetimes, parse_columns, parse_dates
+from tasks.parsing import ColumnKind, dates, fold_width, local_datetimes, message, parse_columns, parse_dates
 
 JAN_20 = date(2023, 1, 20)
 
@@ -104,6 +105,24 @@ def test_unreadable_values_are_reported_not_silently_null() -> None:
     assert result.reasons_by_row().filter(pl.col("row") == 0)["reason"].item() == (
         "d: not a date '2023-02-30'; n: not a whole number 'x'"
     )
+
+
+def test_messages_write_any_value_as_text_and_survive_empty_chunks() -> None:
+    # Two one-line files of a load, each ending in an empty chunk (a dropped last line): pl.format panicked here.
+    first = pl.DataFrame({"code": ["A"], "day": [JAN_20], "line": [3]})
+    second = pl.DataFrame({"code": ["B"], "day": [date(2023, 1, 21)], "line": [4]})
+    both = pl.concat(
+        [
+            with_empty_chunk(first, {"code": "Y", "day": date(2023, 2, 1), "line": 8}),
+            with_empty_chunk(second, {"code": "Z", "day": date(2023, 2, 2), "line": 9}),
+        ]
+    )
+    said = both.select(
+        message(pl.col("code"), " on ", pl.col("day")), message("line ", pl.col("line"), ": '", pl.col("code"), "'")
+    )
+    assert said.rows() == [("A on 2023-01-20", "line 3: 'A'"), ("B on 2023-01-21", "line 4: 'B'")]
+    missing = pl.DataFrame({"line": [3, None]}).select(message("line ", pl.col("line")))
+    assert missing.to_series().to_list() == ["line 3", None]
 
 
 def test_blanks_and_null_spellings_are_absent_not_failures() -> None:
