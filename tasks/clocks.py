@@ -117,7 +117,7 @@ def evaluate_clocks(clocks: pl.DataFrame, pauses: pl.DataFrame, calendar: WorkCa
     """
     if clocks.is_empty():
         return clocks.with_columns(pl.lit(None, dtype).alias(name) for name, dtype in EVALUATION_COLUMNS.items())
-    days = _Days(calendar, _check_clocks(clocks))
+    days = _Days(calendar)
     t = days.offset_of(as_of)
     out = _Outputs.allocate(len(clocks))
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
@@ -132,7 +132,11 @@ def evaluate_clocks(clocks: pl.DataFrame, pauses: pl.DataFrame, calendar: WorkCa
             for rows in _blocks(len(effects.rows)):
                 _evaluate(effects.clock.part(rows), effects.part(rows), days, t, out, effects.rows[rows])
 
-        known = _KnownPauses.read(clocks["clock_id"], pauses, days, t) if not pauses.is_empty() else None
+        try:
+            known = _KnownPauses.read(clocks["clock_id"], pauses, days, t) if not pauses.is_empty() else None
+        except ValueError:
+            columns_read.result()  # a problem with the clocks themselves is reported first
+            raise
         if known is not None and len(known.row):
             # Clocks are independent: their pauses are split between this thread and the workers.
             first, *others = known.split(WORKERS)
@@ -171,29 +175,9 @@ def _in_blocks(pool: ThreadPoolExecutor, count: int, work: Callable[[slice], Non
         future.result()
 
 
-def _check_clocks(clocks: pl.DataFrame) -> int:
-    """The clock columns checked at once (polars evaluates the checks in parallel); the largest limit."""
-    kind = pl.col("limit_kind")
-    start = pl.col("start_date").cast(pl.Date).to_physical()
-    checks = clocks.select(
-        limit_nulls=pl.col("limit_days").null_count(),
-        limit_min=pl.col("limit_days").min(),
-        limit_max=pl.col("limit_days").max(),
-        bad_kinds=((kind != "workday") & (kind != "calendar")).fill_null(True).sum(),
-        start_nulls=start.null_count(),
-    ).row(0, named=True)
-    if checks["limit_nulls"] or checks["limit_min"] < 0:
-        raise ValueError("limit_days must be present and >= 0 for every clock")
-    if checks["bad_kinds"]:
-        raise ValueError("limit_kind must be 'workday' or 'calendar' for every clock")
-    if checks["start_nulls"]:
-        raise ValueError("start_date must be present for every row")
-    return int(checks["limit_max"])
-
-
 @dataclass(frozen=True)
 class _ClockColumns:
-    """The clock columns the engine reads as int32 numpy arrays (dates as day offsets)."""
+    """The clock columns the engine reads, checked, as int32 numpy arrays (dates as day offsets)."""
 
     start: np.ndarray
     limit: np.ndarray
@@ -201,32 +185,47 @@ class _ClockColumns:
     completed: np.ndarray  # `never` when there is none
     warning_days: np.ndarray
     escalate_after: np.ndarray
+    clip_targets: bool  # a limit too large for the look-up tables' room: counting positions must be clipped
 
     @classmethod
     def read(cls, clocks: pl.DataFrame, days: _Days) -> _ClockColumns:
         origin = days.origin
         start = pl.col("start_date").cast(pl.Date).to_physical()
         completed = pl.col("completed_date").cast(pl.Date).to_physical()
-        ranges = clocks.select(start.min().alias("low"), start.max().alias("high"), completed.min().alias("done"))
-        low, high, done = ranges.row(0)
-        days.check_range("start_date", low, high)
-        days.check_range("completed_date", done, None)
+        calendar_kind = pl.col("limit_kind") == "calendar"
+        checks = clocks.select(
+            limit_nulls=pl.col("limit_days").null_count(),
+            limit_min=pl.col("limit_days").min(),
+            limit_max=pl.col("limit_days").max(),
+            bad_kinds=~(calendar_kind | (pl.col("limit_kind") == "workday")).fill_null(False).all(),
+            start_nulls=start.null_count(),
+            start_min=start.min(),
+            start_max=start.max(),
+            completed_min=completed.min(),
+        ).row(0, named=True)
+        if checks["limit_nulls"] or checks["limit_min"] < 0:
+            raise ValueError("limit_days must be present and >= 0 for every clock")
+        if checks["bad_kinds"]:
+            raise ValueError("limit_kind must be 'workday' or 'calendar' for every clock")
+        if checks["start_nulls"]:
+            raise ValueError("start_date must be present for every row")
+        days.check_range("start_date", checks["start_min"], checks["start_max"])
+        days.check_range("completed_date", checks["completed_min"], None)
         arrays = clocks.select(
             start=(start - origin).cast(pl.Int32),
             limit=pl.col("limit_days").cast(pl.Int32),
-            kind_base=pl.when(pl.col("limit_kind") == "calendar")
-            .then(pl.lit(days.stride, pl.Int32))
-            .otherwise(pl.lit(0, pl.Int32)),
+            kind_base=pl.when(calendar_kind).then(pl.lit(days.stride, pl.Int32)).otherwise(pl.lit(0, pl.Int32)),
             completed=(completed - origin).cast(pl.Int32).fill_null(days.never),
             warning_days=pl.col("warning_days").cast(pl.Int32).fill_null(1),
             escalate_after=pl.col("escalate_after").cast(pl.Int32).fill_null(_NEVER_INT32),
         )
-        return cls(**{name: arrays[name].to_numpy() for name in arrays.columns})
+        columns = {name: arrays[name].to_numpy() for name in arrays.columns}
+        return cls(**columns, clip_targets=checks["limit_max"] > days.limit_room)
 
     def part(self, rows: slice | np.ndarray) -> _ClockColumns:
         if isinstance(rows, slice):
-            return _ClockColumns(*(getattr(self, name)[rows] for name in _CLOCK_FIELDS))
-        return _ClockColumns(*(np.take(getattr(self, name), rows) for name in _CLOCK_FIELDS))
+            return _ClockColumns(*(getattr(self, name)[rows] for name in _CLOCK_FIELDS), self.clip_targets)
+        return _ClockColumns(*(np.take(getattr(self, name), rows) for name in _CLOCK_FIELDS), self.clip_targets)
 
 
 _CLOCK_FIELDS = ("start", "limit", "kind_base", "completed", "warning_days", "escalate_after")
@@ -476,7 +475,7 @@ def _evaluate(
     target = base + clock.limit
     if effects is not None:
         target += effects.shift
-    if days.clip_targets:
+    if clock.clip_targets:
         np.minimum(target, days.stride - 1, out=target)
     target += kind_base
     due = np.take(days.due, target, mode="clip")  # the tables are padded: past the calendar's end is `never`
@@ -559,20 +558,19 @@ class _Days:
 
     Offsets run 0..last; `never` (last + 2) stands for "no date yet": an open pause's end, an unknown completion.
     `position` and `due` hold the working-day part at 0..stride-1 and the calendar-day part at stride..2*stride-1.
-    A stride leaves room for any start, plus the largest limit, plus the longest pause, so that no index spills into
-    the other part: positions past the calendar's end give `never`, without checks.
+    A stride leaves room for any start, plus a limit up to `limit_room`, plus the longest pause, so that no index
+    spills into the other part: positions past the calendar's end give `never`, without checks.
     """
 
-    def __init__(self, calendar: WorkCalendar, largest_limit: int) -> None:
+    def __init__(self, calendar: WorkCalendar) -> None:
         self.calendar = calendar
         self.origin = calendar.origin
         size = len(calendar)
         self.last = size - 1
         self.never = size + 1
-        # Room for the largest limit, unless it goes far beyond the calendar: then targets are clipped to `never`.
-        limit_cap = 2 * size
-        self.clip_targets = largest_limit > limit_cap
-        self.stride = 2 * (size + 2) + min(largest_limit, limit_cap)
+        # Room for limits up to twice the calendar's length; larger ones need their targets clipped to `never`.
+        self.limit_room = 2 * size
+        self.stride = 2 * (size + 2) + self.limit_room
         workday_index = calendar.workday_index_array.astype(np.int32)
         self.workday_index = np.concatenate([workday_index, workday_index[-1:], workday_index[-1:]])
         # A day's position on a clock's counting scale: its working-day index (working-day clocks) or the day itself.
