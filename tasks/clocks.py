@@ -30,8 +30,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 
@@ -121,14 +120,20 @@ def evaluate_clocks(clocks: pl.DataFrame, pauses: pl.DataFrame, calendar: WorkCa
     t = days.offset_of(as_of)
     out = _Outputs.allocate(len(clocks))
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        # The clocks are evaluated as if without pauses on the workers while this thread attaches the pauses.
-        columns_read: Future[_ClockColumns] = pool.submit(_ClockColumns.read, clocks, days)
-        first_pass = pool.submit(_in_blocks, pool, len(clocks), _first_pass(columns_read, days, t, out))
+        # The clocks are evaluated as if without pauses on the workers while this thread attaches the pauses. A task
+        # only ever waits for tasks submitted before it, so the workers cannot all wait on work still queued.
+        columns_read = pool.submit(_ClockColumns.read, clocks, days)
+
+        def first_pass(rows: slice) -> None:
+            _evaluate(columns_read.result().part(rows), None, days, t, out, rows)
+
+        first_results = [pool.submit(first_pass, rows) for rows in _blocks(len(clocks))]
 
         def with_pauses(known: _KnownPauses) -> None:
             """The clocks of these pauses evaluated again, with what their pauses do, over their first results."""
             effects = _PauseEffects.compute(known, columns_read.result(), days, t)
-            first_pass.result()
+            for done in first_results:
+                done.result()
             for rows in _blocks(len(effects.rows)):
                 _evaluate(effects.clock.part(rows), effects.part(rows), days, t, out, effects.rows[rows])
 
@@ -142,37 +147,16 @@ def evaluate_clocks(clocks: pl.DataFrame, pauses: pl.DataFrame, calendar: WorkCa
             first, *others = known.split(WORKERS)
             handed = [pool.submit(with_pauses, part) for part in others]
             with_pauses(first)
-            for future in handed:
-                future.result()
-        first_pass.result()
+            for done in handed:
+                done.result()
+        for done in first_results:
+            done.result()
         days.check_due(out.due, out.due_known)
         return _assemble(clocks, out, days, pool)
 
 
-def _first_pass(columns_read: Future[_ClockColumns], days: _Days, t: int, out: _Outputs) -> Callable[[slice], None]:
-    def evaluate_block(rows: slice) -> None:
-        _evaluate(columns_read.result().part(rows), None, days, t, out, rows)
-
-    return evaluate_block
-
-
 def _blocks(count: int) -> list[slice]:
     return [slice(first, min(first + BLOCK_ROWS, count)) for first in range(0, count, BLOCK_ROWS)]
-
-
-def _in_blocks(pool: ThreadPoolExecutor, count: int, work: Callable[[slice], None]) -> None:
-    """`work` on consecutive blocks of `count` rows: on this thread, and on the pool's idle workers."""
-    blocks = _blocks(count)
-    if len(blocks) == 1 or WORKERS == 1:
-        for rows in blocks:
-            work(rows)
-        return
-    # Half the blocks go to the pool, the rest run here: a worker never waits on work queued behind itself.
-    handed = [pool.submit(work, rows) for rows in blocks[1::2]]
-    for rows in blocks[::2]:
-        work(rows)
-    for future in handed:
-        future.result()
 
 
 @dataclass(frozen=True)
