@@ -179,11 +179,11 @@ def bench_anchor(clocks: pl.DataFrame, pauses: pl.DataFrame, count: int, repeat:
     print(f"  median {statistics.median(rates):,.0f} clocks/s (best {max(rates):,.0f})")
 
 
-def _run(command: list[str]) -> tuple[float, float, int, str]:
+def _run(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int, str]:
     """Wall seconds, peak RSS (MB), exit code and output of one child process (its own resource usage: wait4)."""
     with tempfile.TemporaryFile("w+") as output:
         started = time.perf_counter()
-        child = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=ROOT)
+        child = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - started
         child.returncode = os.waitstatus_to_exitcode(status)
@@ -191,7 +191,7 @@ def _run(command: list[str]) -> tuple[float, float, int, str]:
         return wall, usage.ru_maxrss / 1024, child.returncode, output.read()
 
 
-def bench_cli(cases: pl.DataFrame, suspensions: pl.DataFrame, repeat: int) -> None:
+def bench_cli(cases: pl.DataFrame, suspensions: pl.DataFrame, repeat: int, without_bytecode: bool) -> None:
     permitwatch = ROOT / ".venv" / "bin" / "permitwatch"
     with tempfile.TemporaryDirectory() as directory:
         folder = Path(directory)
@@ -221,12 +221,19 @@ def bench_cli(cases: pl.DataFrame, suspensions: pl.DataFrame, repeat: int) -> No
             walls.append(wall)
             peaks.append(peak)
         rows = pl.read_parquet(folder / "out.parquet").height
+        # Python looks for cached bytecode under an empty prefix only: every module is compiled from source, as in an
+        # install that was not compiled (and where Python may not write its cache).
+        with tempfile.TemporaryDirectory() as empty:
+            uncompiled = {**os.environ, "PYTHONPYCACHEPREFIX": empty, "PYTHONDONTWRITEBYTECODE": "1"}
+            cold = [_run(command, uncompiled)[0] for _ in range(repeat if without_bytecode else 0)]
     print(
         f"  → {rows:,} rows; median wall {statistics.median(walls):.2f} s for the whole process "
         f"(best {min(walls):.2f} s, worst {max(walls):.2f} s)"
     )
     print(f"  peak RSS {statistics.median(peaks):.0f} MB (largest {max(peaks):.0f} MB)")
     print(f"  starting Python and importing the CLI (`import cli.main`): median {statistics.median(imports):.2f} s")
+    if cold:
+        print(f"  without compiled bytecode (imports compiled from source): median {statistics.median(cold):.2f} s")
     print(f"  ({load()})")
 
 
@@ -238,13 +245,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2025)
     parser.add_argument("--anchor", type=int, default=300, help="clocks for the per-row walk (0: skip)")
     parser.add_argument("--skip-cli", action="store_true")
+    parser.add_argument(
+        "--without-bytecode", action="store_true", help="also time evaluate with every import compiled from source"
+    )
     arguments = parser.parse_args()
     clocks, pauses, cases, suspensions = generate(arguments.clocks, arguments.seed)
     bench_engine(clocks, pauses, arguments.repeat)
     if arguments.anchor:
         bench_anchor(clocks, pauses, arguments.anchor, 3)
     if not arguments.skip_cli:
-        bench_cli(cases, suspensions, arguments.cli_repeat)
+        bench_cli(cases, suspensions, arguments.cli_repeat, arguments.without_bytecode)
 
 
 if __name__ == "__main__":
