@@ -11,8 +11,6 @@ Everything is checked at load; an error names the file and the unit.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
@@ -132,8 +130,7 @@ class Contact:
     @property
     def safe_url(self) -> str:
         """The URL with passwords and tokens masked, for logs and error messages."""
-        with apprise_without_debug():
-            instance = apprise.Apprise.instantiate(self.url, suppress_exceptions=True)
+        instance = apprise.Apprise.instantiate(self.url, suppress_exceptions=True)
         return instance.url(privacy=True) if instance is not None else self.target
 
 
@@ -286,21 +283,28 @@ def load_units(config_dir: Path) -> UnitDirectory:
     return directory
 
 
-@contextmanager
-def apprise_without_debug() -> Iterator[None]:
-    """apprise logs every URL it loads at DEBUG, secrets from ${ENV} included (tokens in `+Header=` arguments)."""
+class _HideLoadedUrls(logging.Filter):
+    """apprise logs every URL it loads at DEBUG, secrets from ${ENV} included (tokens in `+Header=` arguments).
+
+    A filter on apprise's own logger drops those records in every thread. Lowering the level around each load instead
+    races with deliveries sent in parallel: one thread restores the level while another is loading a URL.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno <= logging.DEBUG and str(record.msg).startswith("Loaded "))
+
+
+def _hide_apprise_urls() -> None:
     apprise_logger = logging.getLogger("apprise")
-    previous = apprise_logger.level
-    apprise_logger.setLevel(max(previous, logging.INFO))
-    try:
-        yield
-    finally:
-        apprise_logger.setLevel(previous)
+    if not any(isinstance(existing, _HideLoadedUrls) for existing in apprise_logger.filters):
+        apprise_logger.addFilter(_HideLoadedUrls())
+
+
+_hide_apprise_urls()
 
 
 def _check_url(url: str, channel: str) -> str | None:
-    with apprise_without_debug():
-        instance = apprise.Apprise.instantiate(url, suppress_exceptions=True)
+    instance = apprise.Apprise.instantiate(url, suppress_exceptions=True)
     if instance is None:
         return "not a valid apprise URL"
     schema = url.split("://", 1)[0].lower()

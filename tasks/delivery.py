@@ -29,7 +29,7 @@ from sqlalchemy import Connection, Engine, case, func, insert, select, update
 
 from config.bundle import PermitwatchConfig
 from config.settings import TIMEZONE
-from config.units import Contact, DeliveryWindow, UnitDirectory, apprise_without_debug
+from config.units import Contact, DeliveryWindow, UnitDirectory
 from schemas.tables import Card, Case, Delivery, Silence
 from tasks.calendar import WorkCalendar, load_work_calendar
 from tasks.cards import (
@@ -620,8 +620,7 @@ def send_message(contact: Contact, digest: Digest, *, outbox_dir: Path, stamp: s
     if contact.target.split("://", 1)[0].lower() == OUTBOX_SCHEME:
         url = outbox_url(contact.channel, digest.recipient_unit, outbox_dir, stamp)
     notifier = apprise.Apprise()
-    with apprise_without_debug():
-        added = notifier.add(url)
+    added = notifier.add(url)
     if not added:
         return False, f"apprise cannot load {contact.safe_url}"
     body_format = _BODY_FORMATS.get(contact.channel, apprise.NotifyFormat.TEXT)
