@@ -237,18 +237,9 @@ class _Builder:
 
     def case_clocks(self, cases: pl.DataFrame) -> tuple[pl.DataFrame, None]:
         clocks = cases.select(
-            pl.format("case:{}", "case_id").alias("clock_id"),
-            pl.lit("case").alias("clock_type"),
-            pl.col("case_id").alias("subject_id"),
-            "case_id",
-            "unit_code",
-            "matter_code",
-            "region_code",
-            pl.col("accepted_at").alias("start_date"),
-            pl.col("clock_limit").alias("limit_days"),
-            pl.col("clock_kind").alias("limit_kind"),
-            pl.col("completed_at").alias("completed_date"),
-            *self._thresholds("clock_limit"),
+            self._clock_columns(
+                "case", pl.format("case:{}", "case_id"), subject="case_id", start="accepted_at", end="completed_at"
+            )
         )
         return _clock_frame(clocks), None
 
@@ -306,18 +297,15 @@ class _Builder:
     def special_clocks(self, suspensions: pl.DataFrame) -> tuple[pl.DataFrame, None]:
         """特别程序 with a limit of its own: the procedure itself must end within it."""
         clocks = suspensions.filter(pl.col("special_limit").is_not_null()).select(
-            pl.format("special:{}:{}:{}", "case_id", "kind", "started_at").alias("clock_id"),
-            pl.lit("special").alias("clock_type"),
-            pl.col("case_id").alias("subject_id"),
-            "case_id",
-            "unit_code",
-            "matter_code",
-            "region_code",
-            pl.col("started_at").alias("start_date"),
-            pl.col("special_limit").alias("limit_days"),
-            pl.col("special_kind").alias("limit_kind"),
-            pl.col("ended_at").alias("completed_date"),
-            *self._thresholds("special_limit"),
+            self._clock_columns(
+                "special",
+                pl.format("special:{}:{}:{}", "case_id", "kind", "started_at"),
+                subject="case_id",
+                start="started_at",
+                end="ended_at",
+                limit="special_limit",
+                kind="special_kind",
+            )
         )
         return _clock_frame(clocks), None
 
@@ -383,18 +371,14 @@ class _Builder:
         )
         steps = self._split(joined, "steps", key, pl.col("case_id"), checks)
         clocks = steps.select(
-            pl.format("step:{}:{}", "case_id", "step_no").alias("clock_id"),
-            pl.lit("step").alias("clock_type"),
-            pl.col("case_id").alias("subject_id"),
-            "case_id",
-            pl.col("owner").alias("unit_code"),
-            "matter_code",
-            "region_code",
-            pl.col("started_at").alias("start_date"),
-            pl.col("clock_limit").alias("limit_days"),
-            pl.col("clock_kind").alias("limit_kind"),
-            pl.col("ended_at").alias("completed_date"),
-            *self._thresholds("clock_limit"),
+            self._clock_columns(
+                "step",
+                pl.format("step:{}:{}", "case_id", "step_no"),
+                subject="case_id",
+                start="started_at",
+                end="ended_at",
+                unit="owner",
+            )
         )
         # A suspension pauses the steps running when it starts.
         pauses = (
@@ -452,18 +436,18 @@ class _Builder:
         )
         projects = self._split(joined, "projects", pl.col("project_code"), pl.lit(None, pl.String), checks)
         clocks = projects.select(
-            pl.format("project:{}", "project_code").alias("clock_id"),
-            pl.lit("project").alias("clock_type"),
-            pl.col("project_code").alias("subject_id"),
-            pl.lit(None, pl.String).alias("case_id"),
-            pl.col("lead_unit_code").alias("unit_code"),
-            pl.lit(None, pl.String).alias("matter_code"),
-            "region_code",
-            "start_date",
-            pl.col("rule_limit").alias("limit_days"),
-            pl.col("rule_kind").alias("limit_kind"),
-            "completed_date",
-            *self._thresholds("rule_limit"),
+            self._clock_columns(
+                "project",
+                pl.format("project:{}", "project_code"),
+                subject="project_code",
+                start="start_date",
+                end="completed_date",
+                limit="rule_limit",
+                kind="rule_kind",
+                unit="lead_unit_code",
+                case=None,
+                matter=None,
+            )
         )
         counted = member_cases.filter(pl.col("project_code").is_in(projects["project_code"].implode()))
         pauses = _project_gaps(counted, suspensions)
@@ -516,18 +500,13 @@ class _Builder:
         )
         deferrals = self._split(joined, "deferrals", pl.col("case_id"), pl.col("case_id"), checks)
         clocks = deferrals.select(
-            pl.format("deferral:{}", "case_id").alias("clock_id"),
-            pl.lit("deferral").alias("clock_type"),
-            pl.col("case_id").alias("subject_id"),
-            "case_id",
-            "unit_code",
-            "matter_code",
-            "region_code",
-            pl.col("accepted_at").alias("start_date"),
-            pl.col("clock_limit").alias("limit_days"),
-            pl.col("clock_kind").alias("limit_kind"),
-            pl.col("supplied_at").alias("completed_date"),
-            *self._thresholds("clock_limit"),
+            self._clock_columns(
+                "deferral",
+                pl.format("deferral:{}", "case_id"),
+                subject="case_id",
+                start="accepted_at",
+                end="supplied_at",
+            )
         )
         return _clock_frame(clocks), None
 
@@ -557,22 +536,55 @@ class _Builder:
         )
         pushes = self._split(joined, "pushes", pl.col("push_id"), pl.col("case_id"), checks)
         clocks = pushes.select(
-            pl.format("claim:{}", "push_id").alias("clock_id"),
-            pl.lit("claim").alias("clock_type"),
-            pl.col("push_id").alias("subject_id"),
-            "case_id",
-            pl.col("supervisor_unit_code").alias("unit_code"),
-            "matter_code",
-            "region_code",
-            pl.col("pushed_at").alias("start_date"),
-            pl.col("rule_limit").alias("limit_days"),
-            pl.col("rule_kind").alias("limit_kind"),
-            pl.col("claimed_at").alias("completed_date"),
-            *self._thresholds("rule_limit"),
+            self._clock_columns(
+                "claim",
+                pl.format("claim:{}", "push_id"),
+                subject="push_id",
+                start="pushed_at",
+                end="claimed_at",
+                limit="rule_limit",
+                kind="rule_kind",
+                unit="supervisor_unit_code",
+            )
         )
         return _clock_frame(clocks), None
 
     # -- helpers ------------------------------------------------------------------------------------------------
+
+    def _clock_columns(
+        self,
+        clock_type: str,
+        clock_id: pl.Expr,
+        *,
+        subject: str,
+        start: str,
+        end: str,
+        limit: str = "clock_limit",
+        kind: str = "clock_kind",
+        unit: str = "unit_code",
+        case: str | None = "case_id",
+        matter: str | None = "matter_code",
+    ) -> list[pl.Expr]:
+        """The engine's clock columns (tasks.clocks.CLOCK_COLUMNS) from one builder's frame: every kind of clock is
+        laid out here, and differs only in which of its columns play each part."""
+
+        def column_or_null(name: str | None) -> pl.Expr:
+            return pl.col(name) if name else pl.lit(None, pl.String)
+
+        return [
+            clock_id.alias("clock_id"),
+            pl.lit(clock_type).alias("clock_type"),
+            pl.col(subject).alias("subject_id"),
+            column_or_null(case).alias("case_id"),
+            pl.col(unit).alias("unit_code"),
+            column_or_null(matter).alias("matter_code"),
+            pl.col("region_code"),
+            pl.col(start).alias("start_date"),
+            pl.col(limit).alias("limit_days"),
+            pl.col(kind).alias("limit_kind"),
+            pl.col(end).alias("completed_date"),
+            *self._thresholds(limit),
+        ]
 
     def _thresholds(self, limit: str) -> list[pl.Expr]:
         """The rule's own thresholds (columns of the joined rule version) or the defaults."""
