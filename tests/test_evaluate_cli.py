@@ -224,3 +224,23 @@ def test_explain_from_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     code, output = run("explain", "NOPE", "--as-of", "2026-02-24")
     assert code == 2
     assert "no clock case:NOPE" in output
+
+
+def test_rows_missing_a_matter_or_case_id_are_rejected_with_a_reason(tmp_path: Path) -> None:
+    cases = tmp_path / "cases.csv"
+    cases.write_text(
+        "case_id,matter_code,unit_code,accepted_at\n"
+        "E1,SJ-D001,360702SPJ,2025-09-26\n"
+        "E2,,360702SPJ,2025-09-26\n"
+        ",SJ-D001,360702SPJ,2025-09-26\n",
+        encoding="utf-8",
+    )
+    rejects = tmp_path / "rejects.csv"
+    code, output = run(
+        "evaluate", str(cases), "--as-of", "2025-10-20", "-o", str(tmp_path / "out.csv"), "--rejects", str(rejects)
+    )
+    assert code == 0, output
+    assert pl.read_csv(tmp_path / "out.csv")["case_id"].to_list() == ["E1"]
+    assert "Rejected 2 row(s)" in output
+    reasons = pl.read_csv(rejects, infer_schema=False)["reason"]
+    assert reasons.null_count() == 0 and (reasons.str.len_chars() > 0).all()
