@@ -174,7 +174,9 @@ class _Builder:
         check (worded only for those rows: formatting a reason for a million good rows would cost more than the
         rest of the build)."""
         flagged = frame.with_columns(pl.any_horizontal(c.fill_null(False) for c, _ in checks).alias("__bad"))
-        bad = flagged.filter(pl.col("__bad"))
+        # One chunk: the reasons use pl.format, which panics on short columns holding an empty chunk (see
+        # tasks.parsing.message), and a file read without a final newline leaves such chunks after filtering.
+        bad = flagged.filter(pl.col("__bad")).rechunk()
         if bad.height == 0:
             return frame
         self.rejects.append(
