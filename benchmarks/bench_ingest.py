@@ -29,6 +29,9 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from config.settings import BUNDLED_CONFIG_DIR
+from config.units import load_units
+
 HEADERS = {
     "case_id": "办件编号",
     "matter_code": "事项编码",
@@ -45,28 +48,10 @@ HEADERS = {
     "applicant_name": "申请人",
     "applicant_phone": "联系电话",
 }
-REGIONS = [
-    "360702",
-    "360703",
-    "360704",
-    "360722",
-    "360723",
-    "360724",
-    "360725",
-    "360726",
-    "360728",
-    "360729",
-    "360730",
-    "360731",
-    "360732",
-    "360733",
-    "360734",
-    "360735",
-    "360781",
-    "360783",
-    "360791",
-    "360792",
-]
+# The 20 county-level units' regions, as config/units.yaml lists them.
+REGIONS = sorted(
+    {unit.region for unit in load_units(BUNDLED_CONFIG_DIR).units.values() if unit.region and unit.region != "360700"}
+)
 MATTERS = {
     "SXTQ-A001": "食品经营许可",
     "SXTQ-A002": "药品零售企业许可",

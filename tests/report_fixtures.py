@@ -11,6 +11,7 @@ from datetime import date
 
 import polars as pl
 
+from tasks.clocks import CLOCK_COLUMNS, EVALUATION_COLUMNS
 from tasks.metrics import Dimensions
 
 AS_OF = date(2026, 3, 11)
@@ -37,28 +38,7 @@ CASE_SCHEMA = {
     "applicant_phone": pl.String,
 }
 
-EVALUATION_SCHEMA = {
-    "clock_id": pl.String,
-    "clock_type": pl.String,
-    "subject_id": pl.String,
-    "case_id": pl.String,
-    "unit_code": pl.String,
-    "matter_code": pl.String,
-    "region_code": pl.String,
-    "start_date": pl.Date,
-    "limit_days": pl.Int32,
-    "limit_kind": pl.String,
-    "completed_date": pl.Date,
-    "warning_days": pl.Int32,
-    "escalate_after": pl.Int32,
-    "repeat_every": pl.Int32,
-    "due_date": pl.Date,
-    "elapsed": pl.Int32,
-    "remaining": pl.Int32,
-    "overdue_workdays": pl.Int32,
-    "level": pl.String,
-    "calendar": pl.String,
-}
+EVALUATION_SCHEMA = {**CLOCK_COLUMNS, **EVALUATION_COLUMNS}
 
 
 def d(text: str) -> date:
