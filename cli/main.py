@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -14,9 +17,32 @@ from cli import (
     pipeline_commands,
     report_commands,
 )
-from cli.common import CliState
+from cli.common import DEBUG, CliState, error_console
 
-app = typer.Typer(
+# Prefect's analytics make its ephemeral server log "Failed to send telemetry" and risk "database is locked" on a
+# closed network; every process permitwatch starts (and the server it spawns) inherits this default.
+ANALYTICS_SETTING = "PREFECT_SERVER_ANALYTICS_ENABLED"
+
+
+class PermitwatchTyper(typer.Typer):
+    """The command line, where an error nobody planned for is one line and a hint; the traceback is for --debug."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as exc:
+            if DEBUG.enabled:
+                raise
+            first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+            error_console.print(
+                f"[bold red]error:[/] unexpected {type(exc).__name__}: {first_line} "
+                "(run again with --debug for the traceback)",
+                highlight=False, markup=True, soft_wrap=True,
+            )
+            sys.exit(1)
+
+
+app = PermitwatchTyper(
     name="permitwatch",
     help="Working-day deadline watch for approval cases (审批时限预警).",
     no_args_is_help=True,
@@ -30,7 +56,10 @@ def root(
     config: Path | None = typer.Option(
         None, "--config", help="Config directory (default: PERMITWATCH_CONFIG_DIR, else the bundled config/)."
     ),
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of an unexpected error."),
 ) -> None:
+    os.environ.setdefault(ANALYTICS_SETTING, "false")  # before any command imports Prefect
+    DEBUG.enabled = debug
     ctx.obj = CliState(config_dir=config)
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
-from cli.common import CliState, console, fail, state
+from cli.common import CliState, console, date_option, fail, state
 from config.settings import TIMEZONE
 
 # Prefect, SQLAlchemy and the sample generator (numpy, the calendar, apprise through the units) are imported by the
@@ -29,15 +29,6 @@ def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
     app.command("serve")(serve)
     app.command("backfill")(backfill)
-
-
-def _date_option(value: str | None, name: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        fail(f"{name}: expected a date such as 2026-11-24, not {value!r}")
 
 
 def sample(
@@ -57,13 +48,11 @@ def sample(
     from tasks.sample import DEFAULT_FIRST_DATE, SampleSpec
 
     cli = state(ctx)
-    spec = SampleSpec(
-        cases=cases,
-        seed=seed,
-        first_date=_date_option(first_date, "--from") or DEFAULT_FIRST_DATE,
-        last_date=_date_option(last_date, "--to") or cli.settings().effective_as_of,
-        dirty_fraction=dirty_fraction,
-    )
+    first = date_option(first_date, "--from") or DEFAULT_FIRST_DATE
+    last = date_option(last_date, "--to") or cli.settings().effective_as_of
+    if first > last:
+        fail(f"--from {first}: expected a date no later than --to ({last})")
+    spec = SampleSpec(cases=cases, seed=seed, first_date=first, last_date=last, dirty_fraction=dirty_fraction)
     _write_sample(cli, spec, out)
 
 
@@ -85,10 +74,12 @@ def run(
 ) -> None:
     """Run the nightly flow once: ingest, validate, store, evaluate, cards. Sends nothing."""
     cli = state(ctx)
+    day = date_option(as_of, "--as-of", up_to_yesterday=True)
+    sources = cli.source_names(source)  # also loads and checks the whole config: a typo never starts a run
     _export_settings(cli)
     from flows.nightly import nightly
 
-    final = nightly(as_of=_date_option(as_of, "--as-of"), sources=source or None, return_state=True)
+    final = nightly(as_of=day, sources=sources, return_state=True)
     summary = _state_summary(final)
     if summary and "sources" in summary:
         _print_run_summary(summary, cli)
@@ -108,6 +99,7 @@ def demo(
     started = time.perf_counter()
     cli = state(ctx)
     settings = cli.settings()
+    cli.config()
     _reset_demo_state(cli)
     as_of = settings.effective_as_of
     console.rule(f"permitwatch demo: sample data up to {as_of}")
@@ -140,12 +132,19 @@ def backfill(
     end: str = typer.Option(..., "--to", help="Last day to evaluate (at most yesterday)."),
 ) -> None:
     """Evaluation history for past days from what is stored (the `backfill` flow). No cards, nothing sent."""
-    cli = state(ctx)
-    cli.config()
-    _export_settings(cli)
+    from flows.backfill import MAX_BACKFILL_DAYS
     from flows.backfill import backfill as backfill_flow
 
-    first, last = _date_option(start, "--from"), _date_option(end, "--to")
+    cli = state(ctx)
+    first = date_option(start, "--from", up_to_yesterday=True)
+    last = date_option(end, "--to", up_to_yesterday=True)
+    assert first is not None and last is not None  # both options are required
+    if first > last:
+        fail(f"--from {first}: expected a date no later than --to ({last})")
+    if (last - first).days >= MAX_BACKFILL_DAYS:
+        fail(f"--from {first} --to {last}: expected at most {MAX_BACKFILL_DAYS} days; split the range")
+    cli.config()
+    _export_settings(cli)
     final = backfill_flow(first, last, return_state=True)
     stored = final.result(raise_on_failure=False)
     if final.is_failed() or not isinstance(stored, dict):
@@ -243,7 +242,7 @@ def _print_outputs(cli: CliState) -> None:
     console.print(
         "Prefect UI: the runs, their task graph and artifacts were recorded by the ephemeral server in "
         f"{prefect_home}. To browse them:\n"
-        f"    PREFECT_HOME={prefect_home} .venv/bin/prefect server start\n"
+        f"    PREFECT_HOME={prefect_home} PREFECT_SERVER_ANALYTICS_ENABLED=false .venv/bin/prefect server start\n"
         "    then open http://127.0.0.1:4200 (Runs → nightly-…, Artifacts → nightly-summary).",
         highlight=False,
     )

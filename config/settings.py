@@ -23,6 +23,15 @@ def yesterday_in_shanghai(now: datetime | None = None) -> date:
     return current.date() - timedelta(days=1)
 
 
+def check_as_of(day: date) -> date:
+    """An as-of date must be yesterday (Asia/Shanghai) or earlier: a later day has no complete data, and its clocks
+    would count working days that have not happened (a typo such as 2030 for 2026 would send years-overdue alerts)."""
+    latest = yesterday_in_shanghai()
+    if day > latest:
+        raise ValueError(f"as-of date {day} is later than yesterday ({latest}, Asia/Shanghai)")
+    return day
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PERMITWATCH_", extra="ignore")
 
@@ -53,6 +62,13 @@ class Settings(BaseSettings):
             make_url(value)
         except Exception as exc:
             raise ValueError(f"not a SQLAlchemy URL: {exc}") from exc
+        return value
+
+    @field_validator("as_of")
+    @classmethod
+    def _as_of_is_past(cls, value: date | None) -> date | None:
+        if value is not None:
+            check_as_of(value)
         return value
 
     @property

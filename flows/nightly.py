@@ -18,7 +18,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
-from config.settings import load_settings
+from config.settings import check_as_of, load_settings
 from config.sources import Source
 from flows.hooks import alert_ops_on_failure
 from tasks.artifacts import PROGRESS_KEY, RunProgress, level_table, overdue_by_unit
@@ -54,7 +54,7 @@ def nightly(as_of: date | None = None, sources: list[str] | None = None, deliver
     """The nightly run as of `as_of` (default: yesterday, Asia/Shanghai). `sources` limits it to the named sources
     (a rerun after a late export); `deliverable=False` stores no alertable cards (default: only for as-of dates
     before yesterday, which replay history)."""
-    context = RunContext.prepare(load_settings(), as_of)
+    context = RunContext.prepare(load_settings(), check_as_of(as_of) if as_of else None)
     selected = context.select_sources(sources)
     log = get_run_logger()
     run_id = open_run(context.engine, "nightly", context.as_of)
