@@ -25,6 +25,7 @@ from tasks.artifacts import PROGRESS_KEY, RunProgress, level_table, overdue_by_u
 from tasks.ingest import LoadResult
 from tasks.pipeline import (
     RunContext,
+    SourceRefused,
     StoredSource,
     evaluate,
     ingest_source,
@@ -129,9 +130,9 @@ def _loaded(future: PrefectFuture[LoadResult], source: Source) -> LoadResult:
 def _validate_and_store(context: RunContext, result: LoadResult, run_id: int, progress: RunProgress) -> StoredSource:
     verdict_state = context.io(validate_source)(context, result, run_id, return_state=True)
     if verdict_state.is_failed():
-        stored = StoredSource(result.source, result.table, False, {}, f"validate failed: {verdict_state.message}")
-    elif not (verdict := verdict_state.result()).storable:
-        stored = StoredSource(result.source, result.table, False, {}, verdict.note)
+        refused = verdict_state.result(raise_on_failure=False)
+        note = str(refused) if isinstance(refused, SourceRefused) else f"validate failed: {verdict_state.message}"
+        stored = StoredSource(result.source, result.table, False, {}, note)
     else:
         state = context.io(store_source)(context, result, run_id, return_state=True)
         stored = state.result() if not state.is_failed() else StoredSource(

@@ -15,6 +15,7 @@ import codecs
 import csv
 import io
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from config.sources import CANONICAL_COLUMNS, PII_COLUMNS, TABLES, Source
 from schemas.contracts import duplicate_violations, empty_frame, key_columns, pause_violations, violations
@@ -33,6 +35,12 @@ ProgressCallback = Callable[[str, int, int], None]
 REJECTED_SCHEMA = {"source": pl.String, "table": pl.String, "line": pl.Int64, "raw": pl.String, "reasons": pl.String}
 _FILE_REJECTS_SCHEMA = {"source": pl.String, "line": pl.Int64, "raw": pl.String, "reasons": pl.String}
 CASE_REFERENCE_SCHEMA = {"case_id": pl.String, "accepted_at": pl.Date, "completed_at": pl.Date}
+
+# A database that is down, restarting, busy or out of reach: a query that fails so may work a minute later.
+_UNREACHABLE = (OperationalError, InterfaceError, OSError)
+# C0 control characters other than tab and newline (a CR counts unless it ends a CRLF line break): a NUL or a form
+# feed in a text field is a corrupt export, and PostgreSQL cannot store a NUL at all.
+_CONTROL_CHARACTER = r"[\x00-\x08\x0b-\x1f]"
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 _DECODE_CHUNK = 1 << 24
@@ -50,7 +58,14 @@ LIMIT_KIND_VALUES = {
 
 
 class SourceError(Exception):
-    """A schema-level failure: the source cannot be read as a whole. The message names the file."""
+    """A schema-level failure: the source cannot be read as a whole. The message names the file.
+
+    `transient` when it may clear up by itself (no file yet, a share or database briefly away): the nightly run
+    retries those. An empty file, an undecodable encoding or a missing column is the same a minute later."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class LoadInvariantError(RuntimeError):
@@ -74,6 +89,7 @@ class LoadResult:
     accepted: pl.DataFrame = field(default_factory=pl.DataFrame)
     rejected: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=REJECTED_SCHEMA))
     error: str | None = None
+    error_transient: bool = False  # the error may clear up on a retry (see SourceError)
     max_reject_fraction: float = 0.2
     file_counts: list[FileCount] = field(default_factory=list)
     # Source headers holding PII (applicant name, phone) in `rejected.raw`: mask these keys wherever raw is shown.
@@ -191,7 +207,7 @@ def _read_bytes(path: Path, label: str) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise SourceError(f"{label}: cannot read: {exc.strerror}") from None
+        raise SourceError(f"{label}: cannot read: {exc.strerror}", transient=True) from None
 
 
 def _read_csv(source: Source, path: Path, label: str) -> _RawTable:
@@ -440,7 +456,10 @@ def _read_sql(source: Source) -> _RawTable:
         with engine.connect() as connection:
             frame = pl.read_database(text(source.query or ""), connection)
     except Exception as exc:  # driver errors vary by database; the URL (which may hold a secret) is not repeated
-        raise SourceError(f"source '{label}': query failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+        raise SourceError(
+            f"source '{label}': query failed: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+            transient=isinstance(exc, _UNREACHABLE),
+        ) from None
     finally:
         engine.dispose()
     return _without_blank_rows(label, frame, pl.int_range(1, frame.height + 1, dtype=pl.Int64, eager=True))
@@ -485,11 +504,22 @@ def map_headers(source: Source, headers: Sequence[str], label: str) -> dict[str,
     missing = [column for column in required if column.name not in taken]
     if missing:
         names = ", ".join(f"{c.name} ({c.headers[0]})" if c.headers else c.name for c in missing)
+        if not mapped or any(_looks_like_data(header) for header in headers):
+            # Never echoed: a first line of data holds an applicant's name and phone.
+            found = f"line 1 looks like data, not a header line ({len(headers)} fields, not shown)"
+        else:
+            found = f"headers found: {', '.join(headers) or 'none'}"
         raise SourceError(
-            f"{label}: missing required column(s) {names} for table {source.table}; "
-            f"headers found: {', '.join(headers) or 'none'}; add a `mapping` to the source"
+            f"{label}: missing required column(s) {names} for table {source.table}; {found}; "
+            "add the header line to the export or a `mapping` to the source"
         )
     return mapped
+
+
+def _looks_like_data(header: str) -> bool:
+    """A header cell that reads like a value: a run of 5+ digits (an id, a phone, a date such as 20260105) or a
+    date with separators."""
+    return bool(re.search(r"\d{5}|\d{4}[-/.年]\d{1,2}", header))
 
 
 def _canonical_frame(source: Source, raw: _RawTable, mapped: dict[str, str]) -> pl.DataFrame:
@@ -535,12 +565,52 @@ def _check_file(source: Source, raw: _RawTable) -> _CheckedFile:
     position = pl.col("column").replace_strict(
         [c.name for c in columns], list(range(len(columns))), default=len(columns), return_dtype=pl.Int32
     )
+    found = pl.concat(
+        [
+            _control_characters(raw.frame, mapped),
+            parsed.problems.select("row", "column", "reason"),
+            contract.select("row", "column", "reason"),
+        ]
+    )
     reasons = (
-        pl.concat([parsed.problems.select("row", "column", "reason"), contract.select("row", "column", "reason")])
+        found.with_columns(_without_pii_value(pl.col("reason")))
         .sort(pl.col("row"), position.fill_null(len(columns)), maintain_order=True)
         .select("row", "reason")
     )
     return _CheckedFile(raw=raw, canonical=canonical, reasons=reasons, mapped=mapped)
+
+
+def _without_pii_value(reason: pl.Expr) -> pl.Expr:
+    """A reason about an applicant's name or phone names the column and the problem, never the value."""
+    return (
+        pl.when(pl.col("column").is_in(list(PII_COLUMNS)))
+        .then(reason.str.replace(r" '.*'$", ""))
+        .otherwise(reason)
+        .alias("reason")
+    )
+
+
+def _control_characters(frame: pl.DataFrame, mapped: dict[str, str]) -> pl.DataFrame:
+    """row, column, reason for every text value holding a control character (the first one's code is named)."""
+    found = [pl.DataFrame(schema={"row": pl.UInt32, "column": pl.String, "reason": pl.String})]
+    for header in frame.columns:
+        if frame.schema[header] != pl.String:
+            continue
+        values = frame.get_column(header).str.replace_all("\r\n", "\n", literal=True)
+        rows = values.str.contains(_CONTROL_CHARACTER).fill_null(False).arg_true()
+        if rows.len() == 0:
+            continue
+        code = values.gather(rows).str.extract(f"({_CONTROL_CHARACTER})").str.encode("hex").str.to_uppercase()
+        found.append(
+            pl.DataFrame(
+                {
+                    "row": rows.cast(pl.UInt32),
+                    "column": pl.Series([mapped.get(header)] * rows.len(), dtype=pl.String),
+                    "reason": f"{mapped.get(header, header)}: control character U+00" + code,
+                }
+            )
+        )
+    return pl.concat(found)
 
 
 def load_source(
@@ -565,7 +635,8 @@ def load_source(
         else:
             paths = source.files(inbox_dir)
             if not paths and source.required:
-                raise SourceError(f"source '{source.name}': no file matches {source.path} in {inbox_dir}")
+                raise SourceError(f"source '{source.name}': no file matches {source.path} in {inbox_dir}",
+                                  transient=True)  # an export may still be on its way
             targets = [(path, _label(path, inbox_dir)) for path in paths]
         result.files = [label for _, label in targets]
         checked = []
@@ -577,6 +648,7 @@ def load_source(
             checked.append(_check_file(source, raw))
     except SourceError as exc:
         result.error = str(exc)
+        result.error_transient = exc.transient
         return result
     result.pii_headers = tuple(
         sorted({header for item in checked for header, column in item.mapped.items() if column in PII_COLUMNS})

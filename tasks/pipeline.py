@@ -39,12 +39,17 @@ TaskT = TypeVar("TaskT", bound=Task[Any, Any])
 
 
 class SourceUnavailable(RuntimeError):
-    """A source could not be read as a whole (no file, unreadable, a required column missing). Raised so that Prefect
-    retries the read: an export still being copied, or a share that is briefly away, is there a minute later."""
+    """A source could not be read for now (no file yet, a share or database briefly away). Raised so that Prefect
+    retries the read: an export still being copied is there a minute later."""
+
+
+class SourceRefused(RuntimeError):
+    """A source that retrying cannot fix: an empty file, an undecodable encoding, a missing column, more rejected
+    rows than its limit. The task fails at once (red in the UI graph) and nothing from the source is stored."""
 
 
 # Worth another try: a source not there yet, a file system or network error, a database that is busy, restarting or
-# (IntegrityError) was written by a concurrent run first. A bug fails at once instead of three times.
+# (IntegrityError) was written by a concurrent run first. A bug, bad input or bad config fails at once.
 TRANSIENT = (SourceUnavailable, OSError, OperationalError, InterfaceError, IntegrityError)
 
 
@@ -97,13 +102,11 @@ class RunContext:
 
 @dataclass(frozen=True)
 class Verdict:
-    """What the validate stage decided about one source's load."""
+    """A load the validate stage let through, and how many of its rows it quarantined."""
 
     source: str
     table: str
-    storable: bool
     quarantined: int
-    note: str | None
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,7 @@ def ingest_source(context: RunContext, source: Source, cases: list[LoadResult] |
     log = get_run_logger()
     if result.error:
         log.error("%s failed: %s", source.name, result.error)
-        raise SourceUnavailable(result.error)
+        raise (SourceUnavailable if result.error_transient else SourceRefused)(result.error)
     log.info("%s: read %d, accepted %d, rejected %d", source.name, result.rows_read, result.accepted.height,
              result.rejected.height)
     return result
@@ -138,16 +141,17 @@ def ingest_source(context: RunContext, source: Source, cases: list[LoadResult] |
 @task(name="validate", task_run_name="validate-{result.source}", **STAGE)
 def validate_source(context: RunContext, result: LoadResult, run_id: int) -> Verdict:
     """The acceptance gate: quarantine the rejected rows (with file, line and reasons) and decide whether the accepted
-    rows may be stored. A source that failed, or whose reject share is over its limit, stores nothing."""
+    rows may be stored. A source that failed, or whose reject share is over its limit, stores nothing and this task
+    fails (SourceRefused), so the source is red in the UI graph."""
     quarantined = store_rejects(context.engine, result.rejected, run_id)
     if result.error:
         note = result.error
     elif result.over_threshold:
         note = f"{result.reject_fraction:.1%} rejected exceeds the {result.max_reject_fraction:.0%} limit"
     else:
-        return Verdict(result.source, result.table, True, quarantined, None)
+        return Verdict(result.source, result.table, quarantined)
     get_run_logger().error("%s: nothing stored: %s", result.source, note)
-    return Verdict(result.source, result.table, False, quarantined, note)
+    raise SourceRefused(note)
 
 
 @task(name="store", task_run_name="store-{result.source}", **STAGE)
