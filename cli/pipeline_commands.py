@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from cli.common import CliState, console, date_option, fail, state
@@ -190,6 +191,12 @@ def _reset_demo_state(cli: CliState) -> None:
 def _print_run_summary(summary: dict[str, Any], cli: CliState) -> None:
     from tasks.artifacts import CLOCK_TYPES
 
+    for row in summary["sources"]:
+        if not row["stored"]:
+            console.print(f"[bold red]NOT STORED[/] {escape(row['source'])}: {escape(row.get('note') or '')}",
+                          highlight=False)
+    for warning in summary.get("warnings", []):
+        console.print(f"[bold yellow]WARNING[/] {escape(warning)}", highlight=False)
     sources = Table(title=f"Sources as of {summary['as_of']}", title_justify="left")
     for column in ("source", "table", "read", "accepted", "rejected", "stored"):
         sources.add_column(column, justify="right" if column in ("read", "accepted", "rejected") else "left")

@@ -133,7 +133,10 @@ class Source(_Strict):
     separator: str = Field(default=",", min_length=1, max_length=1)
     date_formats: tuple[str, ...] = ()  # extra strptime formats, tried after the built-in ones
     max_reject_fraction: float = Field(default=0.2, ge=0, le=1)
-    required: bool = False  # a file source with no matching file is an error (default: nothing to load)
+    required: bool = False  # a file source with no matching file fails the run (default: a warning)
+    # Largest fall in rows read against the source's last stored load before the export is taken for truncated and
+    # refused; null turns the check off (an export that carries only changed rows).
+    max_row_drop: float | None = Field(default=0.3, ge=0, le=1)
 
     @model_validator(mode="after")
     def _location_fits_kind(self) -> Source:

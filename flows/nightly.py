@@ -9,6 +9,7 @@ one stands down cleanly and stores nothing.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -69,11 +70,23 @@ def nightly(as_of: date | None = None, sources: list[str] | None = None, deliver
     except BaseException as exc:
         close_run(context.engine, run_id, "failed", {"error": f"{type(exc).__name__}: {exc}"})
         raise
-    failed = summary["failed_sources"]
-    close_run(context.engine, run_id, "failed" if failed else "completed", summary)
-    if failed:
-        return Failed(message=f"sources failed or over their reject limit: {', '.join(failed)}", data=summary)
+    failure = run_failure(summary)
+    close_run(context.engine, run_id, "failed" if failure else "completed", summary)
+    if failure:
+        return Failed(message=failure, data=summary)
     return Completed(message=f"nightly run as of {context.as_of} completed", data=summary)
+
+
+def run_failure(summary: dict[str, Any]) -> str | None:
+    """Why the run is red, or None: a source not stored (named with why), or nothing read at all (an empty inbox
+    never makes a green run)."""
+    failed = summary["failed_sources"]
+    if failed:
+        notes = "; ".join(f"{row['source']}: {row['note']}" for row in summary["sources"] if not row["stored"])
+        return f"sources not stored: {', '.join(failed)} ({notes})"
+    if not summary["rows_read"]:
+        return "no rows read from any source: the inbox is empty or every export is empty"
+    return None
 
 
 def _nightly_stages(
@@ -134,9 +147,10 @@ def _validate_and_store(context: RunContext, result: LoadResult, run_id: int, pr
         note = str(refused) if isinstance(refused, SourceRefused) else f"validate failed: {verdict_state.message}"
         stored = StoredSource(result.source, result.table, False, {}, note)
     else:
+        warning = verdict_state.result().warning
         state = context.io(store_source)(context, result, run_id, return_state=True)
-        stored = state.result() if not state.is_failed() else StoredSource(
-            result.source, result.table, False, {}, f"store failed: {state.message}"
+        stored = replace(state.result(), warning=warning) if not state.is_failed() else StoredSource(
+            result.source, result.table, False, {}, f"store failed: {state.message}", warning
         )
     progress.advance(f"{'stored' if stored.stored else 'did not store'} {result.source}")
     return stored
@@ -159,6 +173,7 @@ def _summary(
             for result, entry in zip(results, stored, strict=True)
         ],
         "failed_sources": [entry.source for entry in stored if not entry.stored],
+        "warnings": [entry.warning for entry in stored if entry.warning],
         "rows_read": sum(result.rows_read for result in results),
         "rows_rejected": sum(result.rejected.height for result in results),
         "clocks": evaluations.height,

@@ -165,6 +165,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     if summary.get("failed_sources"):
         lines += [f"**Failed sources:** {', '.join(summary['failed_sources'])} (nothing from them was stored; the run "
                   "is marked Failed)", ""]
+    if summary.get("warnings"):
+        lines += ["**Warnings:**", "", *(f"- {warning}" for warning in summary["warnings"]), ""]
     provisional = summary.get("provisional_years") or []
     if summary.get("provisional_clocks"):
         lines += [

@@ -27,6 +27,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from config.sources import CANONICAL_COLUMNS, PII_COLUMNS, TABLES, Source
 from schemas.contracts import duplicate_violations, empty_frame, key_columns, pause_violations, violations
+from tasks.freshness import content_hash
 from tasks.parsing import ColumnKind, fold_width, parse_columns
 
 # (what, done, total): a stage description and how far it got; the CLI draws rich bars, flows write an artifact.
@@ -90,6 +91,7 @@ class LoadResult:
     rejected: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=REJECTED_SCHEMA))
     error: str | None = None
     error_transient: bool = False  # the error may clear up on a retry (see SourceError)
+    content_hash: str | None = None  # of the files read (tasks.freshness): an unchanged export is not fresh
     max_reject_fraction: float = 0.2
     file_counts: list[FileCount] = field(default_factory=list)
     # Source headers holding PII (applicant name, phone) in `rejected.raw`: mask these keys wherever raw is shown.
@@ -139,6 +141,7 @@ class LoadResult:
             "reject_fraction": round(self.reject_fraction, 4),
             "over_threshold": self.over_threshold,
             "error": self.error,
+            "content_hash": self.content_hash,
         }
 
 
@@ -639,6 +642,7 @@ def load_source(
                                   transient=True)  # an export may still be on its way
             targets = [(path, _label(path, inbox_dir)) for path in paths]
         result.files = [label for _, label in targets]
+        result.content_hash = content_hash([path for path, _ in targets if path is not None])
         checked = []
         steps = 2 * len(targets) + 1  # read and check each file, then the cross-row checks
         for index, (path, label) in enumerate(targets):

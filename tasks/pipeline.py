@@ -31,7 +31,9 @@ from tasks.clock_builders import ClockSet, build_clocks
 from tasks.clocks import evaluate_clocks
 from tasks.delivery import DeliveryReport, deliver_pending, issue_cards
 from tasks.evaluations import due_date_changes, previous_due_dates, store_evaluations
+from tasks.freshness import Freshness, judge, last_loads
 from tasks.ingest import LoadResult, case_reference, load_source
+from tasks.runs import nightly_ledger
 from tasks.store import read_case_reference, read_tables, store_rejects, store_table
 
 STAGE = {"cache_policy": NO_CACHE}  # stages pass frames in memory; nothing to cache between runs
@@ -107,6 +109,7 @@ class Verdict:
     source: str
     table: str
     quarantined: int
+    warning: str | None = None  # stored, but not as fresh as it should be (tasks.freshness)
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,7 @@ class StoredSource:
     stored: bool
     counts: dict[str, int]
     note: str | None
+    warning: str | None = None
 
 
 @task(name="ingest", task_run_name="ingest-{source.name}", **STAGE)
@@ -141,16 +145,26 @@ def ingest_source(context: RunContext, source: Source, cases: list[LoadResult] |
 @task(name="validate", task_run_name="validate-{result.source}", **STAGE)
 def validate_source(context: RunContext, result: LoadResult, run_id: int) -> Verdict:
     """The acceptance gate: quarantine the rejected rows (with file, line and reasons) and decide whether the accepted
-    rows may be stored. A source that failed, or whose reject share is over its limit, stores nothing and this task
-    fails (SourceRefused), so the source is red in the UI graph."""
+    rows may be stored. A source that failed, whose reject share is over its limit or whose row count fell too far
+    since its last stored load stores nothing, and this task fails (SourceRefused): the source is red in the UI graph.
+    """
     quarantined = store_rejects(context.engine, result.rejected, run_id)
+    log = get_run_logger()
+    freshness = Freshness()
     if result.error:
         note = result.error
     elif result.over_threshold:
         note = f"{result.reject_fraction:.1%} rejected exceeds the {result.max_reject_fraction:.0%} limit"
     else:
-        return Verdict(result.source, result.table, quarantined)
-    get_run_logger().error("%s: nothing stored: %s", result.source, note)
+        last = last_loads(nightly_ledger(context.engine, run_id)).get(result.source)
+        freshness = judge(context.config.sources.get(result.source), result.rows_read, result.files,
+                          result.content_hash, last)
+        note = freshness.refusal
+    if note is None:
+        if freshness.warning:
+            log.warning("%s", freshness.warning)
+        return Verdict(result.source, result.table, quarantined, freshness.warning)
+    log.error("%s: nothing stored: %s", result.source, note)
     raise SourceRefused(note)
 
 

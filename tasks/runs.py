@@ -68,3 +68,18 @@ def run_lock(engine: Engine, name: str, holder: str) -> Iterator[None]:
     finally:
         with engine.begin() as connection:
             connection.execute(delete(RunLock).where(RunLock.name == name, RunLock.holder == holder))
+
+
+LEDGER_DEPTH = 60  # nightly runs looked back through for a source's last stored load (a source rerun alone, …)
+
+
+def nightly_ledger(engine: Engine, before_run: int) -> list[tuple[int, Any, dict[str, Any] | None]]:
+    """(run_id, as_of, summary) of the nightly runs before `before_run` that got as far as storing, newest first."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(Run.run_id, Run.as_of, Run.summary)
+            .where(Run.flow == "nightly", Run.run_id < before_run, Run.status.in_(("completed", "failed")))
+            .order_by(Run.run_id.desc())
+            .limit(LEDGER_DEPTH)
+        ).all()
+    return [(row.run_id, row.as_of, row.summary) for row in rows]
