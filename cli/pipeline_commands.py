@@ -206,6 +206,10 @@ def _print_run_summary(summary: dict[str, Any], cli: CliState) -> None:
     console.print(sources)
     console.print(f"Rows rejected: {summary['rows_rejected']:,} of {summary['rows_read']:,} read "
                   "(stored in the `rejects` table with line numbers and reasons).", highlight=False)
+    reconciled = ", ".join(f"{row['table']} {row['stored']:,} = {row['used']:,} + {row['refused']:,}"
+                           for row in summary.get("clock_reconciliation", []))
+    console.print(f"Rows the clock builder refused: {summary.get('clock_rejects', 0):,} (in `rejects` with their "
+                  f"reasons); stored = used + refused: {reconciled}.", highlight=False)
 
     levels = Table(title="Clocks per level", title_justify="left")
     for column in ("level", *CLOCK_TYPES, "total"):
@@ -225,7 +229,8 @@ def _print_run_summary(summary: dict[str, Any], cli: CliState) -> None:
     console.print(top)
     cards = summary.get("cards", {})
     missing_years = ", ".join(map(str, summary.get("provisional_years", []))) or "none"
-    console.print(f"Cards: {cards.get('new', 0):,} new, {cards.get('deliveries', 0):,} deliveries queued; "
+    console.print(f"Cards: {cards.get('new', 0):,} new ({cards.get('suppressed', 0):,} held back by silences), "
+                  f"{cards.get('deliveries', 0):,} deliveries queued; "
                   f"{summary.get('provisional_clocks', 0):,} clocks on a provisional calendar "
                   f"(years without an official notice: {missing_years}).", highlight=False)
 

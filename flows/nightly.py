@@ -35,9 +35,11 @@ from tasks.pipeline import (
     publish_nightly_artifacts,
     read_stored,
     save_evaluations,
+    store_clock_rejects,
     store_source,
     validate_source,
 )
+from tasks.reconcile import reconciliation
 from tasks.runs import RunLocked, close_run, open_run, run_lock
 
 NIGHTLY_LOCK = "nightly"
@@ -96,7 +98,10 @@ def _nightly_stages(
     results = _ingest(context, selected, progress)
     stored = [_validate_and_store(context, results[source.name], run_id, progress) for source in selected]
 
-    clock_set = make_clocks(context, context.io(read_stored)(context))
+    loads = [results[source.name] for source in selected]
+    tables = context.io(read_stored)(context)
+    clock_set = make_clocks(context, tables)
+    refused = context.io(store_clock_rejects)(context, clock_set, loads, run_id)
     progress.advance("clocks built")
     evaluations = evaluate(context, clock_set)
     evaluation_counts = context.io(save_evaluations)(context, evaluations, run_id)
@@ -104,9 +109,9 @@ def _nightly_stages(
     plan = context.io(make_cards)(context, evaluations, run_id, deliverable)
     progress.advance("cards stored")
 
-    loads = [results[source.name] for source in selected]
-    summary = _summary(context, loads, stored, evaluations, evaluation_counts, plan.counts, clock_set.rejects.height)
-    publish_nightly_artifacts(context, summary, evaluations, loads)
+    summary = _summary(context, loads, stored, evaluations, evaluation_counts, plan.counts,
+                       reconciliation(tables, clock_set.rejects))
+    publish_nightly_artifacts(context, summary, evaluations, loads, refused)
     failed = summary["failed_sources"]
     progress.finish(f"done, {len(failed)} source(s) failed" if failed else "done")
     return summary
@@ -163,7 +168,7 @@ def _summary(
     evaluations: pl.DataFrame,
     evaluation_counts: dict[str, int],
     card_counts: dict[str, int],
-    clock_rejects: int,
+    reconciled: pl.DataFrame,
 ) -> dict[str, Any]:
     provisional = evaluations.filter(evaluations["calendar"] == "provisional")
     return {
@@ -182,6 +187,7 @@ def _summary(
         "provisional_clocks": provisional.height,
         "provisional_years": context.calendar.provisional_years(context.as_of.year - 1, context.as_of.year + 2),
         "due_date_changed": evaluation_counts["due_date_changed"],
-        "clock_rejects": clock_rejects,
+        "clock_rejects": int(reconciled["refused"].sum()),
+        "clock_reconciliation": reconciled.to_dicts(),
         "cards": card_counts,
     }

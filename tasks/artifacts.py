@@ -146,17 +146,26 @@ def masked_raw(raw: str | None, pii: dict[str, str]) -> str:
 
 
 def reject_rows(
-    results: Iterable[LoadResult], sources: dict[str, Source] | None = None, limit: int = TOP_REJECTS
+    results: Iterable[LoadResult],
+    sources: dict[str, Source] | None = None,
+    limit: int = TOP_REJECTS,
+    refused: pl.DataFrame | None = None,
 ) -> list[dict[str, Any]]:
-    """The first `limit` rejected rows over all sources: source file, line, reasons, raw values with PII masked."""
+    """The first `limit` rejected rows over all sources: source file, line, reasons, raw values with PII masked.
+    The clock builder's refusals (`refused`, whose raw is only the row's key) get up to half the rows, after them."""
+    refused = refused if refused is not None else pl.DataFrame()
+    ingest_limit = limit - min(refused.height, limit // 2)
     rows: list[dict[str, Any]] = []
     for result in results:
-        if len(rows) >= limit:
+        if len(rows) >= ingest_limit:
             break
         pii = pii_headers((sources or {}).get(result.source))
-        for record in result.rejected.head(limit - len(rows)).iter_rows(named=True):
+        for record in result.rejected.head(ingest_limit - len(rows)).iter_rows(named=True):
             rows.append({"source": record["source"], "line": record["line"], "reasons": record["reasons"],
                          "raw": masked_raw(record.get("raw"), pii)})
+    for record in refused.head(limit - len(rows)).iter_rows(named=True):
+        rows.append({"source": record["source"], "line": record["line"], "reasons": record["reasons"],
+                     "raw": record["raw"]})
     return rows
 
 
@@ -209,20 +218,36 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         f"{cards.get('deliveries', 0):,}. They are sent by the `deliver` flow (08:30 on official working days).",
         f"Clocks whose due date moved since the last run: {summary.get('due_date_changed', 0):,}.",
     ]
-    if summary.get("clock_rejects"):
-        lines.append(f"Rows the clock builder could not use: {summary['clock_rejects']:,}.")
+    if summary.get("clock_reconciliation"):
+        lines += [
+            "",
+            "## Stored rows and clocks",
+            "",
+            f"Every stored row makes its clocks or is refused with a reason (in the `{REJECTS_KEY}` artifact and "
+            "the `rejects` table): stored = used + refused.",
+            "",
+            "| table | stored | used | refused |",
+            "|---|---:|---:|---:|",
+            *(f"| {row['table']} | {row['stored']:,} | {row['used']:,} | {row['refused']:,} |"
+              for row in summary["clock_reconciliation"]),
+        ]
     return "\n".join(lines) + "\n"
 
 
 def publish_nightly(
-    summary: dict[str, Any], evaluations: pl.DataFrame, results: list[LoadResult], sources: dict[str, Source]
+    summary: dict[str, Any],
+    evaluations: pl.DataFrame,
+    results: list[LoadResult],
+    sources: dict[str, Source],
+    refused: pl.DataFrame | None = None,
 ) -> None:
     create_markdown_artifact(summary_markdown(summary), key=SUMMARY_KEY,
                              description=f"Nightly run as of {summary['as_of']}")
     overdue = _jsonable(most_overdue(evaluations)) or [{"clock_id": "", "level": "no overdue clocks"}]
     create_table_artifact(overdue, key=OVERDUE_KEY,
                           description=f"The {TOP_OVERDUE} most overdue clocks as of {summary['as_of']}")
-    rejects = reject_rows(results, sources) or [{"source": "", "line": "", "reasons": "no rejects", "raw": ""}]
+    none = [{"source": "", "line": "", "reasons": "no rejects", "raw": ""}]
+    rejects = reject_rows(results, sources, refused=refused) or none
     create_table_artifact(rejects, key=REJECTS_KEY,
                           description=f"The first {TOP_REJECTS} rejected rows with reasons (PII masked)")
 

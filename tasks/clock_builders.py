@@ -83,6 +83,17 @@ _INPUT_COLUMNS: dict[str, dict[str, pl.DataType]] = {
 }
 
 
+# How the rejects name a row of each table (row_key): its primary key, as text.
+ROW_KEYS: dict[str, pl.Expr] = {
+    "cases": pl.col("case_id"),
+    "steps": pl.format("{} step {}", "case_id", "step_no"),
+    "suspensions": pl.format("{} {} {}", "case_id", "kind", "started_at"),
+    "projects": pl.col("project_code"),
+    "deferrals": pl.col("case_id"),
+    "pushes": pl.col("push_id"),
+}
+
+
 @dataclass(frozen=True)
 class ClockSet:
     clocks: pl.DataFrame  # tasks.clocks.CLOCK_COLUMNS
@@ -235,7 +246,7 @@ class _Builder:
             ),
             *_limit_checks("clock_limit"),
         )
-        return self._split(cases, "cases", pl.col("case_id"), pl.col("case_id"), checks)
+        return self._split(cases, "cases", ROW_KEYS["cases"], pl.col("case_id"), checks)
 
     def case_clocks(self, cases: pl.DataFrame) -> tuple[pl.DataFrame, None]:
         clocks = cases.select(
@@ -270,7 +281,7 @@ class _Builder:
             special_limit=pl.coalesce("limit_days", "kind_limit"),
             special_kind=pl.coalesce("kind_limit_kind", pl.lit("workday")),
         )
-        key = pl.format("{} {} {}", "case_id", "kind", "started_at")
+        key = ROW_KEYS["suspensions"]
         checks = (
             (~pl.col("case_found"), pl.format("no case '{}' among the cases", pl.col("case_id").fill_null(""))),
             (pl.col("kind").is_null(), pl.lit("kind missing")),
@@ -347,7 +358,7 @@ class _Builder:
             owner=pl.coalesce("unit_code", "step_unit", "case_unit"),
             duplicate=~pl.struct("case_id", "step_no").is_first_distinct(),
         )
-        key = pl.format("{} step {}", "case_id", "step_no")
+        key = ROW_KEYS["steps"]
         checks = (
             (
                 pl.col("case_found").is_null(),
@@ -436,7 +447,7 @@ class _Builder:
                 ),
             ),
         )
-        projects = self._split(joined, "projects", pl.col("project_code"), pl.lit(None, pl.String), checks)
+        projects = self._split(joined, "projects", ROW_KEYS["projects"], pl.lit(None, pl.String), checks)
         clocks = projects.select(
             self._clock_columns(
                 "project",
@@ -500,7 +511,7 @@ class _Builder:
             (pl.col("clock_limit").is_null(), pl.format("no deferral rule in force on {}", "accepted_at")),
             *_limit_checks("clock_limit"),
         )
-        deferrals = self._split(joined, "deferrals", pl.col("case_id"), pl.col("case_id"), checks)
+        deferrals = self._split(joined, "deferrals", ROW_KEYS["deferrals"], pl.col("case_id"), checks)
         clocks = deferrals.select(
             self._clock_columns(
                 "deferral",
@@ -536,7 +547,7 @@ class _Builder:
             ),
             (pl.col("rule_limit").is_null(), pl.format("no claim rule in force on {}", "pushed_at")),
         )
-        pushes = self._split(joined, "pushes", pl.col("push_id"), pl.col("case_id"), checks)
+        pushes = self._split(joined, "pushes", ROW_KEYS["pushes"], pl.col("case_id"), checks)
         clocks = pushes.select(
             self._clock_columns(
                 "claim",

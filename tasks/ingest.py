@@ -35,6 +35,7 @@ ProgressCallback = Callable[[str, int, int], None]
 
 REJECTED_SCHEMA = {"source": pl.String, "table": pl.String, "line": pl.Int64, "raw": pl.String, "reasons": pl.String}
 _FILE_REJECTS_SCHEMA = {"source": pl.String, "line": pl.Int64, "raw": pl.String, "reasons": pl.String}
+ORIGIN_SCHEMA = {"source": pl.String, "line": pl.Int64}
 CASE_REFERENCE_SCHEMA = {"case_id": pl.String, "accepted_at": pl.Date, "completed_at": pl.Date}
 
 # A database that is down, restarting, busy or out of reach: a query that fails so may work a minute later.
@@ -92,6 +93,8 @@ class LoadResult:
     error: str | None = None
     error_transient: bool = False  # the error may clear up on a retry (see SourceError)
     content_hash: str | None = None  # of the files read (tasks.freshness): an unchanged export is not fresh
+    # source (file), line of each accepted row, in `accepted` order: where a row the clock builder refuses came from.
+    accepted_origin: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=ORIGIN_SCHEMA))
     max_reject_fraction: float = 0.2
     file_counts: list[FileCount] = field(default_factory=list)
     # Source headers holding PII (applicant name, phone) in `rejected.raw`: mask these keys wherever raw is shown.
@@ -699,6 +702,13 @@ def _split(
     result.accepted = pl.concat(
         [item.canonical.filter(pl.Series(mask)) for item, mask in zip(checked, masks, strict=True)]
     )
+    result.accepted_origin = pl.concat(
+        [
+            item.raw.lines.filter(pl.Series(mask)).to_frame("line").select(pl.lit(item.raw.label).alias("source"),
+                                                                           "line")
+            for item, mask in zip(checked, masks, strict=True)
+        ]
+    ).cast(ORIGIN_SCHEMA)
     rejected_parts = []
     for index, (item, mask) in enumerate(zip(checked, masks, strict=True)):
         rows = (

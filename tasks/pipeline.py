@@ -33,6 +33,7 @@ from tasks.delivery import DeliveryReport, deliver_pending, issue_cards
 from tasks.evaluations import due_date_changes, previous_due_dates, store_evaluations
 from tasks.freshness import Freshness, judge, last_loads
 from tasks.ingest import LoadResult, case_reference, load_source
+from tasks.reconcile import clock_rejects
 from tasks.runs import nightly_ledger
 from tasks.store import read_case_reference, read_tables, store_rejects, store_table
 
@@ -187,6 +188,16 @@ def make_clocks(context: RunContext, tables: dict[str, pl.DataFrame]) -> ClockSe
     return build_clocks(tables, context.config.rules)
 
 
+@task(name="quarantine-clock-rejects", **STAGE)
+def store_clock_rejects(context: RunContext, clock_set: ClockSet, loads: list[LoadResult], run_id: int) -> pl.DataFrame:
+    """The rows the clock builder refused, into `rejects` with their file, line and reason (tasks.reconcile)."""
+    refused = clock_rejects(clock_set.rejects, loads)
+    store_rejects(context.engine, refused, run_id)
+    if refused.height:
+        get_run_logger().warning("the clock builder refused %d stored rows (see the rejects)", refused.height)
+    return refused
+
+
 @task(name="evaluate", **STAGE)
 def evaluate(context: RunContext, clock_set: ClockSet) -> pl.DataFrame:
     """Every clock's due date and level as of the run's date."""
@@ -233,10 +244,14 @@ def deliver(context: RunContext, now: datetime, force: bool) -> DeliveryReport:
 
 @task(name="publish-artifacts", **STAGE)
 def publish_nightly_artifacts(
-    context: RunContext, summary: dict[str, Any], evaluations: pl.DataFrame, results: list[LoadResult]
+    context: RunContext,
+    summary: dict[str, Any],
+    evaluations: pl.DataFrame,
+    results: list[LoadResult],
+    refused: pl.DataFrame,
 ) -> None:
     sources = {source.name: source for source in context.config.sources.sources}
-    artifacts.publish_nightly(summary, evaluations, results, sources)
+    artifacts.publish_nightly(summary, evaluations, results, sources, refused)
 
 
 @task(name="publish-delivery-artifact", **STAGE)

@@ -127,7 +127,7 @@ def test_nightly_publishes_summary_overdue_rejects_and_progress_artifacts(
     markdown = str(found[SUMMARY_KEY].data)
     cases = next(row for row in summary["sources"] if row["source"] == "cases")
     stored_cases = pipeline.count("cases")
-    rejects = pipeline.count("rejects")
+    rejects = pipeline.scalar("SELECT count(*) FROM rejects WHERE reasons NOT LIKE 'clock builder:%'")
     assert cases["rejected"] > 0 and cases["accepted"] == stored_cases
     assert cases["rows_read"] == tables["cases"].height == stored_cases + rejects
     assert f"| cases | cases | {cases['rows_read']:,} | {stored_cases:,} | {rejects:,} | yes |" in markdown
@@ -145,10 +145,23 @@ def test_nightly_publishes_summary_overdue_rejects_and_progress_artifacts(
                              "ORDER BY overdue_workdays DESC, clock_id LIMIT 50")
     assert [row["clock_id"] for row in overdue] == [row.clock_id for row in expected]
 
+    # The clock builder's refusals: in `rejects` with the file, line and reason of the row, and in the artifact.
+    refused = pipeline.rows("SELECT source, target_table, line, reasons FROM rejects "
+                            "WHERE reasons LIKE 'clock builder:%' ORDER BY id")
+    assert refused and all(row.source == "cases.csv" and row.line > 1 for row in refused
+                           if row.target_table == "cases")
+    assert any("unknown matter 'XX-9999'" in row.reasons for row in refused), refused
+    assert summary["clock_rejects"] == len(refused)
+    for row in summary["clock_reconciliation"]:
+        assert row["stored"] == pipeline.count(row["table"]) == row["used"] + row["refused"], row
+    assert sum(row["refused"] for row in summary["clock_reconciliation"]) == len(refused)
+    assert "| table | stored | used | refused |" in markdown
+
     rejected = table_data(found[REJECTS_KEY])
-    assert len(rejected) == min(100, rejects) and all(row["reasons"] for row in rejected)
-    assert {row["line"] for row in rejected} == {
-        line for (line,) in pipeline.rows("SELECT line FROM rejects ORDER BY id LIMIT 100")
+    assert len(rejected) == min(100, rejects + len(refused)) and all(row["reasons"] for row in rejected)
+    assert {(row["source"], row["line"], row["reasons"]) for row in rejected} == {
+        (source, line, reasons) for (source, line, reasons) in pipeline.rows(
+            "SELECT source, line, reasons FROM rejects ORDER BY id LIMIT 100")
     }
     published = " ".join(str(artifact.data) for artifact in found.values())
     raw_cases = tables["cases"]
@@ -439,13 +452,15 @@ def test_demo_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     read = sum(
         len(path.read_text(encoding="utf-8").splitlines()) - 1 for path in pipeline.inbox.glob("*.csv")
     )
-    rejects = pipeline.count("rejects")
-    assert rejects > 0
+    rejects = pipeline.scalar("SELECT count(*) FROM rejects WHERE reasons NOT LIKE 'clock builder:%'")
+    refused = pipeline.scalar("SELECT count(*) FROM rejects WHERE reasons LIKE 'clock builder:%'")
+    assert rejects > 0 and refused > 0
     assert f"Rows rejected: {rejects:,} of {read:,} read" in output
+    assert f"Rows the clock builder refused: {refused:,}" in output
     cards, deliveries = pipeline.count("cards"), pipeline.count("deliveries")
-    assert cards > 0 and f"Cards: {cards:,} new, {deliveries:,} deliveries queued" in output
+    assert cards > 0 and f"Cards: {cards:,} new (0 held back by silences), {deliveries:,} deliveries queued" in output
     assert pipeline.count("cases") + pipeline.scalar(
-        "SELECT count(*) FROM rejects WHERE target_table = 'cases'"
+        "SELECT count(*) FROM rejects WHERE target_table = 'cases' AND reasons NOT LIKE 'clock builder:%'"
     ) == len((pipeline.inbox / "cases.csv").read_text(encoding="utf-8").splitlines()) - 1
     assert pipeline.count("evaluations") > 0
     assert pipeline.rows("SELECT flow, status FROM runs ORDER BY run_id") == [
