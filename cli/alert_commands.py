@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cli.common import console, fail, state
+from cli.common import CliState, console, error_console, fail, state
 from config.settings import TIMEZONE
 
 silence_app = typer.Typer(
@@ -92,6 +92,29 @@ def silence_add(
     except ValueError as exc:
         fail(str(exc))
     console.print(f"Silence {silence_id}: {scope} {escape(value)} until {last_day} ({escape(reason)})", highlight=False)
+    unknown = _unknown_target(cli, scope, value.strip())
+    if unknown:
+        error_console.print(f"[bold yellow]warning:[/] --{scope} {escape(value)}: {unknown}; the silence holds nothing "
+                            "until such cards exist (check the spelling, or `permitwatch silence remove "
+                            f"{silence_id}`)", highlight=False, soft_wrap=True)
+
+
+def _unknown_target(cli: CliState, scope: str, value: str) -> str | None:
+    """Why a silence's case id or matter code matches nothing known (None when it does): a typo silences nothing."""
+    from sqlalchemy import select
+
+    from schemas.tables import Case
+
+    if scope == "case":
+        with cli.engine().connect() as connection:
+            if connection.execute(select(Case.case_id).where(Case.case_id == value).limit(1)).first() is None:
+                return "no stored case has this id"
+    if scope == "matter":
+        with cli.engine().connect() as connection:
+            stored = connection.execute(select(Case.matter_code).where(Case.matter_code == value).limit(1)).first()
+        if stored is None and value not in {matter.code for matter in cli.config().rules.matters}:
+            return "no matter in rules.yaml or in the stored cases has this code"
+    return None
 
 
 @silence_app.command("list")

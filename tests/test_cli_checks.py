@@ -10,11 +10,15 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
 from cli.main import ANALYTICS_SETTING, app
 from config.settings import BUNDLED_CONFIG_DIR, yesterday_in_shanghai
+from schemas.contracts import empty_frame
+from schemas.database import ensure_schema
+from tasks.store import store_table
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PERMITWATCH = Path(sys.executable).parent / "permitwatch"
@@ -132,3 +136,27 @@ def test_analytics_are_off_unless_the_user_turned_them_on(monkeypatch: pytest.Mo
     monkeypatch.setenv(ANALYTICS_SETTING, "true")
     CliRunner().invoke(app, ["calendar", "check"])
     assert os.environ[ANALYTICS_SETTING] == "true"
+
+
+def test_a_silence_for_an_unknown_case_or_matter_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'pw.db'}"
+    monkeypatch.setenv("PERMITWATCH_DATABASE_URL", url)
+    monkeypatch.delenv("PERMITWATCH_CONFIG_DIR", raising=False)
+    engine = ensure_schema(url)
+    case = pl.concat([empty_frame("cases"), pl.DataFrame(
+        {"case_id": ["GZ1"], "matter_code": ["XX-0001"], "unit_code": ["360702SPJ"],
+         "accepted_at": [YESTERDAY]})], how="diagonal_relaxed")
+    store_table(engine, "cases", case, run_id=None)
+    engine.dispose()
+    until = str(YESTERDAY + timedelta(days=30))
+
+    def add(*scope: str) -> str:
+        outcome = CliRunner().invoke(app, ["silence", "add", *scope, "--until", until, "--reason", "评审"])
+        assert outcome.exit_code == 0, outcome.output
+        return " ".join(outcome.output.split())
+
+    assert "warning: --case GZ9: no stored case has this id" in add("--case", "GZ9")
+    assert "warning" not in add("--case", "GZ1")
+    assert "warning: --matter NOPE-1: no matter in rules.yaml or in the stored cases has this code" in add(
+        "--matter", "NOPE-1")
+    assert "warning" not in add("--matter", "XX-0001")
