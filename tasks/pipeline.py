@@ -16,7 +16,7 @@ from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.logging import get_run_logger
-from prefect.states import State
+from prefect.states import Failed, State
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
@@ -42,8 +42,8 @@ TaskT = TypeVar("TaskT", bound=Task[Any, Any])
 
 
 class SourceUnavailable(RuntimeError):
-    """A source could not be read for now (no file yet, a share or database briefly away). Raised so that Prefect
-    retries the read: an export still being copied is there a minute later."""
+    """A source could not be read for now (no file yet, a share or database briefly away). Prefect retries the read
+    (see `refuse`): an export still being copied is there a minute later."""
 
 
 class SourceRefused(RuntimeError):
@@ -54,6 +54,12 @@ class SourceRefused(RuntimeError):
 # Worth another try: a source not there yet, a file system or network error, a database that is busy, restarting or
 # (IntegrityError) was written by a concurrent run first. A bug, bad input or bad config fails at once.
 TRANSIENT = (SourceUnavailable, OSError, OperationalError, InterfaceError, IntegrityError)
+
+
+def refuse(message: str, *, transient: bool = False) -> State[Any]:
+    """A failed stage for an expected failure: red in the UI graph with the message, retried only when `transient`,
+    and with no traceback in the log (the message says all there is)."""
+    return Failed(message=message, data=(SourceUnavailable if transient else SourceRefused)(message))
 
 
 def is_transient(stage: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -124,7 +130,9 @@ class StoredSource:
 
 
 @task(name="ingest", task_run_name="ingest-{source.name}", **STAGE)
-def ingest_source(context: RunContext, source: Source, cases: list[LoadResult] | None = None) -> LoadResult:
+def ingest_source(
+    context: RunContext, source: Source, cases: list[LoadResult] | None = None
+) -> LoadResult | State[Any]:
     """Read one source and check every row against its contract, splitting accepted and rejected rows.
 
     Suspensions are checked against their case's life: the cases of this load (`cases`) first, then the stored ones.
@@ -137,14 +145,14 @@ def ingest_source(context: RunContext, source: Source, cases: list[LoadResult] |
     log = get_run_logger()
     if result.error:
         log.error("%s failed: %s", source.name, result.error)
-        raise (SourceUnavailable if result.error_transient else SourceRefused)(result.error)
+        return refuse(result.error, transient=result.error_transient)
     log.info("%s: read %d, accepted %d, rejected %d", source.name, result.rows_read, result.accepted.height,
              result.rejected.height)
     return result
 
 
 @task(name="validate", task_run_name="validate-{result.source}", **STAGE)
-def validate_source(context: RunContext, result: LoadResult, run_id: int) -> Verdict:
+def validate_source(context: RunContext, result: LoadResult, run_id: int) -> Verdict | State[Any]:
     """The acceptance gate: quarantine the rejected rows (with file, line and reasons) and decide whether the accepted
     rows may be stored. A source that failed, whose reject share is over its limit or whose row count fell too far
     since its last stored load stores nothing, and this task fails (SourceRefused): the source is red in the UI graph.
@@ -166,7 +174,7 @@ def validate_source(context: RunContext, result: LoadResult, run_id: int) -> Ver
             log.warning("%s", freshness.warning)
         return Verdict(result.source, result.table, quarantined, freshness.warning)
     log.error("%s: nothing stored: %s", result.source, note)
-    raise SourceRefused(note)
+    return refuse(note)
 
 
 @task(name="store", task_run_name="store-{result.source}", **STAGE)
