@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cli.common import console, error_console, fail, state
+from cli.common import console, date_option, error_console, fail, state
 from config.calendar_files import (
     CalendarFile,
     calendar_dir,
@@ -275,12 +275,7 @@ def _warn_if_overriding_package(calendar: CalendarFile, work_calendar: WorkCalen
 
 
 def _reference_date(as_of: str | None) -> date:
-    if as_of is None:
-        return yesterday_in_shanghai()
-    try:
-        return date.fromisoformat(as_of)
-    except ValueError:
-        fail(f"--as-of {as_of!r} is not a date YYYY-MM-DD")
+    return date_option(as_of, "--as-of") or yesterday_in_shanghai()
 
 
 def _kind(entry: YearCoverage) -> str:

@@ -52,7 +52,7 @@ def date_option(value: str | None, option: str, *, up_to_yesterday: bool = False
     try:
         day = date.fromisoformat(value.strip())
     except ValueError:
-        fail(f"{option} {value!r}: expected {allowed}")
+        fail(f"{option} {value!r}: not a date; expected {allowed}")
     if up_to_yesterday and day > latest:
         fail(f"{option} {day}: expected {allowed}")
     return day

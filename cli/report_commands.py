@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from enum import StrEnum
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import polars as pl
 import typer
 from rich.table import Table
 
-from cli.common import console, fail, state
+from cli.common import console, date_option, fail, state
 from config.sources import TABLES, Source
 
 
@@ -47,7 +46,7 @@ def register(app: typer.Typer) -> None:
 
         cli = state(ctx)
         settings = cli.settings()
-        day = _parse_as_of(as_of) if as_of else settings.effective_as_of
+        day = date_option(as_of, "--as-of", up_to_yesterday=True) or settings.effective_as_of
         config = cli.config()
         tables = _tables_from_directory(data) if data else read_tables(cli.engine())
         if tables["cases"].is_empty():
@@ -64,13 +63,6 @@ def register(app: typer.Typer) -> None:
         console.print(table)
         for path in [files.xlsx, files.html, *files.charts.values()]:
             console.print(f"wrote {path}", highlight=False)
-
-
-def _parse_as_of(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        fail(f"--as-of {text!r} is not a date (YYYY-MM-DD)")
 
 
 def _tables_from_directory(directory: Path) -> dict[str, pl.DataFrame]:

@@ -75,7 +75,7 @@ LATEST = f"no later than yesterday ({YESTERDAY}, Asia/Shanghai)"
     ("args", "line"),
     [
         (["run", "--as-of", "2030-01-01"], f"error: --as-of 2030-01-01: expected a date YYYY-MM-DD {LATEST}"),
-        (["run", "--as-of", "2026-02-30"], f"error: --as-of '2026-02-30': expected a date YYYY-MM-DD {LATEST}"),
+        (["run", "--as-of", "2026-02-30"], f"error: --as-of '2026-02-30': not a date; expected a date YYYY-MM-DD {LATEST}"),
         (["run", "--source", "cases", "--source", "nosuch"],
          "error: --source nosuch: unknown source; expected one of cases, steps, suspensions, projects, deferrals, "
          "pushes"),
@@ -85,8 +85,10 @@ LATEST = f"no later than yesterday ({YESTERDAY}, Asia/Shanghai)"
          "error: --from 2026-11-10: expected a date no later than --to (2026-11-01)"),
         (["backfill", "--from", "2024-01-01", "--to", "2026-11-01"],
          "error: --from 2024-01-01 --to 2026-11-01: expected at most 400 days; split the range"),
+        (["report", "--as-of", "2030-01-01"], f"error: --as-of 2030-01-01: expected a date YYYY-MM-DD {LATEST}"),
     ],
-    ids=["future-as-of", "bad-date", "unknown-source", "backfill-future", "backfill-reversed", "backfill-too-long"],
+    ids=["future-as-of", "bad-date", "unknown-source", "backfill-future", "backfill-reversed", "backfill-too-long",
+         "report-future"],
 )
 def test_a_wrong_option_is_one_line_and_exit_2(home: Path, args: list[str], line: str) -> None:
     assert_refused(permitwatch(home, *args), home, line)
