@@ -75,7 +75,8 @@ LATEST = f"no later than yesterday ({YESTERDAY}, Asia/Shanghai)"
     ("args", "line"),
     [
         (["run", "--as-of", "2030-01-01"], f"error: --as-of 2030-01-01: expected a date YYYY-MM-DD {LATEST}"),
-        (["run", "--as-of", "2026-02-30"], f"error: --as-of '2026-02-30': not a date; expected a date YYYY-MM-DD {LATEST}"),
+        (["run", "--as-of", "2026-02-30"],
+         f"error: --as-of '2026-02-30': not a date; expected a date YYYY-MM-DD {LATEST}"),
         (["run", "--source", "cases", "--source", "nosuch"],
          "error: --source nosuch: unknown source; expected one of cases, steps, suspensions, projects, deferrals, "
          "pushes"),

@@ -73,9 +73,9 @@ def test_an_empty_inbox_fails_the_run_naming_the_missing_sources(
 
 
 def test_a_truncated_export_is_refused_and_an_unchanged_one_is_stored_with_a_warning(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tables: dict[str, pl.DataFrame]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tables: dict[str, pl.DataFrame], database_url: str
 ) -> None:
-    pipeline = make_pipeline(tmp_path, monkeypatch, tables)
+    pipeline = make_pipeline(tmp_path, monkeypatch, tables, database_url)
     assert run_nightly().is_completed()
     stored_cases = pipeline.count("cases")
 
