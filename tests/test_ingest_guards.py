@@ -155,3 +155,14 @@ def test_the_last_stored_load_is_the_newest_run_that_stored_the_source(tmp_path:
     one, two = tmp_path / "a.csv", tmp_path / "b.csv"
     one.write_text("x"), two.write_text("x")
     assert content_hash([one]) == content_hash([two]) != content_hash([one, two]) and content_hash([]) is None
+
+
+def test_a_reason_about_a_phone_never_quotes_it(tmp_path: Path) -> None:
+    pl.DataFrame({
+        "case_id": ["C1", "C2"], "matter_code": ["M", "M"], "unit_code": ["U", "U"],
+        "accepted_at": ["2026-01-05", "2026-01-05"], "applicant_name": [NAME, "李四"],
+        "applicant_phone": [13812345678.5, 13900001111.0],  # a spreadsheet turned the phone into a number
+    }).write_parquet(tmp_path / "cases.parquet")
+    result = load_source(cases_source("cases.parquet", kind="parquet", max_reject_fraction=1), inbox_dir=tmp_path)
+    assert dict(result.rejected.select("line", "reasons").iter_rows()) == {1: "applicant_phone: not a code"}
+    assert result.accepted["applicant_phone"].to_list() == ["13900001111"]
