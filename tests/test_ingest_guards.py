@@ -22,7 +22,8 @@ NAME, PHONE = "张小三", "13812345678"
 
 
 def cases_source(path: str = "cases.csv", **options: object) -> Source:
-    return Source(name="cases", kind="csv", table="cases", path=path, **options)  # type: ignore[arg-type]
+    options.setdefault("kind", "csv")
+    return Source(name="cases", table="cases", path=path, **options)  # type: ignore[arg-type]
 
 
 def write_controls(folder: Path) -> Path:
