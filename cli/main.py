@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from cli import (
     alert_commands,
@@ -35,9 +36,9 @@ class PermitwatchTyper(typer.Typer):
                 raise
             first_line = (str(exc).strip().splitlines() or [""])[0][:300]
             error_console.print(
-                f"[bold red]error:[/] unexpected {type(exc).__name__}: {first_line} "
+                f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(first_line)} "
                 "(run again with --debug for the traceback)",
-                highlight=False, markup=True, soft_wrap=True,
+                highlight=False, soft_wrap=True,
             )
             sys.exit(1)
 
