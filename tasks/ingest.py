@@ -423,6 +423,9 @@ def _read_parquet(path: Path, label: str) -> _RawTable:
         frame = pl.read_parquet(path)
     except (OSError, pl.exceptions.ComputeError) as exc:
         raise SourceError(f"{label}: not a readable Parquet file: {exc}") from None
+    nested = [name for name, dtype in frame.schema.items() if dtype.is_nested()]
+    if nested:
+        raise SourceError(f"{label}: column(s) {', '.join(nested)} hold lists or structs, not single values")
     return _without_blank_rows(label, frame, pl.int_range(1, frame.height + 1, dtype=pl.Int64, eager=True))
 
 

@@ -167,3 +167,11 @@ def test_a_reason_about_a_phone_never_quotes_it(tmp_path: Path) -> None:
     result = load_source(cases_source("cases.parquet", kind="parquet", max_reject_fraction=1), inbox_dir=tmp_path)
     assert dict(result.rejected.select("line", "reasons").iter_rows()) == {1: "applicant_phone: not a code"}
     assert result.accepted["applicant_phone"].to_list() == ["13900001111"]
+
+
+def test_a_parquet_column_of_lists_fails_the_source_naming_it(tmp_path: Path) -> None:
+    pl.DataFrame({"case_id": ["C1"], "matter_code": ["M"], "unit_code": ["U"], "accepted_at": ["2026-01-05"],
+                  "applicant_name": [[NAME]]}).write_parquet(tmp_path / "cases.parquet")
+    result = load_source(cases_source("cases.parquet", kind="parquet"), inbox_dir=tmp_path)
+    assert result.error == "cases.parquet: column(s) applicant_name hold lists or structs, not single values"
+    assert not result.error_transient
