@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli.common import CliState, console, error_console, fail, state
+from cli.pipeline_commands import _export_settings
 from config.settings import TIMEZONE
 
 silence_app = typer.Typer(
@@ -42,25 +43,30 @@ def deliver(
         "given) or 'now'. Without it, nothing is sent outside the window (official working days 08:30-18:00).",
     ),
 ) -> None:
-    """Send the pending alert cards: one digest per unit and channel (SMS, email, IM)."""
-    from tasks.delivery import deliver_pending
-
+    """Send the pending alert cards: one digest per unit and channel (SMS, email, IM). Runs the `deliver` flow."""
     cli = state(ctx)
     settings = cli.settings()
     config = cli.config()
     moment = _parse_now(now) if now is not None else datetime.now(TIMEZONE)
-    report = deliver_pending(cli.engine(), config, moment, settings.effective_outbox_dir, force=now is not None)
-    if report.skipped:
-        console.print(f"Nothing sent: {escape(report.skipped)}. Use --now to send anyway.", highlight=False)
+    _export_settings(cli)
+    from flows.deliver import deliver_flow
+
+    final = deliver_flow(now=moment, force=now is not None, return_state=True)
+    report = final.result(raise_on_failure=False)
+    if not isinstance(report, dict):  # the flow stopped before it had a report (its message says why)
+        fail(f"deliver: {final.name}: {final.message or report}", code=1)
+    if report["skipped"]:
+        console.print(f"Nothing sent: {escape(report['skipped'])}. Use --now to send anyway.", highlight=False)
         return
-    console.print(escape(report.summary()), highlight=False)
-    for error in report.errors:
+    console.print(escape(report["summary"]), highlight=False)
+    for error in report["errors"]:
         console.print(f"  [yellow]failed:[/] {escape(error)}", highlight=False)
-    if report.messages_sent and any(
+    if report["messages_sent"] and any(
         contact.target.startswith("outbox://") for unit in config.units.units.values() for contact in unit.contacts
     ):
         console.print(f"Outbox messages are in {settings.effective_outbox_dir}", highlight=False)
-    if report.messages_failed or report.ops_notified is False:
+    if final.is_failed() or report["ops_notified"] is False:
+        console.print(f"deliver: {final.name}: {escape(final.message or '')}", highlight=False)
         raise typer.Exit(1)
 
 

@@ -116,8 +116,8 @@ def demo(
     console.print(f"nightly: {final.name}: {final.message or ''}", highlight=False)
 
     console.rule("delivery (Prefect flow `deliver`, window forced for the demo)")
-    report = deliver_flow(now=datetime.now(TIMEZONE), force=True)
-    console.print(report.summary(), highlight=False)
+    delivered = deliver_flow(now=datetime.now(TIMEZONE), force=True, return_state=True)
+    console.print(f"deliver: {delivered.name}: {delivered.message or ''}", highlight=False)
 
     if summary:
         _print_run_summary(summary, cli)

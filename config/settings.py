@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pydantic import NonNegativeFloat, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, NonNegativeFloat, PositiveFloat, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TIMEZONE = ZoneInfo("Asia/Shanghai")
@@ -43,6 +43,20 @@ class Settings(BaseSettings):
     as_of: date | None = None
     # I/O tasks (source reads, database writes, delivery) retry once per entry, waiting that many seconds (backoff).
     retry_delays: tuple[NonNegativeFloat, ...] = (2.0, 10.0, 30.0)
+    # Delivery. A send that gets no answer within its channel's timeout is given up and kept pending as "timeout: may
+    # have been delivered" for the next delivery: a longer timeout means fewer repeats from a slow gateway, a shorter
+    # one frees the sending slot sooner. Connecting is timed separately (an unreachable server received nothing).
+    email_timeout: PositiveFloat = 60.0
+    sms_timeout: PositiveFloat = 30.0
+    im_timeout: PositiveFloat = 15.0
+    connect_timeout: PositiveFloat = 5.0
+    # The digest's idempotency key goes to HTTP SMS gateways (json://, form://) in this header and/or body field;
+    # empty turns either off.
+    sms_idempotency_header: str = "Idempotency-Key"
+    sms_idempotency_field: str = ""
+    # A delivery attempt holds the rows it is sending under a lease it renews while it runs; a lease not renewed for
+    # this long belongs to a dead attempt (on another host, where its process cannot be looked up).
+    delivery_lease_seconds: float = Field(default=60.0, ge=5.0)
 
     @field_validator("config_dir")
     @classmethod
@@ -70,6 +84,9 @@ class Settings(BaseSettings):
         if value is not None:
             check_as_of(value)
         return value
+
+    def send_timeout(self, channel: str) -> float:
+        return {"email": self.email_timeout, "sms": self.sms_timeout}.get(channel, self.im_timeout)
 
     @property
     def effective_as_of(self) -> date:

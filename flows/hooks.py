@@ -1,4 +1,5 @@
-"""Flow state hooks: when `nightly`, `deliver` or `weekly-report` fails or crashes, ops are told through apprise."""
+"""Flow state hooks: when `nightly`, `deliver` or `weekly-report` fails or crashes, ops are told through apprise; a
+crashed `deliver` gives back the digests it was sending at once."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from prefect.states import State
 from config.bundle import load_config
 from config.loader import ConfigError
 from config.settings import TIMEZONE, load_settings
+from schemas.database import ensure_schema
+from tasks.claims import release_run
 from tasks.delivery import notify_ops
 
 
@@ -41,3 +44,17 @@ def alert_ops_on_failure(flow: Flow[..., object], flow_run: FlowRun, state: Stat
         log.info("ops alerted about the %s run %s", state.name, flow_run.name)
     else:
         log.error("ops could NOT be alerted about %s (no ops unit or every ops contact failed)", flow_run.name)
+
+
+def release_delivery_claims(flow: Flow[..., object], flow_run: FlowRun, state: State) -> None:
+    """A crashed delivery sends nothing more: the digests it had claimed go back to pending for the next delivery
+    (they may have reached their recipients just before the crash)."""
+    log = flow_run_logger(flow_run, flow)
+    try:
+        released = release_run(ensure_schema(load_settings().database_url), str(flow_run.id))
+    except Exception as exc:  # the next delivery gives them back anyway, from the dead process or the expired lease
+        log.error("could not give back the deliveries this run was sending: %s", exc)
+        return
+    if released:
+        log.warning("%d card deliveries this run was sending are pending again (they may have been delivered)",
+                    released)

@@ -227,10 +227,34 @@ class Delivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The delivery attempt (`delivery_leases.attempt_id`) holding the row while it is `sending`.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
     __table_args__ = (
         UniqueConstraint("card_id", "recipient_unit", "channel", "target", name="uq_deliveries_target"),
         Index("ix_deliveries_status", "status"),
     )
+
+
+class DeliveryLease(Base):
+    """A delivery attempt that may hold `sending` rows: which process (host, pid, process start) and Prefect flow run
+    it is, and until when its lease runs (renewed while it sends). Gone or expired, its rows are given back."""
+
+    __tablename__ = "delivery_leases"
+    attempt_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    process_started: Mapped[str] = mapped_column(String(40))
+    flow_run_id: Mapped[str | None] = mapped_column(String(36))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class OpsNotice(Base):
+    """A notice ops get once (e.g. "the nightly run for 2026-11-27 did not complete"), keyed by what it is about."""
+
+    __tablename__ = "ops_notices"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Silence(Base):

@@ -23,8 +23,9 @@ from prefect.artifacts import (
 from sqlalchemy import Engine, func, select
 
 from config.sources import CANONICAL_COLUMNS, Source
+from config.units import UnitDirectory
 from schemas.tables import Delivery
-from tasks.delivery import DeliveryReport
+from tasks.delivery import DeliveryReport, display_target
 from tasks.ingest import LoadResult
 from tasks.pii import mask_name, mask_phone
 
@@ -252,13 +253,12 @@ def publish_nightly(
                           description=f"The first {TOP_REJECTS} rejected rows with reasons (PII masked)")
 
 
-def delivery_rows(engine: Engine, report: DeliveryReport) -> list[dict[str, Any]]:
-    """One row per message this delivery attempted: recipient, channel, target as configured (no secrets), cards
-    carried, status and the error. Rows are found by the delivery's timestamp, which deliver_pending stamps on
-    every delivery row it touches."""
+def delivery_rows(engine: Engine, report: DeliveryReport, units: UnitDirectory) -> list[dict[str, Any]]:
+    """One row per message this delivery attempted, what ops read first on the left: status, unit (code and name),
+    channel, cards carried, attempt and last error, then the target as configured, shortened, without credentials and
+    with phone numbers masked. Rows are found by the delivery's timestamp, stamped on every row it claims."""
     if report.skipped:
-        return [{"recipient_unit": "", "channel": "", "target": "", "cards": 0, "status": "skipped",
-                 "attempts": 0, "last_error": report.skipped}]
+        return [_delivery_row("skipped", "", "", "", 0, 0, report.skipped, "")]
     stamp = report.now.astimezone(UTC)
     query = (
         select(Delivery.recipient_unit, Delivery.channel, Delivery.target, Delivery.status,
@@ -270,17 +270,23 @@ def delivery_rows(engine: Engine, report: DeliveryReport) -> list[dict[str, Any]
     )
     with engine.connect() as connection:
         rows = [
-            {"recipient_unit": row.recipient_unit, "channel": row.channel, "target": row.target,
-             "cards": int(row.cards), "status": row.status, "attempts": int(row.attempts or 0),
-             "last_error": row.last_error or ""}
+            _delivery_row(row.status, row.recipient_unit,
+                          units[row.recipient_unit].name if row.recipient_unit in units else "?", row.channel,
+                          int(row.cards), int(row.attempts or 0), row.last_error or "", display_target(row.target))
             for row in connection.execute(query)
         ]
-    return rows or [{"recipient_unit": "", "channel": "", "target": "", "cards": 0, "status": "nothing pending",
-                     "attempts": 0, "last_error": ""}]
+    return rows or [_delivery_row("nothing pending", "", "", "", 0, 0, "", "")]
 
 
-def publish_delivery(engine: Engine, report: DeliveryReport) -> None:
-    create_table_artifact(delivery_rows(engine, report), key=DELIVERY_KEY, description=report.summary())
+def _delivery_row(
+    status: str, unit: str, name: str, channel: str, cards: int, attempt: int, error: str, target: str
+) -> dict[str, Any]:
+    return {"status": status, "unit": unit, "unit_name": name, "channel": channel, "cards": cards,
+            "attempt": attempt, "last_error": " ".join(error.split())[:300], "target": target}
+
+
+def publish_delivery(engine: Engine, report: DeliveryReport, units: UnitDirectory) -> None:
+    create_table_artifact(delivery_rows(engine, report, units), key=DELIVERY_KEY, description=report.summary())
 
 
 def _jsonable(frame: pl.DataFrame) -> list[dict[str, Any]]:

@@ -1,13 +1,15 @@
 """The alert outbox: cards and their deliveries stored in one transaction, silences, and delivery through apprise.
 
 Evaluation and delivery are separate. The nightly run calls `issue_cards` (plan + store, nothing sent);
-`deliver_pending`
-sends, inside the delivery window, one digest per recipient unit and channel target holding all its pending cards,
-and records apprise's result for every card and target:
+`deliver_pending` sends, inside the delivery window, one digest per recipient unit and channel target holding all its
+pending cards, in three stages (the `deliver` flow's tasks): plan, send, settle. It records apprise's result for every
+card and target:
 - success: the delivery is `sent` and never sent again;
 - failure: it stays `pending` with the error and an attempt count and is retried at the next delivery; after
-  `max_attempts` it is `failed` and the ops unit(s) get a report.
-While a digest is being sent its rows are `sending`, so that two deliveries running at once never send the same card.
+  `max_attempts` it is `failed` and the ops unit(s) get a report. A timeout is a failure too ("timeout: may have been
+  delivered"), retried at the next delivery only.
+A digest's rows are claimed (`sending`) just before it is sent (`tasks.claims`), so two deliveries running at once
+never send the same card, and a delivery that dies gives back only the digests it was sending.
 """
 
 from __future__ import annotations
@@ -15,22 +17,28 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
+import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
 from html import escape
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import apprise
 import polars as pl
-from sqlalchemy import Connection, Engine, case, func, insert, select, update
+from apprise.plugins.email import NotifyEmail
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
+from sqlalchemy import Engine, case, func, insert, select, update
 
 from config.bundle import PermitwatchConfig
-from config.settings import TIMEZONE
-from config.units import Contact, DeliveryWindow, UnitDirectory
-from schemas.tables import Card, Case, Delivery, Silence
+from config.settings import TIMEZONE, Settings, load_settings
+from config.units import CHANNELS, Contact, DeliveryWindow, UnitDirectory
+from schemas.tables import Card, Case, Delivery, OpsNotice, Silence
 from tasks.calendar import WorkCalendar, load_work_calendar
 from tasks.cards import (
     CARD_KEY,
@@ -47,15 +55,19 @@ from tasks.cards import (
     match_silences,
     plan_cards,
 )
+from tasks.claims import SENDING, Attempt, claim, delivery_lease, flow_run_ended, held_by, release_dead
 from tasks.digests import Digest, DigestTemplates, build_digests, cut_sms, sms_length
+from tasks.idempotency import add_gateway_key, digest_key, install_message_id_hook, message_id
 from tasks.outbox import OUTBOX_SCHEME, outbox_url
+from tasks.pii import mask_phone
 
 logger = logging.getLogger("permitwatch.alerts")
 
-SENDING = "sending"
-# A row left `sending` this long (the process died mid-send) is put back to pending; it may be sent twice.
-STALE_SENDING = timedelta(minutes=30)
 _CHUNK = 5000
+# apprise's own fields of a json:// or form:// body (`:message=content` renames one); any other `:name=value` of a
+# contact URL is a field of its own, usually the recipient's number.
+_APPRISE_FIELDS = frozenset({"message", "title", "version", "type", "attachments"})
+_TIMED_OUT = "timed out"
 _BODY_FORMATS = {
     "email": apprise.NotifyFormat.HTML,
     "sms": apprise.NotifyFormat.TEXT,
@@ -213,6 +225,33 @@ def remove_silence(engine: Engine, silence_id: int) -> bool:
 
 # ---------------------------------------------------------------------------------------------------- delivery
 
+# A send that got no answer in time may still have reached the recipient: it is kept pending, saying so.
+TIMEOUT_ERROR = "timeout: may have been delivered"
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    """How messages go out (from the PERMITWATCH_* settings): per-channel timeouts, the idempotency key's header or
+    field for HTTP SMS gateways, the claim lease and the Prefect flow run the delivery belongs to."""
+
+    timeouts: dict[str, float]
+    connect_timeout: float
+    sms_idempotency_header: str
+    sms_idempotency_field: str
+    lease_seconds: float
+    flow_run_id: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, flow_run_id: str | None = None) -> SendOptions:
+        return cls(
+            timeouts={channel: settings.send_timeout(channel) for channel in CHANNELS},
+            connect_timeout=settings.connect_timeout,
+            sms_idempotency_header=settings.sms_idempotency_header,
+            sms_idempotency_field=settings.sms_idempotency_field,
+            lease_seconds=settings.delivery_lease_seconds,
+            flow_run_id=flow_run_id,
+        )
+
 
 @dataclass
 class DeliveryReport:
@@ -225,8 +264,15 @@ class DeliveryReport:
     deliveries_failed: int = 0  # failed for good in this delivery (after max_attempts)
     suppressed_cards: int = 0
     busy: int = 0  # digests skipped because another delivery holds some of their rows
+    released: int = 0  # rows given back from a delivery that died mid-send
     ops_notified: bool | None = None
+    nightly_problem: str | None = None  # the previous nightly run did not complete
     errors: list[str] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)  # one per message not sent, for logs and the state
+
+    @property
+    def messages(self) -> int:
+        return self.messages_sent + self.messages_failed
 
     def summary(self) -> str:
         if self.skipped:
@@ -236,11 +282,45 @@ class DeliveryReport:
             f"{self.messages_failed} failed ({self.deliveries_retrying} card deliveries to retry, "
             f"{self.deliveries_failed} failed for good), {self.suppressed_cards} cards suppressed by silences"
         )
+        if self.released:
+            text += f", {self.released} card deliveries given back from a delivery that died mid-send"
         if self.busy:
             text += f", {self.busy} digests left to a delivery already running"
         if self.ops_notified is not None:
             text += "; ops notified" if self.ops_notified else "; ops could NOT be notified"
+        if self.nightly_problem:
+            text += f"; warning: {self.nightly_problem}"
         return text
+
+    def failure_line(self) -> str:
+        """One line for the run's final state: how many messages were not sent, and to whom, why."""
+        shown = "; ".join(
+            f"{failure['unit']} {failure['channel']}: {failure['error']}" for failure in self.failures[:3]
+        )
+        more = f" (and {len(self.failures) - 3} more)" if len(self.failures) > 3 else ""
+        return f"{self.messages_failed} of {self.messages} messages not sent: {shown}{more}"[:1000]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for the Prefect state and the runs ledger."""
+        data = asdict(self)
+        data["now"] = self.now.isoformat(timespec="seconds")
+        data["summary"] = self.summary()
+        return data
+
+
+@dataclass
+class DeliveryPlan:
+    """What one delivery will send: the digests built from the pending rows, and the cards they touch."""
+
+    now: datetime
+    digests: list[Digest]
+    card_ids: list[int]
+    report: DeliveryReport
+
+    @property
+    def stamp(self) -> datetime:
+        """Times are stored in UTC: SQLite keeps no offset, and rows are matched on the exact time of the delivery."""
+        return self.now.astimezone(UTC)
 
 
 def outside_window(now: datetime, window: DeliveryWindow, calendar: WorkCalendar) -> str | None:
@@ -261,46 +341,96 @@ def deliver_pending(
     *,
     force: bool = False,
     calendar: WorkCalendar | None = None,
+    options: SendOptions | None = None,
 ) -> DeliveryReport:
-    """Send every pending card as digests. Outside the delivery window nothing is sent unless `force`."""
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=TIMEZONE)
-    now = now.astimezone(TIMEZONE)
-    # Times are stored in UTC: SQLite keeps no offset, and rows are matched on the exact time of this delivery.
-    stored_at = now.astimezone(UTC)
-    report = DeliveryReport(now=now)
-    units = config.units
-    policy = units.alerting
+    """Send every pending card as digests. Outside the delivery window nothing is sent unless `force`.
+
+    The `deliver` flow runs the same three stages as tasks: plan, send, settle."""
+    now = local_moment(now)
     if not force:
-        reason = outside_window(now, policy.window, calendar or load_work_calendar(config.calendar_files))
+        calendar = calendar or load_work_calendar(config.calendar_files)
+        reason = outside_window(now, config.units.alerting.window, calendar)
         if reason:
-            report.skipped = reason
             logger.info("delivery skipped: %s", reason)
-            return report
-    _release_stale(engine, stored_at)
+            return DeliveryReport(now=now, skipped=reason)
+    options = options or SendOptions.from_settings(load_settings())
+    plan = plan_delivery(engine, config, now)
+    report = send_digests(engine, config, plan, outbox_dir, options)
+    return settle_delivery(engine, config, plan, report, outbox_dir)
+
+
+def local_moment(now: datetime) -> datetime:
+    """`now` in Asia/Shanghai (a naive time is taken as Asia/Shanghai)."""
+    return (now if now.tzinfo else now.replace(tzinfo=TIMEZONE)).astimezone(TIMEZONE)
+
+
+def plan_delivery(engine: Engine, config: PermitwatchConfig, now: datetime) -> DeliveryPlan:
+    """Give back the rows of deliveries that died mid-send, then build one digest per recipient target from the
+    pending rows (silenced cards suppressed, removed targets failed). Nothing is claimed yet."""
+    now = local_moment(now)
+    report = DeliveryReport(now=now)
+    report.released = release_dead(engine, flow_run_ended)
+    units = config.units
     items = _pending_items(engine)
     items = _suppress_silenced(engine, items, now, report)
-    items = _drop_unknown_targets(engine, items, units, policy.max_attempts, stored_at)
+    items = _drop_unknown_targets(engine, items, units, units.alerting.max_attempts, now.astimezone(UTC))
     templates = DigestTemplates(config.templates_dir)
-    today = now.astimezone(TIMEZONE).date()
-    digests = build_digests(items, units, templates, as_of=today) if items.height else []
-    stamp = now.astimezone(TIMEZONE).strftime("%Y%m%dT%H%M%S")
-    owned = _claim(engine, digests, stored_at)
-    report.busy = len(digests) - len(owned)
-    # Messages go out in parallel (network-bound); results are recorded here, one transaction per message, so that
-    # a message apprise reported sent is recorded sent before the next result is handled.
-    with ThreadPoolExecutor(max_workers=policy.parallel_sends, thread_name_prefix="permitwatch-send") as pool:
-        futures = {pool.submit(_send_digest, digest, units, outbox_dir, stamp): digest for digest in owned}
-        for future in as_completed(futures):
-            ok, error = future.result()
-            _record(engine, futures[future], ok, error, stored_at, policy.max_attempts, report)
-    _settle_cards(engine, items.get_column("card_id").to_list())
-    newly_failed = _failures_since(engine, stored_at)
+    digests = build_digests(items, units, templates, as_of=now.date()) if items.height else []
+    return DeliveryPlan(now, digests, items.get_column("card_id").to_list(), report)
+
+
+def send_digests(
+    engine: Engine, config: PermitwatchConfig, plan: DeliveryPlan, outbox_dir: Path, options: SendOptions
+) -> DeliveryReport:
+    """Send the plan's digests, `parallel_sends` at a time. Each digest is claimed just before it is sent and its
+    result recorded right after (one transaction each), under a lease this delivery renews while it runs, so a
+    crash leaves at most `parallel_sends` digests claimed, and the next delivery gives them back at once."""
+    install_message_id_hook()
+    log = run_logger()
+    report = plan.report
+    policy = config.units.alerting
+    stamp = plan.now.strftime("%Y%m%dT%H%M%S")
+    tally = threading.Lock()
+
+    def claim_send_record(attempt: Attempt, digest: Digest) -> None:
+        if not claim(engine, attempt, digest.delivery_ids, plan.stamp):
+            with tally:
+                report.busy += 1
+            return
+        ok, error = _send_digest(digest, config.units, outbox_dir, stamp, options)
+        outcome = _record(engine, attempt, digest, ok, error, plan.stamp, policy.max_attempts)
+        with tally:
+            _tally(report, digest, outcome, config.units, policy.max_attempts, log)
+
+    with (
+        delivery_lease(engine, options.lease_seconds, options.flow_run_id) as attempt,
+        ThreadPoolExecutor(max_workers=policy.parallel_sends, thread_name_prefix="permitwatch-send") as pool,
+    ):
+        for future in [pool.submit(claim_send_record, attempt, digest) for digest in plan.digests]:
+            future.result()
+    return report
+
+
+def settle_delivery(
+    engine: Engine, config: PermitwatchConfig, plan: DeliveryPlan, report: DeliveryReport, outbox_dir: Path
+) -> DeliveryReport:
+    """Cards whose deliveries are all done become sent (or failed); targets failed for good are reported to ops."""
+    _settle_cards(engine, plan.card_ids)
+    newly_failed = _failures_since(engine, plan.stamp)
     report.deliveries_failed = sum(failure["cards"] for failure in newly_failed)
     if newly_failed:
-        report.ops_notified = _notify_ops(newly_failed, units, templates, outbox_dir, now)
-    logger.info("delivery at %s: %s", now.isoformat(timespec="seconds"), report.summary())
+        templates = DigestTemplates(config.templates_dir)
+        report.ops_notified = _notify_ops(newly_failed, config.units, templates, outbox_dir, plan.now)
+    run_logger().info("delivery at %s: %s", plan.now.isoformat(timespec="seconds"), report.summary())
     return report
+
+
+def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The Prefect run's logger inside a flow or task run (its lines reach the run's log in the UI), else ours."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logger
 
 
 def _pending_items(engine: Engine) -> pl.DataFrame:
@@ -414,100 +544,121 @@ def _drop_unknown_targets(
     return items.join(known, on=["recipient_unit", "channel", "target"], how="semi")
 
 
-def _send_digest(digest: Digest, units: UnitDirectory, outbox_dir: Path, stamp: str) -> tuple[bool, str | None]:
+def _send_digest(
+    digest: Digest, units: UnitDirectory, outbox_dir: Path, stamp: str, options: SendOptions
+) -> tuple[bool, str | None]:
     contact = units.contact(digest.recipient_unit, digest.channel, digest.target)
     if contact is None:  # unknown targets were failed before digests were built
         return False, "target no longer configured in units.yaml"
     try:
-        return send_message(contact, digest, outbox_dir=outbox_dir, stamp=stamp)
+        return send_message(contact, digest, outbox_dir=outbox_dir, stamp=stamp, options=options)
     except Exception as exc:  # a plugin error must become a recorded failure, not rows left `sending`
         return False, f"{type(exc).__name__}: {exc}"[:1000]
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    ok: bool
+    error: str | None
+    recorded: int  # card deliveries whose result was recorded
+    retrying: int  # of them, kept pending for the next delivery
+    attempt: int  # the attempt this was, for the target
+
+
 def _record(
     engine: Engine,
+    attempt: Attempt,
     digest: Digest,
     ok: bool,
     error: str | None,
-    stored_at: datetime,
+    stamp: datetime,
     max_attempts: int,
-    report: DeliveryReport,
-) -> None:
-    """apprise's result for one message, on every card delivery it carried."""
+) -> _Outcome:
+    """apprise's result for one message, on every card delivery it carried, in one transaction."""
     ids = list(digest.delivery_ids)
     if ok:
+        mine = held_by(attempt)
         values: dict[str, Any] = {"status": SENT, "last_error": None}
     else:
+        mine = (Delivery.status == SENDING) & (Delivery.claimed_by == attempt.attempt_id)
         values = {"status": _retry_or_fail(max_attempts), "last_error": error}
+    recorded = 0
+    retrying = 0
+    attempts = 0
     with engine.begin() as connection:
         for chunk in _chunks(ids):
-            connection.execute(
+            recorded += connection.execute(
                 update(Delivery)
-                .where(Delivery.id.in_(chunk), Delivery.status == SENDING)
-                .values(attempts=Delivery.attempts + 1, sent_at=stored_at, **values)
-            )
-        retrying = 0 if ok else _count(connection, ids, PENDING)
-    where = f"{digest.recipient_unit} {digest.channel} {digest.target}"
-    if ok:
+                .where(Delivery.id.in_(chunk), mine)
+                .values(attempts=Delivery.attempts + 1, sent_at=stamp, claimed_by=None, **values)
+            ).rowcount
+            if not ok:
+                pending, most = connection.execute(
+                    select(func.count().filter(Delivery.status == PENDING), func.max(Delivery.attempts)).where(
+                        Delivery.id.in_(chunk)
+                    )
+                ).one()
+                retrying += int(pending or 0)
+                attempts = max(attempts, int(most or 0))
+    return _Outcome(ok, error, recorded, retrying, attempts)
+
+
+def _tally(
+    report: DeliveryReport,
+    digest: Digest,
+    outcome: _Outcome,
+    units: UnitDirectory,
+    max_attempts: int,
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger],
+) -> None:
+    """Count the message in the report and log it: one WARNING line per message not sent, for the run's log."""
+    unit = digest.recipient_unit
+    name = units[unit].name if unit in units else "?"
+    target = display_target(digest.target)
+    if outcome.ok:
         report.messages_sent += 1
-        report.deliveries_sent += len(ids)
-        logger.info("sent %s digest to %s (%d cards)", digest.channel, where, digest.card_count)
-    else:
-        report.messages_failed += 1
-        report.deliveries_retrying += retrying
-        report.errors.append(f"{where}: {error}")
-        logger.warning("could not send %s digest to %s: %s", digest.channel, where, error)
-
-
-def _count(connection: Connection, ids: list[int], status: str) -> int:
-    return sum(
-        connection.execute(
-            select(func.count()).select_from(Delivery).where(Delivery.id.in_(chunk), Delivery.status == status)
-        ).scalar_one()
-        for chunk in _chunks(ids)
+        report.deliveries_sent += outcome.recorded
+        log.info("sent %s digest to %s %s (%d cards)", digest.channel, unit, target, digest.card_count)
+        return
+    error = " ".join((outcome.error or "unknown error").split())
+    report.messages_failed += 1
+    report.deliveries_retrying += outcome.retrying
+    report.errors.append(f"{unit} {digest.channel} {target}: {error}")
+    report.failures.append(
+        {"unit": unit, "unit_name": name, "channel": digest.channel, "target": target,
+         "attempt": outcome.attempt, "error": error}
     )
+    log.warning(
+        "not sent: unit %s %s, %s to %s, attempt %d of %d: %s",
+        unit, name, digest.channel, target, outcome.attempt, max_attempts, error,
+    )
+
+
+def display_target(target: str, limit: int = 60) -> str:
+    """A contact URL as written in units.yaml, short enough for a log line or a table cell: scheme, host and the
+    recipient, without credentials, and with phone numbers masked (139****1234)."""
+    parts = urlsplit(target)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    recipients = [
+        value
+        for key, value in parse_qsl(parts.query)
+        if key == "to" or (key.startswith(":") and key[1:] not in _APPRISE_FIELDS and value)
+    ]
+    shown = [mask_phone(value) if _looks_like_phone(value) else value for value in recipients]
+    text = f"{parts.scheme}://{host}" + (f" to {','.join(shown)}" if shown else "")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _looks_like_phone(value: str) -> bool:
+    digits = sum(character.isdigit() for character in value)
+    return digits >= 7 and digits >= len(value.replace("-", "").replace("+", "").replace(" ", "")) - 1
+
 
 
 def _retry_or_fail(max_attempts: int) -> Any:
     """SQL: after this failed attempt, the row is failed for good once attempts reach max_attempts."""
     return case((Delivery.attempts + 1 >= max_attempts, FAILED), else_=PENDING)
 
-
-def _claim(engine: Engine, digests: list[Digest], stored_at: datetime) -> list[Digest]:
-    """Mark the digests' rows `sending` in one transaction. A digest some of whose rows another delivery running at
-    the same time took first is left to it (our rows of it go back to pending)."""
-    ids = [delivery_id for digest in digests for delivery_id in digest.delivery_ids]
-    ours: set[int] = set()
-    with engine.begin() as connection:
-        for chunk in _chunks(ids):
-            connection.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(chunk), Delivery.status == PENDING)
-                .values(status=SENDING, sent_at=stored_at)
-            )
-            ours.update(
-                connection.execute(
-                    select(Delivery.id).where(
-                        Delivery.id.in_(chunk), Delivery.status == SENDING, Delivery.sent_at == stored_at
-                    )
-                ).scalars()
-            )
-        owned = [digest for digest in digests if ours.issuperset(digest.delivery_ids)]
-        release = sorted(ours.difference(i for digest in owned for i in digest.delivery_ids))
-        for chunk in _chunks(release):
-            connection.execute(update(Delivery).where(Delivery.id.in_(chunk)).values(status=PENDING, sent_at=None))
-    return owned
-
-
-def _release_stale(engine: Engine, now: datetime) -> None:
-    with engine.begin() as connection:
-        released = connection.execute(
-            update(Delivery)
-            .where(Delivery.status == SENDING, Delivery.sent_at < now - STALE_SENDING)
-            .values(status=PENDING, last_error="interrupted while sending: result unknown, sending again")
-        ).rowcount
-    if released:
-        logger.warning("%d deliveries were left mid-send by an interrupted delivery; they will be sent again", released)
 
 
 def _settle_cards(engine: Engine, card_ids: Iterable[int]) -> None:
@@ -608,23 +759,52 @@ def notify_ops(units: UnitDirectory, title: str, text: str, outbox_dir: Path, no
     return delivered
 
 
+def notify_ops_once(
+    engine: Engine, key: str, units: UnitDirectory, title: str, text: str, outbox_dir: Path, now: datetime
+) -> bool | None:
+    """`notify_ops`, unless ops were already told about `key`: None then. Recorded only once ops got it, so a notice
+    no ops contact received is tried again by the next delivery."""
+    with engine.connect() as connection:
+        if connection.execute(select(OpsNotice.key).where(OpsNotice.key == key)).first() is not None:
+            return None
+    delivered = notify_ops(units, title, text, outbox_dir, now)
+    if delivered:
+        with engine.begin() as connection:
+            connection.execute(insert(OpsNotice).values(key=key, sent_at=now.astimezone(UTC)))
+    return delivered
+
+
 def _cut_sms(text: str, units: UnitDirectory) -> str:
     limits = units.alerting.sms
     cap = limits.max_segments * limits.multipart_segment_chars
     return text if sms_length(text) <= cap else cut_sms(text, cap)
 
 
-def send_message(contact: Contact, digest: Digest, *, outbox_dir: Path, stamp: str) -> tuple[bool, str | None]:
-    """Send one message to one target through apprise. Returns (ok, error), the error from apprise's log of the call."""
+def send_message(
+    contact: Contact, digest: Digest, *, outbox_dir: Path, stamp: str, options: SendOptions | None = None
+) -> tuple[bool, str | None]:
+    """Send one message to one target through apprise, once: apprise's own retries are off, since a repeat of a
+    message that may have arrived is the next delivery's decision. With `options`, the channel's timeouts apply and
+    the digest's idempotency key goes with it (Message-ID, SMS gateway header or field). Returns (ok, error), the
+    error from apprise's log of the call; a send that timed out waiting for an answer is TIMEOUT_ERROR."""
     url = contact.url
     if contact.target.split("://", 1)[0].lower() == OUTBOX_SCHEME:
         url = outbox_url(contact.channel, digest.recipient_unit, outbox_dir, stamp)
-    notifier = apprise.Apprise()
-    added = notifier.add(url)
-    if not added:
+    service = apprise.Apprise.instantiate(url, suppress_exceptions=True)
+    if service is None:
         return False, f"apprise cannot load {contact.safe_url}"
+    key = digest_key(digest)
+    service.retry = 0
+    timeout = None
+    if options is not None:
+        timeout = _apply_timeouts(service, contact.channel, options)
+        if contact.channel == "sms":
+            add_gateway_key(service, key, options.sms_idempotency_header, options.sms_idempotency_field)
+    notifier = apprise.Apprise()
+    notifier.add(service)
     body_format = _BODY_FORMATS.get(contact.channel, apprise.NotifyFormat.TEXT)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(message_id(key))
         attach = None
         if digest.attachments:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="permitwatch-")))
@@ -632,12 +812,31 @@ def send_message(contact: Contact, digest: Digest, *, outbox_dir: Path, stamp: s
             for name, content in digest.attachments.items():
                 (folder / name).write_bytes(content)
                 attach.add(str(folder / name))
+        started = time.monotonic()
         result = notifier.notify(body=digest.body, title=digest.title, body_format=body_format, attach=attach)
+        elapsed = time.monotonic() - started
     if result:
         return True, None
-    # The service's own log of this call (per call, so parallel sends do not mix their errors).
-    problems = [entry.message for service in result for entry in service.logs() if entry.level in {"WARNING", "ERROR"}]
+    # The service's own log of this call (per call, so parallel sends do not mix their errors). apprise logs why a
+    # request failed only at DEBUG, which it captures per call only by lowering its logger's level for every
+    # thread; a failed call that lasted the whole timeout is the timeout instead.
+    entries = [entry for outcome in result for entry in outcome.logs()]
+    if (timeout is not None and elapsed >= timeout) or any(_TIMED_OUT in entry.message.lower() for entry in entries):
+        return False, TIMEOUT_ERROR
+    problems = [entry.message for entry in entries if entry.level in {"WARNING", "ERROR"}]
     return False, ("; ".join(problems[-3:]) or "apprise reported failure")[:1000]
+
+
+def _apply_timeouts(service: Any, channel: str, options: SendOptions) -> float:
+    """Set the channel's timeouts on the service; returns how long an answer may take."""
+    timeout = options.timeouts.get(channel, max(options.timeouts.values()))
+    if isinstance(service, NotifyEmail):
+        # smtplib has one timeout, for connecting and for every answer of the server.
+        service.socket_connect_timeout = timeout
+        return timeout
+    service.socket_connect_timeout = min(options.connect_timeout, timeout)
+    service.socket_read_timeout = timeout
+    return timeout
 
 
 def _by_reason(frame: pl.DataFrame, column: str) -> list[tuple[str, list[int]]]:

@@ -7,6 +7,7 @@ task is a whole source, a whole table, the whole run or (backfill) a month of da
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
@@ -29,12 +30,21 @@ from tasks.calendar import WorkCalendar, load_work_calendar
 from tasks.cards import CardPlan
 from tasks.clock_builders import ClockSet, build_clocks
 from tasks.clocks import evaluate_clocks
-from tasks.delivery import DeliveryReport, deliver_pending, issue_cards
+from tasks.delivery import (
+    DeliveryPlan,
+    DeliveryReport,
+    SendOptions,
+    issue_cards,
+    notify_ops_once,
+    plan_delivery,
+    send_digests,
+    settle_delivery,
+)
 from tasks.evaluations import due_date_changes, previous_due_dates, store_evaluations
 from tasks.freshness import Freshness, judge, last_loads
 from tasks.ingest import LoadResult, case_reference, load_source
 from tasks.reconcile import clock_rejects
-from tasks.runs import nightly_ledger
+from tasks.runs import nightly_ledger, nightly_problem
 from tasks.store import read_case_reference, read_tables, store_rejects, store_table
 
 STAGE = {"cache_policy": NO_CACHE}  # stages pass frames in memory; nothing to cache between runs
@@ -242,12 +252,48 @@ def make_cards(context: RunContext, evaluations: pl.DataFrame, run_id: int, deli
     )
 
 
-@task(name="deliver", **STAGE)
-def deliver(context: RunContext, now: datetime, force: bool) -> DeliveryReport:
-    return deliver_pending(
-        context.engine, context.config, now, context.settings.effective_outbox_dir, force=force,
-        calendar=context.calendar,
+@task(name="check-nightly", **STAGE)
+def check_nightly(context: RunContext, now: datetime) -> str | None:
+    """Whether the nightly run for the day before completed. If not (none, failed, crashed), ops are told once that
+    day, before any card goes out: the cards may rest on stale data. Returns the problem, or None."""
+    as_of = now.date() - timedelta(days=1)
+    problem = nightly_problem(context.engine, as_of)
+    if problem is None:
+        return None
+    log = get_run_logger()
+    log.warning("%s; the pending cards are sent anyway, but they may rest on stale data", problem)
+    title = f"permitwatch：{as_of} 夜间运行未完成"
+    body = (
+        f"审批时限预警系统：{problem}。\n"
+        f"今日 {now:%H:%M} 的预警照常发送，但可能基于过期数据。请在 Prefect 界面查看 nightly 运行并按需重跑："
+        f"permitwatch run --as-of {as_of}"
     )
+    told = notify_ops_once(context.engine, f"nightly-incomplete:{as_of}", context.config.units, title, body,
+                           context.settings.effective_outbox_dir, now)
+    if told is not None:
+        log.log(logging.INFO if told else logging.ERROR, "ops %s about it", "told" if told else "could NOT be told")
+    return problem
+
+
+@task(name="plan-delivery", **STAGE)
+def plan_digests(context: RunContext, now: datetime) -> DeliveryPlan:
+    """Give back the rows of a delivery that died mid-send, then one digest per recipient target of what is pending."""
+    return plan_delivery(context.engine, context.config, now)
+
+
+# Not retried: a retry could repeat a message that reached its recipient without an answer; the next delivery
+# retries what is still pending.
+@task(name="send-digests", **STAGE)
+def send_planned(context: RunContext, plan: DeliveryPlan, flow_run_id: str | None) -> DeliveryReport:
+    """Claim each digest just before sending it, send, record the result; `parallel_sends` at a time."""
+    options = SendOptions.from_settings(context.settings, flow_run_id)
+    return send_digests(context.engine, context.config, plan, context.settings.effective_outbox_dir, options)
+
+
+@task(name="settle-delivery", **STAGE)
+def settle(context: RunContext, plan: DeliveryPlan, report: DeliveryReport) -> DeliveryReport:
+    """Cards whose deliveries are done become sent or failed; targets failed for good are reported to ops."""
+    return settle_delivery(context.engine, context.config, plan, report, context.settings.effective_outbox_dir)
 
 
 @task(name="publish-artifacts", **STAGE)
@@ -264,4 +310,4 @@ def publish_nightly_artifacts(
 
 @task(name="publish-delivery-artifact", **STAGE)
 def publish_delivery_artifact(context: RunContext, report: DeliveryReport) -> None:
-    artifacts.publish_delivery(context.engine, report)
+    artifacts.publish_delivery(context.engine, report, context.config.units)

@@ -83,3 +83,20 @@ def nightly_ledger(engine: Engine, before_run: int) -> list[tuple[int, Any, dict
             .limit(LEDGER_DEPTH)
         ).all()
     return [(row.run_id, row.as_of, row.summary) for row in rows]
+
+def nightly_problem(engine: Engine, as_of: date) -> str | None:
+    """Why the nightly run for `as_of` cannot be taken as done (none recorded, failed, or still `running`: crashed or
+    not finished), or None when one completed."""
+    with engine.connect() as connection:
+        runs = connection.execute(
+            select(Run.status, Run.started_at).where(Run.flow == "nightly", Run.as_of == as_of).order_by(Run.run_id)
+        ).all()
+    if any(run.status == "completed" for run in runs):
+        return None
+    if not runs:
+        return f"no nightly run as of {as_of} was recorded"
+    last = runs[-1]
+    started = f"{last.started_at.astimezone(TIMEZONE) if last.started_at.tzinfo else last.started_at:%Y-%m-%d %H:%M}"
+    if last.status == "running":
+        return f"the nightly run as of {as_of} started {started} never finished (it crashed or is still running)"
+    return f"the nightly run as of {as_of} started {started} ended {last.status}, and none completed"

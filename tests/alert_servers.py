@@ -1,14 +1,18 @@
 """Real servers on loopback for the alert tests: an SMTP server (aiosmtpd) and an HTTP SMS gateway.
 
-The gateway records every request (path, headers, parsed body) and can be told to answer 500 (`fail()`) or to refuse
-connections altogether (`down()`, the listening socket is closed); `up()` brings it back on the same port.
+The gateway records every request (path, headers, parsed body) and can be told to answer 500 (`fail()`), to answer
+only after `delay` seconds, or to refuse connections altogether (`down()`, the listening socket is closed); `up()`
+brings it back on the same port. The SMTP server can hold each message `hold` seconds before it answers (a slow
+relay): the message counts as received as soon as its data arrived, as with a real relay.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -62,12 +66,15 @@ class _MailHandler:
         assert isinstance(message, EmailMessage)
         with self.box.lock:
             self.box.messages.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), message))
+        if self.box.hold:
+            await asyncio.sleep(self.box.hold)
         return "250 Message accepted for delivery"
 
 
 @dataclass
 class SmtpServer:
     port: int = 0
+    hold: float = 0.0
     messages: list[ReceivedMail] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     controller: Controller | None = None
@@ -107,6 +114,7 @@ class SmsGateway:
         self.port = free_port()
         self.requests: list[GatewayRequest] = []
         self.status = 200
+        self.delay = 0.0
         self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -123,6 +131,9 @@ class SmsGateway:
                 with gateway.lock:
                     gateway.requests.append(GatewayRequest(self.path, dict(self.headers.items()), body))
                     status = gateway.status
+                    delay = gateway.delay
+                if delay:
+                    time.sleep(delay)
                 payload = json.dumps({"code": 0 if status == 200 else 1}).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import shutil
+import socket
+import subprocess
+import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -17,9 +20,21 @@ from alert_servers import SmsGateway, SmtpServer, running_sms_gateway, running_s
 from sqlalchemy import Engine, insert, select, update
 
 from config.bundle import PermitwatchConfig, load_config
-from config.settings import BUNDLED_CONFIG_DIR, TIMEZONE
-from schemas.tables import Card, Case, Delivery
-from tasks.delivery import add_silence, deliver_pending, issue_cards, list_silences, remove_silence
+from config.settings import BUNDLED_CONFIG_DIR, TIMEZONE, load_settings
+from schemas.tables import Card, Case, Delivery, DeliveryLease
+from tasks.claims import Attempt, claim, holder_alive, process_start
+from tasks.delivery import (
+    TIMEOUT_ERROR,
+    SendOptions,
+    add_silence,
+    deliver_pending,
+    display_target,
+    issue_cards,
+    list_silences,
+    remove_silence,
+)
+from tasks.digests import Digest
+from tasks.idempotency import digest_key
 
 NOW = datetime(2026, 3, 5, 10, 0, tzinfo=TIMEZONE)  # Thursday, a working day
 AS_OF = date(2026, 3, 4)
@@ -56,8 +71,10 @@ class World:
     gateway: SmsGateway
     outbox: Path
 
-    def deliver(self, now: datetime = NOW, *, force: bool = False):  # type: ignore[no-untyped-def]
-        return deliver_pending(self.engine, self.config, now, self.outbox, force=force)
+    def deliver(  # type: ignore[no-untyped-def]
+        self, now: datetime = NOW, *, force: bool = False, options: SendOptions | None = None
+    ):
+        return deliver_pending(self.engine, self.config, now, self.outbox, force=force, options=options)
 
     def issue(self, evaluations: pl.DataFrame, as_of: date = AS_OF, now: datetime = NOW):  # type: ignore[no-untyped-def]
         return issue_cards(self.engine, evaluations, self.config.units, as_of=as_of, now=now)
@@ -410,7 +427,9 @@ def test_an_sms_gateway_taking_form_posts_gets_its_fields_and_key_header(world: 
     assert world.sms("360702SPJ")[0].path == "/api/sms/send"
 
 
-def test_the_deliver_and_silence_commands(world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_the_deliver_and_silence_commands(
+    world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prefect_harness: None
+) -> None:
     from typer.testing import CliRunner
 
     from cli.main import app
@@ -447,41 +466,149 @@ def test_the_deliver_and_silence_commands(world: World, monkeypatch: pytest.Monk
     assert "removed" in runner.invoke(app, ["silence", "list", "--all"]).output
 
 
-def test_rows_another_delivery_is_sending_are_left_to_it_until_they_go_stale(world: World) -> None:
-    world.issue(STANDARD)
-    with world.engine.begin() as connection:
-        taken = connection.execute(
+def _sms_row_of(engine: Engine, case_id: str) -> int:
+    with engine.connect() as connection:
+        return connection.execute(
             select(Delivery.id)
             .join(Card, Card.card_id == Delivery.card_id)
-            .where(Card.subject_id == "C3", Delivery.channel == "sms")
+            .where(Card.subject_id == case_id, Delivery.channel == "sms")
         ).scalar_one()
-        connection.execute(
-            update(Delivery).where(Delivery.id == taken).values(status="sending", sent_at=NOW.astimezone(UTC))
-        )
-    meanwhile = world.deliver(datetime(2026, 3, 5, 10, 10, tzinfo=TIMEZONE))
-    assert meanwhile.messages_sent == 5
-    assert world.sms("360703SPJ") == []
-    # the other delivery died mid-send: after 30 minutes its rows are sent again (at least once)
-    recovered = world.deliver(datetime(2026, 3, 5, 10, 45, tzinfo=TIMEZONE))
-    assert recovered.messages_sent == 1 and len(world.sms("360703SPJ")) == 1
+
+
+def test_rows_a_live_delivery_is_sending_are_left_to_it_and_given_back_once_its_process_is_gone(world: World) -> None:
+    world.issue(STANDARD)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        started = process_start(other.pid)
+        assert started
+        now = datetime.now(UTC)
+        with world.engine.begin() as connection:
+            connection.execute(
+                insert(DeliveryLease).values(
+                    attempt_id="other", host=socket.gethostname(), pid=other.pid, process_started=started,
+                    flow_run_id=None, started_at=now, expires_at=now + timedelta(hours=1),
+                )
+            )
+            connection.execute(
+                update(Delivery)
+                .where(Delivery.id == _sms_row_of(world.engine, "C3"))
+                .values(status="sending", claimed_by="other", sent_at=now)
+            )
+        meanwhile = world.deliver(datetime(2026, 3, 5, 10, 10, tzinfo=TIMEZONE))
+        assert meanwhile.messages_sent == 5 and meanwhile.released == 0
+        assert world.sms("360703SPJ") == []
+    finally:
+        other.kill()
+        other.wait()
+    # the other delivery's process is gone: its row is given back at once, not after a timeout
+    recovered = world.deliver(datetime(2026, 3, 5, 10, 11, tzinfo=TIMEZONE))
+    assert recovered.released == 1 and recovered.messages_sent == 1 and len(world.sms("360703SPJ")) == 1
     assert statuses(world.engine) == {"sent": 8}
+    with world.engine.connect() as connection:
+        assert connection.execute(select(DeliveryLease)).first() is None
 
 
-def test_a_digest_whose_rows_were_claimed_in_between_is_skipped_whole(world: World) -> None:
-    from tasks.delivery import _claim
-    from tasks.digests import Digest
+def test_an_attempt_is_dead_when_its_process_is_gone_or_its_pid_reused_or_its_lease_lapsed() -> None:
+    now = datetime.now(UTC)
+    me = Attempt.of_this_process()
 
+    def lease(**changes: object) -> DeliveryLease:
+        values: dict[str, object] = {
+            "attempt_id": "a", "host": me.host, "pid": me.pid, "process_started": me.process_started,
+            "flow_run_id": None, "started_at": now, "expires_at": now + timedelta(minutes=1),
+        }
+        return DeliveryLease(**{**values, **changes})
+
+    assert holder_alive(lease(), now)
+    assert not holder_alive(None, now)
+    assert not holder_alive(lease(expires_at=now - timedelta(seconds=1)), now)
+    assert not holder_alive(lease(process_started="1"), now)  # the pid now belongs to another process
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    assert not holder_alive(lease(pid=int(finished.stdout)), now)
+    elsewhere = lease(host="another-host.invalid", flow_run_id="f")
+    assert holder_alive(elsewhere, now)  # another host's process cannot be looked up: its lease decides
+    assert holder_alive(elsewhere, now, run_ended=lambda run_id: False)
+    assert not holder_alive(elsewhere, now, run_ended=lambda run_id: run_id == "f")
+
+
+def test_a_digest_is_claimed_whole_or_not_at_all_and_only_from_pending_rows(world: World) -> None:
     world.issue(evaluations(("C1", "360702SPJ", "warning", 1, 0), ("C2", "360702SPJ", "overdue", -2, 2)))
     with world.engine.connect() as connection:
         sms_ids = connection.execute(select(Delivery.id).where(Delivery.channel == "sms")).scalars().all()
         email_ids = connection.execute(select(Delivery.id).where(Delivery.channel == "email")).scalars().all()
-    # another delivery claims one SMS row between our read and our claim
+    attempt = Attempt.of_this_process()
+    stamp = NOW.astimezone(UTC)
+    # another delivery claimed one SMS row first; a review step holds one email row back
     with world.engine.begin() as connection:
         connection.execute(update(Delivery).where(Delivery.id == sms_ids[0]).values(status="sending"))
-    digests = [
-        Digest("360702SPJ", "sms", "t", "", "", delivery_ids=tuple(sms_ids)),
-        Digest("360702SPJ", "email", "t", "", "", delivery_ids=tuple(email_ids)),
-    ]
-    owned = _claim(world.engine, digests, NOW.astimezone(UTC))
-    assert [digest.channel for digest in owned] == ["email"]
-    assert statuses(world.engine) == {"sending": 3, "pending": 1}  # our claim on the other SMS row is given back
+        connection.execute(update(Delivery).where(Delivery.id == email_ids[0]).values(status="awaiting_review"))
+    assert claim(world.engine, attempt, sms_ids, stamp) is False
+    assert claim(world.engine, attempt, email_ids, stamp) is False
+    assert statuses(world.engine) == {"sending": 1, "pending": 2, "awaiting_review": 1}  # nothing half-claimed
+    assert claim(world.engine, attempt, email_ids[1:], stamp) is True
+    with world.engine.connect() as connection:
+        held = connection.execute(select(Delivery.claimed_by).where(Delivery.id == email_ids[1])).scalar_one()
+    assert held == attempt.attempt_id
+
+
+def test_a_gateway_answering_after_the_timeout_is_not_retried_until_the_next_delivery(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PERMITWATCH_SMS_TIMEOUT", "0.5")
+    options = SendOptions.from_settings(load_settings())
+    world.issue(STANDARD)
+    world.gateway.delay = 1.5  # the gateway takes the SMS, then answers too late
+    first = world.deliver(options=options)
+    assert first.messages_sent == 3 and first.messages_failed == 3
+    assert len(world.gateway.requests) == 3  # one request per SMS digest: no retry inside the delivery
+    with world.engine.connect() as connection:
+        pending = connection.execute(
+            select(Delivery.attempts, Delivery.last_error).where(Delivery.status == "pending")
+        ).all()
+    assert len(pending) == 4 and all(row.attempts == 1 and row.last_error == TIMEOUT_ERROR for row in pending)
+    assert {failure["error"] for failure in first.failures} == {TIMEOUT_ERROR}
+
+    world.gateway.delay = 0
+    second = world.deliver(datetime(2026, 3, 5, 11, 0, tzinfo=TIMEZONE), options=options)
+    assert second.messages_sent == 3 and second.messages_failed == 0
+    assert statuses(world.engine) == {"sent": 8}
+    for code in ("360702SPJ", "360703SPJ", "360700SCJ"):
+        requests = world.sms(code)
+        assert len(requests) == 2  # the documented repeat: the first one may have been delivered
+        keys = {request.headers["Idempotency-Key"] for request in requests}
+        assert len(keys) == 1 and len(keys.pop()) == 32  # the same key both times: a gateway can drop the repeat
+
+
+def test_the_sms_idempotency_key_can_go_in_a_body_field_and_email_gets_it_as_message_id(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PERMITWATCH_SMS_IDEMPOTENCY_HEADER", "")
+    monkeypatch.setenv("PERMITWATCH_SMS_IDEMPOTENCY_FIELD", "request_id")
+    world.issue(STANDARD)
+    world.deliver(options=SendOptions.from_settings(load_settings()))
+    [request] = world.sms("360702SPJ")
+    assert "Idempotency-Key" not in request.headers and len(request.body["request_id"]) == 32
+    [email] = world.emails("360702SPJ")
+    with world.engine.connect() as connection:
+        rows = connection.execute(
+            select(Delivery.id, Delivery.target).where(
+                Delivery.recipient_unit == "360702SPJ", Delivery.channel == "email"
+            )
+        ).all()
+    carried = Digest("360702SPJ", "email", rows[0].target, "", "", delivery_ids=tuple(row.id for row in rows))
+    assert email.message["Message-ID"] == f"<pw-{digest_key(carried)}@127.0.0.1>"  # derived from the digest
+    assert len(email.message.get_all("Message-ID")) == 1
+
+
+@pytest.mark.parametrize(
+    ("target", "shown"),
+    [
+        ("json://127.0.0.1:8080/api/sms/send?+Authorization=Bearer%20${TOKEN}&:mobile=13912345678&:message=content",
+         "json://127.0.0.1:8080 to 139****5678"),
+        ("mailtos://${SMTP_USER}:${SMTP_PASSWORD}@smtp.example.gov.cn:465?from=a@example.gov.cn&to=spj@example.gov.cn",
+         "mailtos://smtp.example.gov.cn:465 to spj@example.gov.cn"),
+        ("outbox://sms", "outbox://sms"),
+    ],
+)
+def test_targets_are_shown_short_without_credentials_and_with_phones_masked(target: str, shown: str) -> None:
+    assert display_target(target) == shown
