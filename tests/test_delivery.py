@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import socket
@@ -21,7 +22,7 @@ from sqlalchemy import Engine, insert, select, update
 
 from config.bundle import PermitwatchConfig, load_config
 from config.settings import BUNDLED_CONFIG_DIR, TIMEZONE, load_settings
-from schemas.tables import Card, Case, Delivery, DeliveryLease
+from schemas.tables import Card, Case, Delivery, DeliveryLease, Run
 from tasks.claims import Attempt, claim, holder_alive, process_start
 from tasks.delivery import (
     TIMEOUT_ERROR,
@@ -35,6 +36,7 @@ from tasks.delivery import (
 )
 from tasks.digests import Digest
 from tasks.idempotency import digest_key
+from tasks.runs import close_run, open_run
 
 NOW = datetime(2026, 3, 5, 10, 0, tzinfo=TIMEZONE)  # Thursday, a working day
 AS_OF = date(2026, 3, 4)
@@ -612,3 +614,99 @@ def test_the_sms_idempotency_key_can_go_in_a_body_field_and_email_gets_it_as_mes
 )
 def test_targets_are_shown_short_without_credentials_and_with_phones_masked(target: str, shown: str) -> None:
     assert display_target(target) == shown
+
+
+def _flow_environment(world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The deliver flow reads its settings from the environment, as under `permitwatch serve` or a worker."""
+    monkeypatch.setenv("PERMITWATCH_DATABASE_URL", world.engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("PERMITWATCH_CONFIG_DIR", str(world.config.directory))
+    monkeypatch.setenv("PERMITWATCH_OUTBOX_DIR", str(tmp_path / "flow-outbox"))
+
+
+def test_a_failed_delivery_shows_in_prefect_with_its_reasons_and_no_traceback(
+    world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prefect_harness: None
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+        FlowRunFilter,
+        FlowRunFilterId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+    from prefect.logging.handlers import APILogWorker
+
+    from flows.deliver import deliver_flow
+
+    _flow_environment(world, monkeypatch, tmp_path)
+    world.issue(STANDARD)
+    world.gateway.fail(500)
+    final = deliver_flow(now=NOW, force=True, return_state=True)
+    assert final.is_failed()
+    assert final.message is not None and final.message.startswith("3 of 6 messages not sent: 360")
+    assert "500" in final.message and "\n" not in final.message
+    report = final.result(raise_on_failure=False)
+    assert isinstance(report, dict) and report["messages_failed"] == 3 and report["messages_sent"] == 3
+
+    run_id = final.state_details.flow_run_id
+    APILogWorker.drain_all(timeout=30)
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+        [artifact] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["delivery-status"]), flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])
+            )
+        )
+    warnings = [log.message for log in logs if log.level == logging.WARNING and log.message.startswith("not sent:")]
+    assert len(warnings) == 3
+    assert any(
+        line.startswith("not sent: unit 360702SPJ 单位360702SPJ, sms to json://127.0.0.1:")
+        and "to 139****" in line and "attempt 1 of 5:" in line and "500" in line
+        for line in warnings
+    ), warnings
+    text = "\n".join(log.message for log in logs)
+    assert "Traceback" not in text and TOKEN not in text and mobile("360702SPJ") not in text
+    stages = {task.name.rsplit("-", 1)[0] for task in tasks}
+    assert {"check-nightly", "plan-delivery", "send-digests", "settle-delivery"} <= stages
+
+    rows = artifact.data if isinstance(artifact.data, list) else json.loads(str(artifact.data))
+    assert list(rows[0]) == ["status", "unit", "unit_name", "channel", "cards", "attempt", "last_error", "target"]
+    failed = [row for row in rows if row["status"] == "pending"]
+    assert {row["unit"] for row in failed} == {"360702SPJ", "360703SPJ", "360700SCJ"}
+    assert all("500" in row["last_error"] and row["attempt"] == 1 and "****" in row["target"] for row in failed)
+    assert all(len(row["target"]) <= 60 and "Authorization" not in row["target"] for row in rows)
+    with world.engine.connect() as connection:
+        assert connection.execute(select(Run.status).where(Run.flow == "deliver")).scalar_one() == "failed"
+
+
+def test_deliver_tells_ops_once_a_day_before_the_cards_when_the_nightly_run_before_did_not_complete(
+    world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prefect_harness: None
+) -> None:
+    from flows.deliver import deliver_flow
+
+    _flow_environment(world, monkeypatch, tmp_path)
+    world.issue(STANDARD)
+    first = deliver_flow(now=NOW, force=True, return_state=True)  # no nightly run as of 2026-03-04 recorded
+    assert first.is_completed(), first.message
+    assert first.result()["nightly_problem"] == "no nightly run as of 2026-03-04 was recorded"
+    [notice] = world.emails("360700XNB")
+    assert "2026-03-04" in notice.subject and "permitwatch run --as-of 2026-03-04" in notice.html()
+    assert world.smtp.messages.index(notice) == 0  # ops hear of it before any card goes out
+    deliver_flow(now=datetime(2026, 3, 5, 11, 0, tzinfo=TIMEZONE), force=True)
+    assert len(world.emails("360700XNB")) == 1  # once a day
+
+    failed = open_run(world.engine, "nightly", date(2026, 3, 5))
+    close_run(world.engine, failed, "failed", {})
+    crashed = open_run(world.engine, "nightly", date(2026, 3, 6))  # never closed: its process died
+    completed = open_run(world.engine, "nightly", date(2026, 3, 7))
+    close_run(world.engine, completed, "completed", {})
+    deliver_flow(now=datetime(2026, 3, 6, 9, 0, tzinfo=TIMEZONE), force=True)
+    deliver_flow(now=datetime(2026, 3, 7, 9, 0, tzinfo=TIMEZONE), force=True)
+    deliver_flow(now=datetime(2026, 3, 8, 9, 0, tzinfo=TIMEZONE), force=True)
+    notices = [mail.html() for mail in world.emails("360700XNB")]
+    assert len(notices) == 3 and crashed
+    assert "as of 2026-03-05" in notices[1] and "ended failed" in notices[1]
+    assert "as of 2026-03-06" in notices[2] and "never finished" in notices[2]
