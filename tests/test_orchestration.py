@@ -324,15 +324,16 @@ def test_a_failed_delivery_fails_the_run_keeps_cards_pending_and_alerts_ops(pipe
     state = deliver_flow(now=datetime(2026, 11, 23, 9, 0, tzinfo=TIMEZONE), return_state=True)
 
     assert state.is_failed()
-    assert "message(s) not sent, kept pending for the next delivery" in str(state.message)
+    assert re.fullmatch(r"\d+ of \d+ messages not sent: .*", str(state.message))
     statuses = dict(pipeline.rows("SELECT channel, group_concat(DISTINCT status) FROM deliveries GROUP BY channel"))
     assert statuses == {"email": "sent", "sms": "pending"}
     table = table_data(artifacts_of(flow_run_id(state))[DELIVERY_KEY])
     assert {(row["channel"], row["status"]) for row in table} == {("email", "sent"), ("sms", "pending")}
     assert all(row["last_error"] for row in table if row["status"] == "pending")
     assert sum(row["cards"] for row in table) == pipeline.count("deliveries")
-    alerts = [path for path in pipeline.outbox_files() if path.name.startswith("360700XNB.")]
-    assert len(alerts) == 1 and "deliver 运行 deliver-2026-11-23T0900 状态为 Failed" in alerts[0].read_text("utf-8")
+    alerts = [path.read_text("utf-8") for path in pipeline.outbox_files() if path.name.startswith("360700XNB.")]
+    assert sum("deliver 运行 deliver-2026-11-23T0900 状态为 Failed" in text for text in alerts) == 1
+    assert sum("no nightly run as of 2026-11-22 was recorded" in text for text in alerts) == 1  # told before sending
 
 
 # ------------------------------------------------------------------------------------------------ backfill
