@@ -618,7 +618,8 @@ def _tally(
     if outcome.ok:
         report.messages_sent += 1
         report.deliveries_sent += outcome.recorded
-        log.info("sent %s digest to %s %s (%d cards)", digest.channel, unit, target, digest.card_count)
+        # Not in the run's log: one line per message sent would bury the failures; the artifact lists them all.
+        logger.info("sent %s digest to %s %s (%d cards)", digest.channel, unit, target, digest.card_count)
         return
     error = " ".join((outcome.error or "unknown error").split())
     report.messages_failed += 1

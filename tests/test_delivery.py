@@ -461,6 +461,14 @@ def test_the_deliver_and_silence_commands(
     assert again.exit_code == 0 and "0 messages sent" in again.output
     bad = runner.invoke(app, ["deliver", "--now", "tomorrow"])
     assert bad.exit_code == 2 and "ISO date-time" in bad.output
+    world.issue(evaluations(("C4", "360700SCJ", "overdue", -1, 1)), as_of=date(2026, 3, 5))
+    world.gateway.fail(500)
+    failing = runner.invoke(app, ["deliver", "--now", "2026-03-05T11:00"])
+    assert failing.exit_code == 1
+    assert "deliver: Failed: 1 of 2 messages not sent: 360700SCJ sms:" in failing.output
+    # (CliRunner closes the stream Prefect's console handler writes to, so "Traceback" of a logging error may appear)
+    assert "Unexpected result for failed state" not in failing.output and TOKEN not in failing.output
+    world.gateway.fail(200)
 
     removed = runner.invoke(app, ["silence", "remove", "1"])
     assert removed.exit_code == 0 and "Silence 1 removed" in removed.output
@@ -710,3 +718,38 @@ def test_deliver_tells_ops_once_a_day_before_the_cards_when_the_nightly_run_befo
     assert len(notices) == 3 and crashed
     assert "as of 2026-03-05" in notices[1] and "ended failed" in notices[1]
     assert "as of 2026-03-06" in notices[2] and "never finished" in notices[2]
+
+
+def test_a_crashed_deliver_run_gives_back_what_it_was_sending_at_once(
+    world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prefect_harness: None
+) -> None:
+    import uuid
+
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.states import Crashed
+
+    from flows.deliver import deliver_flow
+    from flows.hooks import release_delivery_claims
+
+    _flow_environment(world, monkeypatch, tmp_path)
+    world.issue(STANDARD)
+    crashed_run = uuid.uuid4()
+    now = datetime.now(UTC)
+    with world.engine.begin() as connection:
+        # the run's process is alive (a worker whose flow run crashed): only the run's end tells it is dead
+        connection.execute(
+            insert(DeliveryLease).values(
+                attempt_id="crashed", host=socket.gethostname(), pid=Attempt.of_this_process().pid,
+                process_started=Attempt.of_this_process().process_started, flow_run_id=str(crashed_run),
+                started_at=now, expires_at=now + timedelta(hours=1),
+            )
+        )
+        connection.execute(
+            update(Delivery)
+            .where(Delivery.id == _sms_row_of(world.engine, "C3"))
+            .values(status="sending", claimed_by="crashed", sent_at=now)
+        )
+    release_delivery_claims(deliver_flow, FlowRun(id=crashed_run, flow_id=uuid.uuid4(), name="deliver-x"), Crashed())
+    assert statuses(world.engine) == {"pending": 8}
+    report = world.deliver()
+    assert report.messages_sent == 6 and len(world.sms("360703SPJ")) == 1
