@@ -120,7 +120,7 @@ def delivery_lease(engine: Engine, lease_seconds: float, flow_run_id: str | None
     finally:
         stop.set()
         renewer.join()
-        release_attempts(engine, [attempt.attempt_id], "the delivery ended before sending it")
+        release_attempts(engine, [attempt.attempt_id], "the delivery stopped before recording a result: result unknown")
         with engine.begin() as connection:
             connection.execute(delete(DeliveryLease).where(DeliveryLease.attempt_id == attempt.attempt_id))
 

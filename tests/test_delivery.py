@@ -753,3 +753,26 @@ def test_a_crashed_deliver_run_gives_back_what_it_was_sending_at_once(
     assert statuses(world.engine) == {"pending": 8}
     report = world.deliver()
     assert report.messages_sent == 6 and len(world.sms("360703SPJ")) == 1
+
+
+def test_a_database_at_the_first_schema_is_upgraded_and_rows_an_older_delivery_left_sending_are_given_back(
+    database_url: str, tmp_path: Path, smtp_server: SmtpServer, sms_gateway: SmsGateway,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from schemas.database import ensure_schema, make_engine, upgrade
+
+    monkeypatch.setenv("SMS_GATEWAY_TOKEN", TOKEN)
+    write_config(tmp_path / "config", smtp_server, sms_gateway)
+    config = load_config(tmp_path / "config")
+    old = make_engine(database_url)
+    upgrade(old, "0001")
+    issue_cards(old, STANDARD, config.units, as_of=AS_OF, now=NOW)
+    with old.begin() as connection:  # a delivery of the previous version died while sending the SMS
+        connection.execute(update(Delivery).where(Delivery.channel == "sms").values(status="sending"))
+    old.dispose()
+
+    engine = ensure_schema(database_url)
+    report = deliver_pending(engine, config, NOW, tmp_path / "outbox")
+    assert report.released == 4 and report.messages_sent == 6
+    assert statuses(engine) == {"sent": 8}
+    engine.dispose()
