@@ -794,18 +794,20 @@ def send_message(
     service = apprise.Apprise.instantiate(url, suppress_exceptions=True)
     if service is None:
         return False, f"apprise cannot load {contact.safe_url}"
-    key = digest_key(digest)
+    # Only a digest of cards has an identity to repeat; a notice to ops (no card deliveries) is always new.
+    key = digest_key(digest) if digest.delivery_ids else None
     service.retry = 0
     timeout = None
     if options is not None:
         timeout = _apply_timeouts(service, contact.channel, options)
-        if contact.channel == "sms":
+        if key and contact.channel == "sms":
             add_gateway_key(service, key, options.sms_idempotency_header, options.sms_idempotency_field)
     notifier = apprise.Apprise()
     notifier.add(service)
     body_format = _BODY_FORMATS.get(contact.channel, apprise.NotifyFormat.TEXT)
     with contextlib.ExitStack() as stack:
-        stack.enter_context(message_id(key))
+        if key:
+            stack.enter_context(message_id(key))
         attach = None
         if digest.attachments:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="permitwatch-")))

@@ -718,6 +718,7 @@ def test_deliver_tells_ops_once_a_day_before_the_cards_when_the_nightly_run_befo
     assert len(notices) == 3 and crashed
     assert "as of 2026-03-05" in notices[1] and "ended failed" in notices[1]
     assert "as of 2026-03-06" in notices[2] and "never finished" in notices[2]
+    assert len({mail.message["Message-ID"] for mail in world.emails("360700XNB")}) == 3  # each notice is new
 
 
 def test_a_crashed_deliver_run_gives_back_what_it_was_sending_at_once(
