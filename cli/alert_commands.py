@@ -50,9 +50,12 @@ def deliver(
     moment = _parse_now(now) if now is not None else datetime.now(TIMEZONE)
     _export_settings(cli)
     from flows.deliver import deliver_flow
+    from tasks.delivery import DeliveryIncomplete
 
     final = deliver_flow(now=moment, force=now is not None, return_state=True)
     report = final.result(raise_on_failure=False)
+    if isinstance(report, DeliveryIncomplete):
+        report = report.report
     if not isinstance(report, dict):  # the flow stopped before it had a report (its message says why)
         fail(f"deliver: {final.name}: {final.message or report}", code=1)
     if report["skipped"]:

@@ -20,7 +20,7 @@ from prefect.states import Completed, Failed, State
 
 from config.settings import TIMEZONE, load_settings
 from flows.hooks import alert_ops_on_failure, release_delivery_claims
-from tasks.delivery import DeliveryReport, local_moment, outside_window
+from tasks.delivery import DeliveryIncomplete, DeliveryReport, local_moment, outside_window
 from tasks.pipeline import (
     RunContext,
     check_nightly,
@@ -42,7 +42,8 @@ def deliver_run_name() -> str:
       on_crashed=[release_delivery_claims, alert_ops_on_failure])
 def deliver_flow(now: datetime | None = None, force: bool = False) -> State:
     """Send what is pending. Outside the delivery window (official working days, 08:30–18:00 by default) nothing is
-    sent and the log says why, unless `force`. The final state's data is the delivery report as a dict."""
+    sent and the log says why, unless `force`. The final state's data is the delivery report as a dict (a Failed
+    run's: a DeliveryIncomplete carrying it)."""
     moment = local_moment(now or datetime.now(TIMEZONE))
     context = RunContext.prepare(load_settings(), moment.date())
     run_id = open_run(context.engine, "deliver", moment.date())
@@ -55,7 +56,8 @@ def deliver_flow(now: datetime | None = None, force: bool = False) -> State:
     status = "skipped" if report.skipped else "failed" if report.messages_failed else "completed"
     close_run(context.engine, run_id, status, {"report": report.summary(), "errors": report.errors[:20]})
     if report.messages_failed:
-        return Failed(message=report.failure_line(), data=report.as_dict())
+        line = report.failure_line()
+        return Failed(message=line, data=DeliveryIncomplete(line, report.as_dict()))
     return Completed(message=report.summary(), data=report.as_dict())
 
 

@@ -308,6 +308,18 @@ class DeliveryReport:
         return data
 
 
+class DeliveryIncomplete(RuntimeError):
+    """Some messages were not sent. The data of a Failed `deliver` run, so that Prefect resolves the state into this
+    exception (one line, the report attached) rather than a TypeError about the data."""
+
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
+        super().__init__(message, report)
+        self.report = report
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 @dataclass
 class DeliveryPlan:
     """What one delivery will send: the digests built from the pending rows, and the cards they touch."""

@@ -26,6 +26,7 @@ from schemas.tables import Card, Case, Delivery, DeliveryLease, Run
 from tasks.claims import Attempt, claim, holder_alive, process_start
 from tasks.delivery import (
     TIMEOUT_ERROR,
+    DeliveryIncomplete,
     SendOptions,
     add_silence,
     deliver_pending,
@@ -655,8 +656,11 @@ def test_a_failed_delivery_shows_in_prefect_with_its_reasons_and_no_traceback(
     assert final.is_failed()
     assert final.message is not None and final.message.startswith("3 of 6 messages not sent: 360")
     assert "500" in final.message and "\n" not in final.message
-    report = final.result(raise_on_failure=False)
-    assert isinstance(report, dict) and report["messages_failed"] == 3 and report["messages_sent"] == 3
+    incomplete = final.result(raise_on_failure=False)
+    assert isinstance(incomplete, DeliveryIncomplete) and str(incomplete) == final.message
+    assert incomplete.report["messages_failed"] == 3 and incomplete.report["messages_sent"] == 3
+    with pytest.raises(DeliveryIncomplete, match=r"^3 of 3 messages not sent: 360"):  # not a TypeError about the data
+        deliver_flow(now=datetime(2026, 3, 5, 11, 0, tzinfo=TIMEZONE), force=True)
 
     run_id = final.state_details.flow_run_id
     APILogWorker.drain_all(timeout=30)
@@ -687,7 +691,7 @@ def test_a_failed_delivery_shows_in_prefect_with_its_reasons_and_no_traceback(
     assert all("500" in row["last_error"] and row["attempt"] == 1 and "****" in row["target"] for row in failed)
     assert all(len(row["target"]) <= 60 and "Authorization" not in row["target"] for row in rows)
     with world.engine.connect() as connection:
-        assert connection.execute(select(Run.status).where(Run.flow == "deliver")).scalar_one() == "failed"
+        assert connection.execute(select(Run.status).where(Run.flow == "deliver")).scalars().all() == ["failed"] * 2
 
 
 def test_deliver_tells_ops_once_a_day_before_the_cards_when_the_nightly_run_before_did_not_complete(
