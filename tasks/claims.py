@@ -74,8 +74,9 @@ def process_start(pid: int) -> str | None:
     except OSError:
         return None
     # The command name (field 2) may hold spaces and parentheses: the fields that follow start after the last ')'.
-    # Field 22 is the start time.
-    return text.rsplit(")", 1)[1].split()[19]
+    # Field 3 is the state (a zombie has exited, only its parent has not collected it); field 22 the start time.
+    fields = text.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def holder_alive(

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -536,6 +537,13 @@ def test_an_attempt_is_dead_when_its_process_is_gone_or_its_pid_reused_or_its_le
     assert not holder_alive(lease(process_started="1"), now)  # the pid now belongs to another process
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     assert not holder_alive(lease(pid=int(finished.stdout)), now)
+    killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    killed.kill()
+    deadline = time.monotonic() + 10
+    while process_start(killed.pid) is not None and time.monotonic() < deadline:  # a zombie until it is collected
+        time.sleep(0.01)
+    assert not holder_alive(lease(pid=killed.pid), now)
+    killed.wait()
     elsewhere = lease(host="another-host.invalid", flow_run_id="f")
     assert holder_alive(elsewhere, now)  # another host's process cannot be looked up: its lease decides
     assert holder_alive(elsewhere, now, run_ended=lambda run_id: False)
