@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     outbox_dir: Path | None = None
     inbox_dir: Path | None = None
     as_of: date | None = None
-    # I/O tasks (source reads, database writes, delivery) retry once per entry, waiting that many seconds (backoff).
+    # I/O tasks (source reads, database writes) retry once per entry, waiting that many seconds (backoff).
     retry_delays: tuple[NonNegativeFloat, ...] = (2.0, 10.0, 30.0)
     # Delivery. A send that gets no answer within its channel's timeout is given up and kept pending as "timeout: may
     # have been delivered" for the next delivery: a longer timeout means fewer repeats from a slow gateway, a shorter

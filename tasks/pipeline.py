@@ -1,8 +1,9 @@
 """Prefect tasks: each a thin wrapper that names a stage for the UI and calls the plain function that does the work.
 
-I/O stages (reading a source, writing or reading the database, sending) retry with backoff: `RunContext.io(task)`
-gives the task the delays of the `retry_delays` setting. Pure stages do not retry. No task works on a single row: a
-task is a whole source, a whole table, the whole run or (backfill) a month of days.
+I/O stages (reading a source, writing or reading the database) retry with backoff: `RunContext.io(task)` gives the
+task the delays of the `retry_delays` setting. Pure stages do not retry, and neither does sending (a message that
+may have arrived is repeated only by the next delivery). No task works on a single row: a task is a whole source, a
+whole table, the whole run, all of a delivery's messages or (backfill) a month of days.
 """
 
 from __future__ import annotations
