@@ -123,6 +123,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Dry run: check FILE against the contract of --kind; print counts and the most common reasons."""
         from tasks.ingest import load_source
+        from tasks.platform_codes import KnownCodes
 
         if kind not in TABLES:
             fail(f"--kind must be one of {', '.join(TABLES)}, not {kind!r}")
@@ -132,8 +133,10 @@ def register(app: typer.Typer) -> None:
             spec = _source_for(ctx, file, kind, source, encoding)  # type: ignore[arg-type]
         except ConfigError as exc:
             fail(str(exc))
+        # A configured source resolves unit and matter aliases as the nightly run does.
+        codes = KnownCodes.of(state(ctx).config()) if source else None
         with rich_progress() as progress:
-            result = load_source(spec, inbox_dir=file.parent, progress=progress)
+            result = load_source(spec, inbox_dir=file.parent, progress=progress, codes=codes)
         if result.error:
             fail(result.error)
         _print_result(result)

@@ -233,6 +233,12 @@ def _print_run_summary(summary: dict[str, Any], cli: CliState) -> None:
                   f"{cards.get('deliveries', 0):,} deliveries queued; "
                   f"{summary.get('provisional_clocks', 0):,} clocks on a provisional calendar "
                   f"(years without an official notice: {missing_years}).", highlight=False)
+    if "platform_due_date_disagreements" in summary:
+        by_cause = summary.get("platform_due_date_causes", {})
+        causes = "; ".join(f"{cause}: {count:,}" for cause, count in by_cause.items())
+        console.print(f"Platform due dates that differ from ours (open cases): "
+                      f"{summary['platform_due_date_disagreements']:,} (artifact platform-disagreements)"
+                      f"{f'. Likely causes: {causes}' if causes else ''}.", highlight=False)
 
 
 def _print_outputs(cli: CliState) -> None:

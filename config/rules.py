@@ -17,12 +17,14 @@ from typing import Any, Literal
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from config.aliases import alias_table
 from config.loader import load_model
 
 RULES_FILE = "rules.yaml"
 
 LimitKind = Literal["workday", "calendar"]  # 工作日 | 自然日
-Effect = Literal["pause", "restart"]
+# extend: an approved extension (延期) adds its limit_days to the case limit from the day it is granted.
+Effect = Literal["pause", "restart", "extend"]
 # 市县同权 modes: 直接下放, 下放实质性审核权, 服务窗口前移, and city matters that were not devolved.
 Mode = Literal["county_end_to_end", "county_review_city_approve", "county_forward_city_handle", "city"]
 StepLevel = Literal["county", "city"]
@@ -115,6 +117,8 @@ class Matter(Thresholds):
     limit_kind: LimitKind = "workday"
     effective_from: date
     steps: tuple[MatterStep, ...] = ()
+    # Other codes a platform uses for this matter: the 31–33 character 实施编码, a provincial item number, a name.
+    aliases: tuple[str, ...] = ()
 
     @field_validator("steps")
     @classmethod
@@ -196,7 +200,14 @@ class RuleBook(_Strict):
     @classmethod
     def _matters_unique(cls, matters: tuple[Matter, ...]) -> tuple[Matter, ...]:
         _versions_unique(list(matters), "matter")
+        _, problems = alias_table(((m.code, m.aliases) for m in matters), what="matter", where="matters")
+        if problems:
+            raise ValueError("; ".join(problems))
         return matters
+
+    def matter_aliases(self) -> dict[str, str]:
+        """Alias key (config.aliases.alias_key) → matter code, every version's aliases included."""
+        return alias_table(((m.code, m.aliases) for m in self.matters), what="matter", where="matters")[0]
 
     # -- scalar look-ups (explain, tests) ------------------------------------------------------------------------
 

@@ -1,8 +1,10 @@
 """Input sources (`config/sources.yaml`) and the canonical columns every source is mapped onto.
 
 A source is a named export: its kind (csv|xlsx|parquet|jsonl|sql), where it is (a path glob resolved in the inbox
-directory, or a SQLAlchemy URL from the environment plus a query), its target table, a header mapping, an encoding,
-extra date formats and the largest reject fraction it may have before nothing from it is stored.
+directory, or a SQLAlchemy URL from the environment plus a query), its target table, a header mapping, value maps,
+per-source defaults, an encoding, extra date formats and the largest reject fraction it may have before nothing from
+it is stored. A platform's source may also reject unit and matter codes that no alias knows (`unknown_codes`), and a
+suspensions source may be written as start and end events (`events`, paired by tasks/events.py).
 
 The Chinese headers of DOMAIN.md ("Canonical data") are accepted for every source by default, so a raw export of the
 approval platform loads with no mapping at all.
@@ -57,6 +59,8 @@ CANONICAL_COLUMNS: dict[str, tuple[CanonicalColumn, ...]] = {
         _column("updated_at", "datetime", "更新时间", "最后更新时间"),
         _column("applicant_name", "text", "申请人", "申请人姓名"),
         _column("applicant_phone", "code", "联系电话", "申请人电话", "手机号码"),
+        # The platform's own 承诺办结时间, kept to check its timers against ours (tasks/platform_check.py).
+        _column("platform_due_date", "date", "承诺办结时间", "承诺办结日期", "平台承诺办结日期"),
     ),
     "steps": (  # 环节
         _column("case_id", "code", "办件编号", "办件号", required=True),
@@ -99,6 +103,14 @@ CANONICAL_COLUMNS: dict[str, tuple[CanonicalColumn, ...]] = {
 
 TABLES: tuple[str, ...] = tuple(CANONICAL_COLUMNS)
 PII_COLUMNS = ("applicant_name", "applicant_phone")  # masked wherever shown (tasks/pii.py)
+# Columns holding a unit code or a matter code, resolved through the aliases of units.yaml and rules.yaml.
+UNIT_CODE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "cases": ("unit_code",),
+    "steps": ("unit_code",),
+    "projects": ("lead_unit_code",),
+    "pushes": ("supervisor_unit_code",),
+}
+MATTER_CODE_COLUMNS: dict[str, tuple[str, ...]] = {"cases": ("matter_code",)}
 
 
 def canonical_names(table: str) -> list[str]:
@@ -119,6 +131,41 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class EventPairing(_Strict):
+    """A suspensions source written as events, one row per start or end (Epoint's `audit_project_unusual`, the
+    中间库 variant with `specialnodetype`). Starts and ends are paired in time order per case (and per `within`)."""
+
+    column: str = Field(min_length=1)  # the source column holding the event code
+    start: tuple[str, ...] = Field(min_length=1)  # codes that start a pause, e.g. 10 暂停计时
+    end: tuple[str, ...] = Field(min_length=1)  # codes that end it, e.g. 11 恢复
+    # One-row events: code → suspension kind, started and ended on the event's day (e.g. 20 延期 → 延期, whose
+    # limit_days is the number of extension days).
+    single: dict[str, str] = Field(default_factory=dict)
+    within: tuple[str, ...] = ()  # source columns that pairing also groups by, e.g. SN (序号)
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _codes_as_text(cls, codes: object) -> object:
+        # YAML reads `start: [10]` as a number; event codes are compared as text.
+        return [str(code) for code in codes] if isinstance(codes, list | tuple) else codes
+
+    @field_validator("single", mode="before")
+    @classmethod
+    def _single_codes_as_text(cls, single: object) -> object:
+        return {str(code): kind for code, kind in single.items()} if isinstance(single, dict) else single
+
+    @model_validator(mode="after")
+    def _codes_distinct(self) -> EventPairing:
+        groups = {"start": set(self.start), "end": set(self.end), "single": set(self.single)}
+        names = list(groups)
+        for index, first in enumerate(names):
+            for second in names[index + 1 :]:
+                shared = sorted(groups[first] & groups[second])
+                if shared:
+                    raise ValueError(f"event code(s) {', '.join(shared)} are both {first} and {second}")
+        return self
+
+
 class Source(_Strict):
     name: str = Field(min_length=1, max_length=120)
     kind: SourceKind
@@ -137,6 +184,21 @@ class Source(_Strict):
     # Largest fall in rows read against the source's last stored load before the export is taken for truncated and
     # refused; null turns the check off (an export that carries only changed rows).
     max_row_drop: float | None = Field(default=0.3, ge=0, le=1)
+    defaults: dict[str, str] = Field(default_factory=dict)  # canonical column → value where the source has none
+    events: EventPairing | None = None  # suspensions only: rows are start/end events, paired at load
+    # keep: a unit or matter code that no entry of units.yaml/rules.yaml knows (as code or alias) is loaded as is;
+    # reject: it is a reject with its reason (platform sources, whose codes are GUIDs and 实施编码).
+    unknown_codes: Literal["keep", "reject"] = "keep"
+
+    @model_validator(mode="after")
+    def _events_fit_table(self) -> Source:
+        if self.events is None:
+            return self
+        if self.table != "suspensions":
+            raise ValueError("`events` only applies to suspensions sources")
+        if "ended_at" in self.mapping.values():
+            raise ValueError("an events source takes ended_at from its end events: map no column to ended_at")
+        return self
 
     @model_validator(mode="after")
     def _location_fits_kind(self) -> Source:
@@ -158,7 +220,8 @@ class Source(_Strict):
     @model_validator(mode="after")
     def _mapping_targets_exist(self) -> Source:
         known = set(canonical_names(self.table))
-        unknown = sorted({target for target in self.mapping.values() if target not in known} | set(self.values) - known)
+        targets = {target for target in self.mapping.values() if target not in known}
+        unknown = sorted(targets | (set(self.values) | set(self.defaults)) - known)
         if unknown:
             columns = ", ".join(sorted(known))
             raise ValueError(f"no column {', '.join(unknown)} in table {self.table} (columns: {columns})")

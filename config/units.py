@@ -1,8 +1,8 @@
 """Responsible units (责任单位), their parent chain (supervisors) and alert contacts, plus the alerting policy.
 
 `config/units.yaml` holds two sections:
-- `units`: code, name, region, parent, tags (ops, supervisor, …) and contacts
-  (apprise URLs with ${ENV}, tagged sms|email|im).
+- `units`: code, name, region, parent, tags (ops, supervisor, …), contacts
+  (apprise URLs with ${ENV}, tagged sms|email|im) and aliases (the platforms' codes for the unit, config/aliases.py).
 - `alerting` (optional, defaults below): which levels make cards, routing, inhibition,
   delivery window, retries, SMS size.
 Everything is checked at load; an error names the file and the unit.
@@ -21,6 +21,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 import tasks.outbox  # registers the outbox:// scheme with apprise before URLs are checked
+from config.aliases import alias_table
 from config.loader import ConfigError, expand_env, load_model, read_yaml
 
 UNITS_FILE = "units.yaml"
@@ -49,6 +50,8 @@ class UnitEntry(_Strict):
     parent: str | None = None
     tags: tuple[str, ...] = ()
     contacts: tuple[ContactEntry, ...] = ()
+    # Other codes a platform uses for this unit: GUIDs (ouguid), 统一社会信用代码, organisation codes, names.
+    aliases: tuple[str, ...] = ()
 
 
 class Route(_Strict):
@@ -156,6 +159,7 @@ class UnitDirectory:
     path: Path
     units: dict[str, Unit]
     alerting: AlertingPolicy
+    aliases: dict[str, str] = field(default_factory=dict)  # alias key (config.aliases.alias_key) → unit code
 
     def __contains__(self, code: object) -> bool:
         return code in self.units
@@ -267,9 +271,13 @@ def load_units(config_dir: Path) -> UnitDirectory:
             contacts=tuple(contacts),
         )
     problems.extend(_check_parents(path, units))
+    aliases, alias_problems = alias_table(
+        ((entry.code, entry.aliases) for entry in parsed.units), what="unit", where=str(path)
+    )
+    problems.extend(alias_problems)
     if problems:
         raise ConfigError("\n".join(problems))
-    directory = UnitDirectory(path=path, units=units, alerting=parsed.alerting)
+    directory = UnitDirectory(path=path, units=units, alerting=parsed.alerting, aliases=aliases)
     problems.extend(_check_reachable(directory))
     if not directory.ops_units():
         problems.append(f"{path}: no unit is tagged 'ops' (run and delivery failures must go somewhere)")

@@ -28,6 +28,7 @@ from tasks.pipeline import (
     RunContext,
     SourceRefused,
     StoredSource,
+    check_platform_due_dates,
     evaluate,
     ingest_source,
     make_cards,
@@ -39,6 +40,7 @@ from tasks.pipeline import (
     store_source,
     validate_source,
 )
+from tasks.platform_check import cause_counts
 from tasks.reconcile import reconciliation
 from tasks.runs import RunLocked, close_run, open_run, run_lock
 
@@ -104,6 +106,7 @@ def _nightly_stages(
     refused = context.io(store_clock_rejects)(context, clock_set, loads, run_id)
     progress.advance("clocks built")
     evaluations = evaluate(context, clock_set)
+    disagreements = check_platform_due_dates(context, tables, evaluations)
     evaluation_counts = context.io(save_evaluations)(context, evaluations, run_id)
     progress.advance("clocks evaluated")
     plan = context.io(make_cards)(context, evaluations, run_id, deliverable)
@@ -111,7 +114,9 @@ def _nightly_stages(
 
     summary = _summary(context, loads, stored, evaluations, evaluation_counts, plan.counts,
                        reconciliation(tables, clock_set.rejects))
-    publish_nightly_artifacts(context, summary, evaluations, loads, refused)
+    summary["platform_due_date_disagreements"] = disagreements.height
+    summary["platform_due_date_causes"] = cause_counts(disagreements)
+    publish_nightly_artifacts(context, summary, evaluations, loads, refused, disagreements)
     failed = summary["failed_sources"]
     progress.finish(f"done, {len(failed)} source(s) failed" if failed else "done")
     return summary

@@ -82,6 +82,7 @@ class CaseContract(_Contract):
     updated_at: pl.Datetime = pa.Field(nullable=True)
     applicant_name: str = pa.Field(nullable=True)
     applicant_phone: str = pa.Field(nullable=True)
+    platform_due_date: pl.Date = pa.Field(nullable=True)
 
     @pa.check("region_code", name="not a 6-digit region code")
     @classmethod

@@ -65,6 +65,8 @@ class Case(Base):
     updated_at: Mapped[datetime | None] = mapped_column(DateTime)
     applicant_name: Mapped[str | None] = mapped_column(String(200))
     applicant_phone: Mapped[str | None] = mapped_column(String(40))
+    # The platform's own due date (承诺办结时间), checked against ours; 1753-01-01 when its calendar ran out.
+    platform_due_date: Mapped[date | None] = mapped_column(Date)
     row_hash: Mapped[str] = mapped_column(String(32))
     first_seen_run: Mapped[int | None] = mapped_column(Integer)
     last_seen_run: Mapped[int | None] = mapped_column(Integer)

@@ -34,6 +34,8 @@ OVERDUE_KEY = "nightly-most-overdue"
 REJECTS_KEY = "nightly-rejects"
 PROGRESS_KEY = "nightly-progress"
 DELIVERY_KEY = "delivery-status"
+PLATFORM_KEY = "platform-disagreements"
+TOP_DISAGREEMENTS = 200
 TOP_OVERDUE = 50
 TOP_REJECTS = 100
 PII_MASKS: dict[str, Callable[[str | None], str | None]] = {"applicant_name": mask_name, "applicant_phone": mask_phone}
@@ -232,6 +234,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
             *(f"| {row['table']} | {row['stored']:,} | {row['used']:,} | {row['refused']:,} |"
               for row in summary["clock_reconciliation"]),
         ]
+    if summary.get("platform_due_date_disagreements"):
+        lines.append(f"Open cases whose platform due date differs from ours: "
+                     f"{summary['platform_due_date_disagreements']:,} (see the `{PLATFORM_KEY}` artifact).")
     return "\n".join(lines) + "\n"
 
 
@@ -251,6 +256,18 @@ def publish_nightly(
     rejects = reject_rows(results, sources, refused=refused) or none
     create_table_artifact(rejects, key=REJECTS_KEY,
                           description=f"The first {TOP_REJECTS} rejected rows with reasons (PII masked)")
+
+
+def publish_platform_disagreements(disagreements: pl.DataFrame, as_of: str) -> None:
+    """The open cases whose platform due date differs from ours (tasks/platform_check.py): case, both dates, the
+    difference in working days and a likely cause. Cases carry no applicant data here."""
+    rows = _jsonable(disagreements.head(TOP_DISAGREEMENTS)) or [{"case_id": "", "likely_cause": "no disagreements"}]
+    create_table_artifact(
+        rows,
+        key=PLATFORM_KEY,
+        description=f"{disagreements.height:,} open cases whose platform due date differs from ours as of {as_of} "
+        f"(the first {TOP_DISAGREEMENTS} shown)",
+    )
 
 
 def delivery_rows(engine: Engine, report: DeliveryReport, units: UnitDirectory) -> list[dict[str, Any]]:

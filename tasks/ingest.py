@@ -17,7 +17,7 @@ import io
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +27,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from config.sources import CANONICAL_COLUMNS, PII_COLUMNS, TABLES, Source
 from schemas.contracts import duplicate_violations, empty_frame, key_columns, pause_violations, violations
+from tasks.events import EventColumns, pair_events
 from tasks.freshness import content_hash
 from tasks.parsing import ColumnKind, fold_width, parse_columns
+from tasks.platform_codes import KnownCodes, keep_platform_sentinel, resolve_codes, unsupported_limit_units
 
 # (what, done, total): a stage description and how far it got; the CLI draws rich bars, flows write an artifact.
 ProgressCallback = Callable[[str, int, int], None]
@@ -56,6 +58,13 @@ LIMIT_KIND_VALUES = {
     "日历日": "calendar",
     "calendar": "calendar",
     "calendar day": "calendar",
+    # Units a platform may give (中间库 PROMISETIMEUNIT 3, 4, 5) that no clock counts in: rejected with a reason.
+    "小时": "hours",
+    "hours": "hours",
+    "分钟": "minutes",
+    "minutes": "minutes",
+    "月": "months",
+    "months": "months",
 }
 
 
@@ -524,7 +533,7 @@ def map_headers(source: Source, headers: Sequence[str], label: str) -> dict[str,
         taken[canonical] = header
         mapped[header] = canonical
     required = [column for column in CANONICAL_COLUMNS[source.table] if column.required]
-    missing = [column for column in required if column.name not in taken]
+    missing = [column for column in required if column.name not in taken and column.name not in source.defaults]
     if missing:
         names = ", ".join(f"{c.name} ({c.headers[0]})" if c.headers else c.name for c in missing)
         if not mapped or any(_looks_like_data(header) for header in headers):
@@ -547,11 +556,19 @@ def _looks_like_data(header: str) -> bool:
 
 def _canonical_frame(source: Source, raw: _RawTable, mapped: dict[str, str]) -> pl.DataFrame:
     by_canonical = {canonical: header for header, canonical in mapped.items()}
-    return raw.frame.select(
+    frame = raw.frame.select(
         pl.col(by_canonical[column.name]).alias(column.name)
         if column.name in by_canonical
         else pl.lit(None, pl.String).alias(column.name)
         for column in CANONICAL_COLUMNS[source.table]
+    )
+    if not source.defaults:
+        return frame
+    # A per-source default fills the values the source leaves empty (a platform with no 时限类型 column).
+    blank = {name: pl.col(name).cast(pl.String).str.strip_chars().fill_null("") == "" for name in source.defaults}
+    return frame.with_columns(
+        pl.when(blank[name]).then(pl.lit(value)).otherwise(pl.col(name).cast(pl.String)).alias(name)
+        for name, value in source.defaults.items()
     )
 
 
@@ -573,17 +590,19 @@ class _CheckedFile:
     mapped: dict[str, str]  # source header -> canonical column
 
 
-def _check_file(source: Source, raw: _RawTable) -> _CheckedFile:
+def _check_file(source: Source, raw: _RawTable, codes: KnownCodes | None = None) -> _CheckedFile:
     columns = CANONICAL_COLUMNS[source.table]
     mapped = map_headers(source, raw.frame.columns, raw.label)
-    parsed = parse_columns(
-        _canonical_frame(source, raw, mapped), {c.name: ColumnKind(c.kind) for c in columns}, source.date_formats
-    )
-    canonical = _apply_value_maps(source, parsed.frame).cast(empty_frame(source.table).schema)
+    unparsed_frame = _canonical_frame(source, raw, mapped)
+    parsed = parse_columns(unparsed_frame, {c.name: ColumnKind(c.kind) for c in columns}, source.date_formats)
+    frame, problems = keep_platform_sentinel(unparsed_frame, parsed.frame, parsed.problems)
+    canonical = _apply_value_maps(source, frame).cast(empty_frame(source.table).schema)
+    canonical, resolved = resolve_codes(source, canonical, codes)
+    limit_units = unsupported_limit_units(source.table, canonical)
+    problems = pl.concat([problems.select("row", "column", "reason"), resolved, limit_units])
     contract = violations(source.table, canonical)
-    # A value that could not be parsed is already reported; the contract's "missing" for it would repeat it.
-    unparsed = parsed.problems.select("row", "column")
-    contract = contract.join(unparsed, on=["row", "column"], how="anti", nulls_equal=False)
+    # A value that could not be parsed or resolved is already reported; the contract's reason would repeat it.
+    contract = contract.join(problems.select("row", "column"), on=["row", "column"], how="anti", nulls_equal=False)
     # Reasons of a row read in column order; rules over several columns come last.
     position = pl.col("column").replace_strict(
         [c.name for c in columns], list(range(len(columns))), default=len(columns), return_dtype=pl.Int32
@@ -591,7 +610,7 @@ def _check_file(source: Source, raw: _RawTable) -> _CheckedFile:
     found = pl.concat(
         [
             _control_characters(raw.frame, mapped) if raw.may_hold_controls else pl.DataFrame(schema=_CONTROL_SCHEMA),
-            parsed.problems.select("row", "column", "reason"),
+            problems,
             contract.select("row", "column", "reason"),
         ]
     )
@@ -645,9 +664,11 @@ def load_source(
     inbox_dir: Path,
     case_reference: pl.DataFrame | None = None,
     progress: ProgressCallback | None = None,
+    codes: KnownCodes | None = None,
 ) -> LoadResult:
     """Read, check and split one source. `case_reference` (case_id, accepted_at, completed_at) lets suspensions be
-    checked against their case's life; without it that check is skipped."""
+    checked against their case's life; without it that check is skipped. `codes` resolves unit and matter aliases
+    (and, with `unknown_codes: reject`, rejects codes nobody knows); without it codes are loaded as given."""
     result = LoadResult(
         source=source.name,
         table=source.table,
@@ -671,8 +692,10 @@ def load_source(
         for index, (path, label) in enumerate(targets):
             _report(progress, f"{source.name}: reading {label}", 2 * index, steps)
             raw = read_raw(source, path, label)
+            if source.events is not None:
+                raw = _paired(source, raw)
             _report(progress, f"{source.name}: checking {label}", 2 * index + 1, steps)
-            checked.append(_check_file(source, raw))
+            checked.append(_check_file(source, raw, codes))
     except SourceError as exc:
         result.error = str(exc)
         result.error_transient = exc.transient
@@ -684,6 +707,41 @@ def load_source(
     _split(source, checked, case_reference, result)
     _report(progress, f"{source.name}: done", steps, steps)
     return result
+
+
+def _paired(source: Source, raw: _RawTable) -> _RawTable:
+    """An events source's rows paired into suspensions (tasks/events.py); unpaired rows join the structural rejects."""
+    assert source.events is not None
+    lookup = {_header_key(header): canonical for header, canonical in source.header_map().items()}
+    by_canonical: dict[str, str] = {}
+    ended = []
+    for header in raw.frame.columns:
+        canonical = lookup.get(_header_key(header))
+        if canonical == "ended_at":
+            ended.append(header)
+        elif canonical is not None:
+            by_canonical.setdefault(canonical, header)
+    needed = {"case_id": "the case", "started_at": "the event time"}
+    absent = [f"{name} ({what})" for name, what in needed.items() if name not in by_canonical]
+    absent += [f"{name} (events)" for name in (source.events.column, *source.events.within) if name not in raw.frame]
+    if absent:
+        raise SourceError(
+            f"{raw.label}: missing column(s) {', '.join(absent)} for an events source; "
+            f"headers found: {', '.join(raw.frame.columns) or 'none'}"
+        )
+    columns = EventColumns(
+        case=by_canonical["case_id"],
+        time=by_canonical["started_at"],
+        kind=by_canonical.get("kind", "kind"),
+        ended=ended,
+    )
+    paired = pair_events(raw.frame, raw.lines, source.events, columns, raw.label)
+    return replace(
+        raw,
+        frame=paired.frame,
+        lines=paired.lines,
+        structural=pl.concat([raw.structural, paired.rejected]).sort("line"),
+    )
 
 
 def _report(progress: ProgressCallback | None, what: str, done: int, total: int) -> None:
@@ -812,6 +870,7 @@ def load_sources(
     inbox_dir: Path,
     stored_cases: pl.DataFrame | None = None,
     progress: ProgressCallback | None = None,
+    codes: KnownCodes | None = None,
 ) -> list[LoadResult]:
     """Load every source, cases first, so that suspensions are checked against the cases of this load (taking
     precedence) and those already stored (`stored_cases`: case_id, accepted_at, completed_at)."""
@@ -821,7 +880,9 @@ def load_sources(
         reference = None
         if source.table == "suspensions":
             reference = case_reference([r.accepted for r in results if r.table == "cases" and r.storable], stored_cases)
-        results.append(load_source(source, inbox_dir=inbox_dir, case_reference=reference, progress=progress))
+        results.append(
+            load_source(source, inbox_dir=inbox_dir, case_reference=reference, progress=progress, codes=codes)
+        )
     return results
 
 

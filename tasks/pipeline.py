@@ -44,6 +44,8 @@ from tasks.delivery import (
 from tasks.evaluations import due_date_changes, previous_due_dates, store_evaluations
 from tasks.freshness import Freshness, judge, last_loads
 from tasks.ingest import LoadResult, case_reference, load_source
+from tasks.platform_check import pausing_suspensions, platform_disagreements
+from tasks.platform_codes import KnownCodes
 from tasks.reconcile import clock_rejects
 from tasks.runs import nightly_ledger, nightly_problem
 from tasks.store import read_case_reference, read_tables, store_rejects, store_table
@@ -152,7 +154,12 @@ def ingest_source(
     if source.table == "suspensions":
         loaded = [result.accepted for result in cases or [] if result.storable]
         reference = case_reference(loaded, read_case_reference(context.engine))
-    result = load_source(source, inbox_dir=context.settings.effective_inbox_dir, case_reference=reference)
+    result = load_source(
+        source,
+        inbox_dir=context.settings.effective_inbox_dir,
+        case_reference=reference,
+        codes=KnownCodes.of(context.config),
+    )
     log = get_run_logger()
     if result.error:
         log.error("%s failed: %s", source.name, result.error)
@@ -221,6 +228,15 @@ def store_clock_rejects(context: RunContext, clock_set: ClockSet, loads: list[Lo
 def evaluate(context: RunContext, clock_set: ClockSet) -> pl.DataFrame:
     """Every clock's due date and level as of the run's date."""
     return evaluate_clocks(clock_set.clocks, clock_set.pauses, context.calendar, context.as_of)
+
+
+@task(name="check-platform-due-dates", **STAGE)
+def check_platform_due_dates(
+    context: RunContext, tables: dict[str, pl.DataFrame], evaluations: pl.DataFrame
+) -> pl.DataFrame:
+    """Open cases whose platform due date (承诺办结时间) differs from ours, with a likely cause."""
+    pauses = pausing_suspensions(tables["suspensions"], context.config.rules)
+    return platform_disagreements(tables["cases"], evaluations, pauses, context.calendar, context.as_of)
 
 
 @task(name="store-evaluations", **STAGE)
@@ -304,9 +320,11 @@ def publish_nightly_artifacts(
     evaluations: pl.DataFrame,
     results: list[LoadResult],
     refused: pl.DataFrame,
+    disagreements: pl.DataFrame,
 ) -> None:
     sources = {source.name: source for source in context.config.sources.sources}
     artifacts.publish_nightly(summary, evaluations, results, sources, refused)
+    artifacts.publish_platform_disagreements(disagreements, summary["as_of"])
 
 
 @task(name="publish-delivery-artifact", **STAGE)

@@ -192,7 +192,13 @@ def store_table(
         return StoreStats(table, 0, 0, 0)
     if frame.select(pl.struct(keys).is_duplicated().any()).item():
         raise ValueError(f"{table}: duplicate keys {keys} in the frame to store; a load rejects them first")
-    texts = _text_values(frame.select(list(canonical_schema(table))), table)
+    # An optional column the frame lacks (one added later, such as cases.platform_due_date) is stored as null.
+    schema = canonical_schema(table)
+    texts = _text_values(
+        frame.select(pl.col(name) if name in frame.columns else pl.lit(None, dtype).alias(name)
+                     for name, dtype in schema.items()),
+        table,
+    )
     incoming = texts.with_columns(
         _hashes(texts).alias("row_hash"),
     ).with_columns(_row_key(table).alias("__key"))

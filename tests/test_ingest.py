@@ -67,7 +67,7 @@ MESSY_REJECTS = {
     9: "completed_at is before accepted_at",
     10: "case_id: missing",
     13: "project_code: not a national project code (e.g. 2301-360702-04-01-123456) '2313-360702-04-01-123456'; "
-    "limit_days: not a whole number 'x'; limit_kind: not 工作日/workday or 自然日/calendar '月'",
+    "limit_days: not a whole number 'x'; limit_kind: a limit in months (月) is not supported: only 工作日 or 自然日",
 }
 
 
