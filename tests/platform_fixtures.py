@@ -3,7 +3,7 @@
 One set of cases is written twice: into the platform's tables, with the platform's spellings (unit GUIDs and
 统一社会信用代码, 31-character 实施编码, 12-digit region codes, PROMISETIMEUNIT codes, pauses as start and end event
 rows, extensions as 延期 events, a running step's end time equal to its start), and as canonical CSV files. Loading
-either must give the same case clocks.
+either must give the same clocks.
 
 Each platform also carries its own due date (`promisedate` / `promiseenddate`): ours for most open cases, and wrong on
 purpose for a few, one group per likely cause (`PlatformFixture.seeded`). A few rows are bad on purpose, each with the
@@ -102,8 +102,10 @@ def _moment(rng: random.Random, day: date) -> datetime:
     return datetime(day.year, day.month, day.day, rng.randint(8, 17), rng.choice((0, 15, 30, 45)), 0)
 
 
-def _cases(rng: random.Random, count: int, prefix: str, units: list[tuple[str, str]], matters: list[str],
-           pause_kinds: list[str], extensions: bool, calendar_share: float) -> list[_Case]:
+def _cases(rng: random.Random, count: int, prefix: str, units: list[tuple[str, str]],
+           matters: dict[str, list[tuple[str, str | None]]], pause_kinds: list[str], extensions: bool,
+           calendar_share: float) -> list[_Case]:
+    """`matters`: code → its steps as (name, the step's own unit or None for the case's unit)."""
     span = (LAST_ACCEPTANCE - FIRST_ACCEPTANCE).days
     cases = []
     for index in range(count):
@@ -111,7 +113,7 @@ def _cases(rng: random.Random, count: int, prefix: str, units: list[tuple[str, s
         accepted = _moment(rng, FIRST_ACCEPTANCE + timedelta(days=rng.randint(0, span)))
         case = _Case(
             case_id=f"{prefix}{index:05d}",
-            matter=rng.choice(matters),
+            matter=rng.choice(sorted(matters)),
             unit=unit,
             region=region,
             accepted=accepted,
@@ -139,9 +141,14 @@ def _cases(rng: random.Random, count: int, prefix: str, units: list[tuple[str, s
             completed = cursor + timedelta(days=rng.randint(1, 30), hours=1)
             if completed.date() <= AS_OF:
                 case.completed = completed
-        step_end = case.completed if case.completed else None
-        case.steps.append(("受理", unit, accepted, accepted + timedelta(minutes=20)))
-        case.steps.append(("审查决定", unit, accepted + timedelta(minutes=20), step_end))
+        # The matter's steps (环节) one after the other over the case's life; an open case is at its first step.
+        steps = matters[case.matter]
+        if case.completed is None:
+            steps = steps[:1]
+        bounds = [accepted + (case.completed - accepted) * i / len(steps) for i in range(len(steps) + 1)] if (
+            case.completed and steps) else [accepted, None]
+        for n, (name, step_unit) in enumerate(steps):
+            case.steps.append((name, step_unit or unit, bounds[n], bounds[n + 1]))
         if case.completed is not None and rng.random() < 0.6:
             case.claimed = case.completed + timedelta(days=rng.randint(1, 8))
             if case.claimed.date() > AS_OF:
@@ -267,7 +274,8 @@ def _setup(root: Path, url: str | None, seed: int, count: int, prefix: str, paus
         (code, unit.region) for code, unit in config.units.units.items()
         if unit.region and unit.region != "360700" and not unit.tags
     )
-    matters = sorted({matter.code for matter in config.rules.matters})
+    versions = sorted(config.rules.matters, key=lambda matter: matter.effective_from)
+    matters = {matter.code: [(step.name, step.unit) for step in matter.steps] for matter in versions}
     rng = random.Random(seed)
     cases = _cases(rng, count, prefix, units, matters, pause_kinds, extensions, calendar_share)
     fixture = PlatformFixture(url=url or f"sqlite:///{root / f'{prefix.lower()}.db'}", config_dir=config_dir,
