@@ -1,4 +1,5 @@
-"""SQLite databases laid out like the platforms' own: the 电子监察中间库 (`EA_JC_*`) and Epoint's tables.
+"""Databases (SQLite, or PostgreSQL at a given URL) laid out like the platforms' own: the 电子监察中间库 (`EA_JC_*`)
+and Epoint's tables.
 
 One set of cases is written twice: into the platform's tables, with the platform's spellings (unit GUIDs and
 统一社会信用代码, 31-character 实施编码, 12-digit region codes, PROMISETIMEUNIT codes, pauses as start and end event
