@@ -723,7 +723,10 @@ def _paired(source: Source, raw: _RawTable) -> _RawTable:
             by_canonical.setdefault(canonical, header)
     needed = {"case_id": "the case", "started_at": "the event time"}
     absent = [f"{name} ({what})" for name, what in needed.items() if name not in by_canonical]
-    absent += [f"{name} (events)" for name in (source.events.column, *source.events.within) if name not in raw.frame]
+    # Event columns compare like headers: Oracle, for one, returns OPERATETYPE for `operatetype`.
+    headers = {_header_key(header): header for header in raw.frame.columns}
+    wanted = [source.events.column, *source.events.within]
+    absent += [f"{name} (events)" for name in wanted if _header_key(name) not in headers]
     if absent:
         raise SourceError(
             f"{raw.label}: missing column(s) {', '.join(absent)} for an events source; "
@@ -735,7 +738,9 @@ def _paired(source: Source, raw: _RawTable) -> _RawTable:
         kind=by_canonical.get("kind", "kind"),
         ended=ended,
     )
-    paired = pair_events(raw.frame, raw.lines, source.events, columns, raw.label)
+    found = [headers[_header_key(name)] for name in wanted]
+    pairing = source.events.model_copy(update={"column": found[0], "within": tuple(found[1:])})
+    paired = pair_events(raw.frame, raw.lines, pairing, columns, raw.label)
     return replace(
         raw,
         frame=paired.frame,

@@ -272,6 +272,15 @@ def test_event_rows_pair_into_suspensions(tmp_path: Path, kind: str) -> None:
     assert result.rows_read == result.accepted.height + result.rejected.height == 10
 
 
+def test_event_columns_match_headers_in_any_case(tmp_path: Path) -> None:
+    (tmp_path / "events.csv").write_text(
+        "PROJECTGUID,OPERATETYPE,OPERATEDATE,DELAYWORKDAY,sn\nC1,10,2025-03-05,,1\nC1,11,2025-03-07,,1\n",
+        encoding="utf-8",
+    )
+    result = loaded(events_source("csv", "events.csv"), tmp_path)
+    assert result.accepted.select("case_id", pl.col("ended_at").cast(pl.String)).rows() == [("C1", "2025-03-07")]
+
+
 def test_an_events_source_without_its_event_column_fails_naming_it(tmp_path: Path) -> None:
     (tmp_path / "events.csv").write_text("projectguid,operatedate\nC1,2025-03-05\n", encoding="utf-8")
     result = load_source(events_source("csv", "events.csv"), inbox_dir=tmp_path)
