@@ -1,0 +1,313 @@
+"""What if (拟调整时限测算): the effect of a proposed rule change on the stored clocks, before it is decided.
+
+Plain functions over polars frames; nothing is stored or sent. Every clock is built by tasks/clock_builders.py and
+evaluated by tasks/clocks.py, the calls the nightly run makes, once under the rules in force and once under the
+proposal (config/proposal.py); the two results are compared clock by clock.
+
+- Retrospective (回溯): the clocks finished in the window before the as-of date T (completed_date in
+  [window start, T]), judged on time or late under the rules in force and under `retrospective_rules` (the proposed
+  limits as if they had always applied). Rates are on-time clocks over finished clocks, per group and in total,
+  never averaged; each rate carries the number of clocks behind it.
+- Prospective (在办): the clocks open at T (started by T, not completed by T), evaluated at T under `merged_rules`,
+  the proposal's versions beside the rules in force: a clock uses the version in force on its start date, so a
+  version effective after T changes no clock open at T.
+
+Only the kinds of clock whose rules the proposal touches are built again; the others are the same under both.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import polars as pl
+
+from config.proposal import ProposedRules, changed_versions, merged_rules, retrospective_rules
+from config.rules import RuleBook
+from tasks.calendar import WorkCalendar
+from tasks.clock_builders import build_clocks
+from tasks.clocks import evaluate_clocks
+from tasks.metrics import P90, TOTAL, UNKNOWN, Dimensions
+
+COMPLETED_LEVELS = ("completed_on_time", "completed_late")
+OVERDUE_LEVELS = ("overdue", "escalated")
+LEVEL_ORDER = ("normal", "warning", "overdue", "escalated", "paused")
+COMPARED = ("limit_days", "due_date", "elapsed", "level")
+WINDOW_PATTERN = re.compile(r"^\s*(\d{1,3})\s*([dwmy])\s*$")
+# Which kinds of clock take their limit from each section of the rules.
+SECTION_CLOCK_TYPES = {
+    "matters": ("case", "step"),
+    "project_categories": ("project",),
+    "deferral": ("deferral",),
+    "claim": ("claim",),
+}
+# The groupings of the retrospective view: name → (grouping columns, rows kept).
+RETROSPECTIVE_VIEWS: dict[str, tuple[tuple[str, ...], pl.Expr]] = {
+    "by_kind": (("clock_type",), pl.lit(True)),
+    "by_unit": (("unit_code", "unit_name"), pl.lit(True)),
+    "by_region": (("region_code", "region_name"), pl.lit(True)),
+    "by_matter": (("matter_code", "matter_name"), pl.col("matter_code").is_not_null()),
+    "by_category": (("category", "category_name"), pl.col("clock_type") == "project"),
+    "by_mode": (("mode",), pl.col("matter_code").is_not_null()),
+}
+
+
+def window_start(as_of: date, window: str) -> date:
+    """The first day of the window that ends at `as_of`: `12m` (months), `26w`, `90d` or `1y`, e.g. 12m as of
+    2026-11-27 starts on 2025-11-28. Raises ValueError naming the accepted forms."""
+    match = WINDOW_PATTERN.match(window)
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"window {window!r}: expected a positive number and d, w, m or y, e.g. 12m, 26w, 90d")
+    count, unit = int(match.group(1)), match.group(2)
+    if unit in "dw":
+        return as_of - timedelta(days=count * (7 if unit == "w" else 1)) + timedelta(days=1)
+    months = count * (12 if unit == "y" else 1)
+    year, month = divmod(as_of.year * 12 + as_of.month - 1 - months, 12)
+    # The same day `months` back (the month's last day when it is shorter); the window starts the day after it.
+    next_month = date(year + (month + 1) // 12, (month + 1) % 12 + 1, 1)
+    day = min(as_of.day, (next_month - timedelta(days=1)).day)
+    return date(year, month + 1, day) + timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    as_of: date
+    window_start: date
+    changes: list[str]
+    overview: pl.DataFrame  # metric, label, before, after, change
+    retrospective: dict[str, pl.DataFrame]  # RETROSPECTIVE_VIEWS, each with a 合计 row
+    elapsed: pl.DataFrame  # elapsed P50 / P90 / max against the old and new limit, per kind of clock and rule entry
+    finished_changed: pl.DataFrame  # finished clocks judged differently
+    open_levels: pl.DataFrame  # level, before, after, change
+    open_by_unit: pl.DataFrame  # per unit: open, changed, due earlier / later, newly overdue
+    open_changed: pl.DataFrame  # open clocks whose due date or level changes
+    notes: list[str] = field(default_factory=list)
+
+
+def affected_clock_types(proposal: ProposedRules) -> tuple[str, ...] | None:
+    """The kinds of clock whose rules the proposal touches; None for all (defaults and suspension kinds reach every
+    clock: thresholds, pauses that restart, special-procedure limits)."""
+    if proposal.defaults is not None or proposal.suspension_kinds:
+        return None
+    return tuple(t for section, types in SECTION_CLOCK_TYPES.items() if getattr(proposal, section) for t in types)
+
+
+def evaluate_known(
+    tables: Mapping[str, pl.DataFrame],
+    rules: RuleBook,
+    calendar: WorkCalendar,
+    as_of: date,
+    clock_types: tuple[str, ...] | None = None,
+) -> pl.DataFrame:
+    """Every clock that had started by `as_of`, evaluated then (a clock that has not started does not exist yet)."""
+    clock_set = build_clocks(dict(tables), rules, clock_types)
+    started = clock_set.clocks.filter(pl.col("start_date") <= as_of)
+    return evaluate_clocks(started, clock_set.pauses, calendar, as_of)
+
+
+def _compare(before: pl.DataFrame, after: pl.DataFrame, clock_types: tuple[str, ...] | None) -> pl.DataFrame:
+    """`before` with the proposal's limit, due date, elapsed and level beside each clock (`*_after`). Kinds the
+    proposal does not touch keep their own values; a touched clock without a result under the proposal is dropped."""
+    touched = pl.lit(True) if clock_types is None else pl.col("clock_type").is_in(list(clock_types))
+    joined = before.join(
+        after.select("clock_id", *(pl.col(c).alias(f"{c}_after") for c in COMPARED)),
+        on="clock_id",
+        how="left",
+        maintain_order="left",
+    )
+    joined = joined.filter(~touched | pl.col("level_after").is_not_null())
+    return joined.with_columns(pl.coalesce(f"{c}_after", c).alias(f"{c}_after") for c in COMPARED)
+
+
+def _groupings(frame: pl.DataFrame, projects: pl.DataFrame, dimensions: Dimensions) -> pl.DataFrame:
+    """Unit, region, matter, project category and 市县同权 mode of each clock, with their names."""
+    categories = projects.select(pl.col("project_code").alias("subject_id"), "category").unique("subject_id")
+    project_category = frame.select("clock_id", "subject_id", "clock_type").join(
+        categories, on="subject_id", how="left", maintain_order="left"
+    )
+    frame = frame.with_columns(
+        category=pl.when(pl.col("clock_type") == "project").then(project_category["category"])
+    )
+    frame = (
+        frame.join(dimensions.units, on="unit_code", how="left", maintain_order="left")
+        .join(dimensions.matters, on="matter_code", how="left", maintain_order="left")
+        .join(dimensions.categories, on="category", how="left", maintain_order="left")
+        .with_columns(region_code=pl.coalesce("region_code", "unit_region").fill_null(UNKNOWN))
+        .join(dimensions.regions, on="region_code", how="left", maintain_order="left")
+    )
+    return frame.with_columns(
+        unit_name=pl.coalesce("unit_name", "unit_code"),
+        region_name=pl.coalesce("region_name", "region_code"),
+        matter_name=pl.coalesce("matter_name", "matter_code"),
+        mode=pl.col("mode").fill_null(UNKNOWN),
+        category=pl.col("category").fill_null(UNKNOWN),
+        category_name=pl.coalesce("category_name", "category", pl.lit(UNKNOWN)),
+    )
+
+
+def _rates(frame: pl.DataFrame, keys: tuple[str, ...]) -> pl.DataFrame:
+    aggregations = [
+        pl.len().cast(pl.Int64).alias("clocks"),
+        (pl.col("level") == "completed_on_time").sum().cast(pl.Int64).alias("old_on_time"),
+        (pl.col("level_after") == "completed_on_time").sum().cast(pl.Int64).alias("new_on_time"),
+        (pl.col("level") != pl.col("level_after")).sum().cast(pl.Int64).alias("changed"),
+    ]
+    grouped = frame.group_by(keys).agg(aggregations) if keys else frame.select(aggregations)
+    return grouped.with_columns(
+        old_on_time_rate=pl.when(pl.col("clocks") > 0).then(pl.col("old_on_time") / pl.col("clocks")),
+        new_on_time_rate=pl.when(pl.col("clocks") > 0).then(pl.col("new_on_time") / pl.col("clocks")),
+    ).with_columns(on_time_rate_change=pl.col("new_on_time_rate") - pl.col("old_on_time_rate"))
+
+
+RATE_COLUMNS = ("clocks", "old_on_time", "new_on_time", "old_on_time_rate", "new_on_time_rate", "on_time_rate_change",
+                "changed")
+
+
+def rate_table(frame: pl.DataFrame, keys: tuple[str, ...]) -> pl.DataFrame:
+    """On-time rate under the rules in force and under the proposal per group, most changed first, 合计 last."""
+    rows = _rates(frame, keys).sort(["changed", "clocks", *keys], descending=[True, True, *([False] * len(keys))])
+    total = _rates(frame, ()).with_columns(
+        pl.lit(TOTAL if index == 0 else "").alias(key) for index, key in enumerate(keys)
+    )
+    columns = [*keys, *RATE_COLUMNS]
+    return pl.concat([rows.select(columns), total.select(columns)], how="vertical_relaxed")
+
+
+def elapsed_table(frame: pl.DataFrame) -> pl.DataFrame:
+    """Elapsed days of the finished clocks (P50, P90 as Excel's PERCENTILE.INC, max) against the limit in force and
+    the proposed one, per kind of clock and rule entry (the project category, else the matter)."""
+    entry = pl.when(pl.col("clock_type") == "project").then(pl.col("category")).otherwise(pl.col("matter_code"))
+    with_entry = frame.with_columns(entry=entry.fill_null("—"))
+    rows = with_entry.group_by("clock_type", "entry").agg(
+        pl.len().cast(pl.Int64).alias("clocks"),
+        pl.col("elapsed").median().alias("elapsed_p50"),
+        pl.col("elapsed").quantile(P90, interpolation="linear").alias("elapsed_p90"),
+        pl.col("elapsed").max().cast(pl.Int64).alias("elapsed_max"),
+        pl.col("limit_days").median().alias("old_limit_p50"),
+        pl.col("limit_days_after").median().alias("new_limit_p50"),
+        (pl.col("limit_days") != pl.col("limit_days_after")).sum().cast(pl.Int64).alias("limit_changed"),
+    )
+    return rows.sort(["limit_changed", "clocks", "clock_type", "entry"], descending=[True, True, False, False])
+
+
+def _level_counts(frame: pl.DataFrame) -> pl.DataFrame:
+    before = frame.group_by(pl.col("level")).agg(pl.len().cast(pl.Int64).alias("before"))
+    after = frame.group_by(pl.col("level_after").alias("level")).agg(pl.len().cast(pl.Int64).alias("after"))
+    levels = pl.DataFrame({"level": list(LEVEL_ORDER)})
+    table = levels.join(before, on="level", how="left").join(after, on="level", how="left").fill_null(0)
+    table = table.with_columns(change=pl.col("after") - pl.col("before"))
+    total = table.select(pl.lit(TOTAL).alias("level"), pl.col("before", "after", "change").sum())
+    return pl.concat([table, total], how="vertical_relaxed")
+
+
+def _open_by_unit(frame: pl.DataFrame) -> pl.DataFrame:
+    newly_overdue = pl.col("level_after").is_in(OVERDUE_LEVELS) & ~pl.col("level").is_in(OVERDUE_LEVELS)
+    aggregations = [
+        pl.len().cast(pl.Int64).alias("open"),
+        pl.col("changed").sum().cast(pl.Int64).alias("changed"),
+        (pl.col("due_date_after") < pl.col("due_date")).sum().cast(pl.Int64).alias("due_earlier"),
+        (pl.col("due_date_after") > pl.col("due_date")).sum().cast(pl.Int64).alias("due_later"),
+        newly_overdue.sum().cast(pl.Int64).alias("newly_overdue"),
+    ]
+    rows = frame.group_by("unit_code", "unit_name").agg(aggregations).sort(
+        ["changed", "open", "unit_code"], descending=[True, True, False]
+    )
+    total = frame.select(aggregations).with_columns(unit_code=pl.lit(TOTAL), unit_name=pl.lit(""))
+    return pl.concat([rows, total.select(rows.columns)], how="vertical_relaxed")
+
+
+CHANGED_COLUMNS = (
+    "clock_id", "clock_type", "unit_code", "unit_name", "start_date", "limit_days", "limit_days_after", "due_date",
+    "due_date_after", "elapsed", "level", "level_after",
+)
+
+
+def simulate(
+    tables: Mapping[str, pl.DataFrame],
+    rules: RuleBook,
+    proposal: ProposedRules,
+    calendar: WorkCalendar,
+    dimensions: Dimensions,
+    as_of: date,
+    window: str = "12m",
+) -> WhatIf:
+    """The retrospective and prospective effect of `proposal` on the clocks in `tables`, as of `as_of`."""
+    first = window_start(as_of, window)
+    types = affected_clock_types(proposal)
+    before = evaluate_known(tables, rules, calendar, as_of)
+    finished_rows = pl.col("completed_date").is_between(pl.lit(first), pl.lit(as_of))
+    finished = before.filter(finished_rows)
+    open_now = before.filter(~pl.col("level").is_in(COMPLETED_LEVELS))
+    in_scope = pl.lit(True) if types is None else pl.col("clock_type").is_in(list(types))
+
+    retro_after = evaluate_known(tables, retrospective_rules(rules, proposal), calendar, as_of, types)
+    projects = tables.get("projects", pl.DataFrame(schema={"project_code": pl.String, "category": pl.String}))
+    retro = _groupings(_compare(finished, retro_after.filter(finished_rows & in_scope), types), projects, dimensions)
+    prospective_after = evaluate_known(tables, merged_rules(rules, proposal), calendar, as_of, types)
+    prospective = _compare(
+        open_now, prospective_after.filter(~pl.col("level").is_in(COMPLETED_LEVELS) & in_scope), types
+    )
+    prospective = _groupings(prospective, projects, dimensions).with_columns(
+        changed=(pl.col("level") != pl.col("level_after")) | pl.col("due_date").ne_missing(pl.col("due_date_after"))
+    )
+
+    open_changed = prospective.filter("changed").select(CHANGED_COLUMNS).sort("due_date_after", "clock_id")
+    finished_changed = retro.filter(pl.col("level") != pl.col("level_after")).select(
+        *CHANGED_COLUMNS[:4], "start_date", pl.col("completed_date"), *CHANGED_COLUMNS[5:]
+    ).sort("completed_date", "clock_id")
+    notes = []
+    dropped = (finished.height - retro.height, open_now.height - prospective.height)
+    if any(dropped):
+        notes.append(f"{dropped[0]} finished and {dropped[1]} open clocks make no clock under the proposal "
+                     "and are left out of the comparison")
+    return WhatIf(
+        as_of=as_of,
+        window_start=first,
+        changes=changed_versions(rules, proposal),
+        overview=_overview(retro, prospective),
+        retrospective={
+            name: rate_table(retro.filter(rows), keys) for name, (keys, rows) in RETROSPECTIVE_VIEWS.items()
+        },
+        elapsed=elapsed_table(retro),
+        finished_changed=finished_changed,
+        open_levels=_level_counts(prospective),
+        open_by_unit=_open_by_unit(prospective),
+        open_changed=open_changed,
+        notes=notes,
+    )
+
+
+OVERVIEW_LABELS = {
+    "finished": "窗口内办结的时限",
+    "on_time": "按时办结",
+    "on_time_rate": "按时办结率",
+    "open": "统计日在办的时限",
+    "open_overdue": "在办超期（含督办）",
+    "open_warning": "在办黄牌预警",
+    "open_changed": "在办时限中办结日或状态改变",
+}
+
+
+def _overview(retro: pl.DataFrame, prospective: pl.DataFrame) -> pl.DataFrame:
+    total = _rates(retro, ())
+    rows = [
+        ("finished", retro.height, retro.height),
+        ("on_time", total["old_on_time"][0], total["new_on_time"][0]),
+        ("on_time_rate", total["old_on_time_rate"][0], total["new_on_time_rate"][0]),
+        ("open", prospective.height, prospective.height),
+        (
+            "open_overdue",
+            prospective["level"].is_in(OVERDUE_LEVELS).sum(),
+            prospective["level_after"].is_in(OVERDUE_LEVELS).sum(),
+        ),
+        ("open_warning", (prospective["level"] == "warning").sum(), (prospective["level_after"] == "warning").sum()),
+        ("open_changed", 0, prospective["changed"].sum()),
+    ]
+    frame = pl.DataFrame(
+        [(name, OVERVIEW_LABELS[name], before, after) for name, before, after in rows],
+        schema={"metric": pl.String, "label": pl.String, "before": pl.Float64, "after": pl.Float64},
+        orient="row",
+    )
+    return frame.with_columns(change=pl.col("after") - pl.col("before"))

@@ -1,0 +1,285 @@
+"""The what-if's outputs: terminal summary, Markdown artifact, and an XLSX and HTML page in the report's style.
+
+The XLSX writer (formula-like text quoted), the chart style on the packaged CJK font, the value formatting and the
+page's look all come from tasks/report.py; only the what-if's own views, labels and chart are defined here.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+from matplotlib import rc_context
+from matplotlib.figure import Figure
+
+from tasks.metrics import TOTAL
+from tasks.report import (
+    COLUMN_LABELS,
+    Section,
+    _chart_style,
+    _display_expr,
+    _environment,
+    _label_values,
+    _png,
+    _Workbook,
+)
+from tasks.simulate import WhatIf
+
+TEMPLATE_NAME = "what_if.html.j2"
+HTML_LIST_ROWS = 50
+TERMINAL_ROWS = 5
+
+VIEW_TITLES = {
+    "by_kind": "回溯：按时限类型",
+    "by_unit": "回溯：按单位",
+    "by_region": "回溯：按区域",
+    "by_matter": "回溯：按事项",
+    "by_category": "回溯：按项目类别",
+    "by_mode": "回溯：按市县同权模式",
+    "elapsed": "回溯：用时分布与时限",
+    "finished_changed": "回溯：判定改变的时限",
+    "open_levels": "在办：状态（现行与拟调整）",
+    "open_by_unit": "在办：按单位",
+    "open_changed": "在办：办结日或状态改变的时限",
+}
+LABELS = {
+    **COLUMN_LABELS,
+    "clock_type": "时限类型",
+    "clock_id": "时限编号",
+    "clocks": "时限数",
+    "old_on_time": "现行按时",
+    "new_on_time": "拟调整按时",
+    "old_on_time_rate": "现行按时率",
+    "new_on_time_rate": "拟调整按时率",
+    "on_time_rate_change": "变化(百分点)",
+    "changed": "改变",
+    "entry": "规则(事项/项目类别)",
+    "elapsed_p50": "用时P50",
+    "elapsed_p90": "用时P90",
+    "elapsed_max": "最长用时",
+    "old_limit_p50": "现行时限",
+    "new_limit_p50": "拟调整时限",
+    "limit_changed": "时限改变数",
+    "before": "现行",
+    "after": "拟调整",
+    "change": "变化",
+    "open": "在办",
+    "due_earlier": "办结日提前",
+    "due_later": "办结日推后",
+    "newly_overdue": "新增超期",
+    "start_date": "起算日",
+    "completed_date": "办结日",
+    "limit_days": "现行时限",
+    "limit_days_after": "拟调整时限",
+    "due_date": "现行法定办结日",
+    "due_date_after": "拟调整法定办结日",
+    "elapsed": "已用",
+    "level": "现行状态",
+    "level_after": "拟调整状态",
+}
+NOTES = (
+    "时限、用时、办结日与状态均由预警所用的同一时限引擎按法定工作日（含调休上班日）计算，特别程序暂停期间不计入；自然日时限以自然日计。",
+    "回溯：统计日前窗口内办结的时限，分别按现行规则和“拟调整时限一直适用”判定是否按时办结；"
+    "按时率 = 按时办结数 ÷ 办结数，合计行按全部时限计算。",
+    "在办：统计日仍在办的时限按拟调整规则重新计算。时限适用其起算日有效的规则版本，生效日晚于起算日的新版本不改变已起算的时限。",
+    "只读测算：不保存任何结果，不产生预警，不发送消息。P90 按线性插值（同 Excel PERCENTILE.INC）。",
+)
+
+
+@dataclass(frozen=True)
+class WhatIfFiles:
+    xlsx: Path
+    html: Path
+    chart: Path
+
+
+def _title(result: WhatIf) -> str:
+    return f"拟调整时限测算（统计日 {result.as_of:%Y-%m-%d}）"
+
+
+def _window(result: WhatIf) -> str:
+    return f"{result.window_start:%Y-%m-%d} 至 {result.as_of:%Y-%m-%d}"
+
+
+def _views(result: WhatIf) -> dict[str, pl.DataFrame]:
+    return {
+        **result.retrospective,
+        "elapsed": result.elapsed,
+        "finished_changed": result.finished_changed,
+        "open_levels": result.open_levels,
+        "open_by_unit": result.open_by_unit,
+        "open_changed": result.open_changed,
+    }
+
+
+def _shown(frame: pl.DataFrame) -> pl.DataFrame:
+    labelled = _label_values("", frame)
+    return labelled.select(
+        _display_expr(column, dtype).fill_null("—").alias(LABELS.get(column, column))
+        for column, dtype in labelled.schema.items()
+    )
+
+
+def _overview_rows(result: WhatIf) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for item in result.overview.iter_rows(named=True):
+        if item["metric"] == "on_time_rate":
+            before, after = (f"{v * 100:.1f}%" if v is not None else "—" for v in (item["before"], item["after"]))
+            change = "—" if item["change"] is None else f"{item['change'] * 100:+.1f}个百分点"
+        else:
+            before, after = f"{item['before']:.0f}", f"{item['after']:.0f}"
+            change = f"{item['change']:+.0f}"
+        rows.append((item["label"], before, after, change))
+    return rows
+
+
+# -- chart --------------------------------------------------------------------------------------------------------
+
+
+def on_time_comparison_chart(by_unit: pl.DataFrame, title: str) -> bytes:
+    """各单位按时办结率, in force against proposed: two bars per unit, the largest drop at the top."""
+    rows = by_unit.filter(pl.col("unit_code") != TOTAL).sort(
+        ["on_time_rate_change", "unit_code"], descending=[True, True]
+    )
+    with rc_context(_chart_style()):
+        figure = Figure(figsize=(8, max(2.5, 0.42 * rows.height + 1.4)), dpi=110, layout="constrained")
+        axes = figure.add_subplot()
+        positions = list(range(rows.height))
+        old = [rate * 100 for rate in rows["old_on_time_rate"].fill_null(0).to_list()]
+        new = [rate * 100 for rate in rows["new_on_time_rate"].fill_null(0).to_list()]
+        height = 0.4
+        axes.barh([p + height / 2 for p in positions], old, height, color="#9db7cc", label="现行")
+        bars = axes.barh([p - height / 2 for p in positions], new, height, color="#2f6f9f", label="拟调整")
+        axes.bar_label(bars, labels=[f"{rate:.1f}%" for rate in new], padding=3, fontsize=7)
+        axes.set_yticks(positions, rows["unit_name"].to_list())
+        axes.set_xlim(0, 110)
+        axes.set_xlabel("按时办结率（%）")
+        axes.set_title(title)
+        if not positions:
+            axes.text(55, 0, "窗口内无办结的时限", ha="center", va="center")
+        axes.legend(loc="lower right")
+        axes.grid(axis="x", alpha=0.3)
+        return _png(figure)
+
+
+# -- files --------------------------------------------------------------------------------------------------------
+
+
+def write_xlsx(result: WhatIf, path: Path) -> None:
+    workbook = _Workbook(path)
+    try:
+        sheet = workbook.book.add_worksheet("概览")
+        sheet.write_row(0, 0, ["指标", "现行", "拟调整", "变化"], workbook.header)
+        for row, item in enumerate(result.overview.iter_rows(named=True), start=1):
+            rate = item["metric"] == "on_time_rate"
+            value_format = workbook.formats["rate" if rate else "int"]
+            sheet.write_string(row, 0, item["label"])
+            sheet.write(row, 1, item["before"], value_format)
+            sheet.write(row, 2, item["after"], value_format)
+            change = None if item["change"] is None else item["change"] * 100 if rate else item["change"]
+            sheet.write(row, 3, change, workbook.formats["points" if rate else "int"])
+        sheet.set_column(0, 0, 30)
+        sheet.set_column(1, 3, 14)
+        sheet.freeze_panes(1, 0)
+        for name, frame in _views(result).items():
+            labelled = _label_values(name, frame)
+            workbook.sheet(VIEW_TITLES[name], [LABELS.get(c, c) for c in frame.columns], labelled)
+        workbook.notes("说明", [_title(result), f"回溯窗口：{_window(result)}", *result.changes, *NOTES,
+                              *result.notes])
+    finally:
+        workbook.close()
+
+
+def render_html(result: WhatIf, chart: bytes, template_dir: Path) -> str:
+    overview = Section("概览", ["指标", "现行", "拟调整", "变化"], _overview_rows(result))
+    sections = [overview]
+    for name, frame in _views(result).items():
+        note = ""
+        if name in ("finished_changed", "open_changed") and frame.height > HTML_LIST_ROWS:
+            note = f"共 {frame.height} 个，此处列出前 {HTML_LIST_ROWS} 个，全部见 XLSX。"
+        shown = _shown(frame.head(HTML_LIST_ROWS))
+        sections.append(Section(VIEW_TITLES[name], shown.columns, shown.rows(), note))
+    return _environment(template_dir).get_template(TEMPLATE_NAME).render(
+        title=_title(result),
+        as_of=result.as_of.isoformat(),
+        window=_window(result),
+        changes=result.changes,
+        sections=sections,
+        chart=base64.b64encode(chart).decode("ascii"),
+        notes=[*NOTES, *result.notes],
+    )
+
+
+def write_what_if(result: WhatIf, directory: Path, template_dir: Path) -> WhatIfFiles:
+    """Write permitwatch-what-if-<as-of>.xlsx, .html (chart embedded) and the chart's PNG into `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = f"permitwatch-what-if-{result.as_of.isoformat()}"
+    title = f"各单位按时办结率：现行与拟调整（{_window(result)}）"
+    chart = on_time_comparison_chart(result.retrospective["by_unit"], title)
+    files = WhatIfFiles(directory / f"{stem}.xlsx", directory / f"{stem}.html", directory / f"{stem}-on-time.png")
+    files.chart.write_bytes(chart)
+    write_xlsx(result, files.xlsx)
+    files.html.write_text(render_html(result, chart, template_dir), encoding="utf-8")
+    return files
+
+
+# -- text ---------------------------------------------------------------------------------------------------------
+
+
+def _rate(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.1f}%"
+
+
+def summary_lines(result: WhatIf) -> list[str]:
+    """A short plain-text summary: the changes, the retrospective rate, the open clocks that change."""
+    overview = {row["metric"]: row for row in result.overview.iter_rows(named=True)}
+    lines = [f"What if, as of {result.as_of}:", *(f"  {change}" for change in result.changes or ["(no change)"])]
+    finished, rate = overview["finished"], overview["on_time_rate"]
+    by_kind = result.retrospective["by_kind"]
+    turned_late = result.finished_changed.filter(pl.col("level_after") == "completed_late").height
+    lines += [
+        f"Retrospective, {finished['before']:.0f} clocks finished {result.window_start}..{result.as_of}, "
+        "as if the proposal had always applied:",
+        f"  on-time rate {_rate(rate['before'])} -> {_rate(rate['after'])}; {turned_late} clocks turn late, "
+        f"{result.finished_changed.height - turned_late} turn on time",
+    ]
+    for row in by_kind.filter((pl.col("changed") > 0) & (pl.col("clock_type") != TOTAL)).iter_rows(named=True):
+        lines.append(f"  {row['clock_type']}: {_rate(row['old_on_time_rate'])} -> {_rate(row['new_on_time_rate'])} "
+                     f"({row['clocks']} clocks)")
+    for row in result.elapsed.filter(pl.col("limit_changed") > 0).head(TERMINAL_ROWS).iter_rows(named=True):
+        lines.append(
+            f"  {row['clock_type']} {row['entry']}: elapsed P50 {row['elapsed_p50']:.0f}, "
+            f"P90 {row['elapsed_p90']:.1f}, "
+            f"max {row['elapsed_max']} against limit {row['old_limit_p50']:.0f} -> {row['new_limit_p50']:.0f} "
+            f"({row['clocks']} clocks)"
+        )
+    opened, changed = overview["open"], overview["open_changed"]
+    overdue = overview["open_overdue"]
+    lines += [
+        f"Prospective, {opened['before']:.0f} clocks open on {result.as_of} (each keeps the version in force on its "
+        "start date):",
+        f"  {changed['after']:.0f} change due date or level; overdue or escalated {overdue['before']:.0f} -> "
+        f"{overdue['after']:.0f}",
+    ]
+    units = result.open_by_unit.filter((pl.col("changed") > 0) & (pl.col("unit_code") != TOTAL))
+    for row in units.head(TERMINAL_ROWS).iter_rows(named=True):
+        lines.append(f"  {row['unit_name']}: {row['changed']} of {row['open']} open clocks change, "
+                     f"{row['newly_overdue']} newly overdue")
+    lines.extend(f"Note: {note}" for note in result.notes)
+    return lines
+
+
+def markdown_summary(result: WhatIf) -> str:
+    """The overview and the per-kind rates as Markdown (Prefect artifact). Aggregates only."""
+    lines = [f"### {_title(result)}", "", f"回溯窗口：{_window(result)}", ""]
+    lines += [f"- {change}" for change in result.changes or ["与现行规则相同"]]
+    lines += ["", "| 指标 | 现行 | 拟调整 | 变化 |", "|---|---:|---:|---:|"]
+    lines += ["| " + " | ".join(row) + " |" for row in _overview_rows(result)]
+    for name, frame in (("by_kind", result.retrospective["by_kind"]), ("open_by_unit", result.open_by_unit)):
+        shown = _shown(frame)
+        lines += ["", f"**{VIEW_TITLES[name]}**", "", "| " + " | ".join(shown.columns) + " |",
+                  "|" + "---|" * shown.width]
+        lines += ["| " + " | ".join(row) + " |" for row in shown.head(15).rows()]
+    return "\n".join(lines) + "\n"
