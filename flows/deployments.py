@@ -1,5 +1,5 @@
 """The deployments: three scheduled in Asia/Shanghai time (Flow.serve has no timezone argument, so each Cron carries
-one), and `backfill`, unscheduled, for ops to run with a start and end date.
+one), and `backfill` and `what-if`, unscheduled, for ops to run with their parameters.
 
 The same schedules are in prefect.yaml for a work-pool deployment. Cron cannot know 调休, so `deliver` runs every
 day at 08:30 and itself skips days that are not official working days, saying why in its log.
@@ -14,6 +14,7 @@ from flows.backfill import backfill
 from flows.deliver import deliver_flow
 from flows.nightly import nightly
 from flows.weekly_report import weekly_report
+from flows.what_if import what_if
 
 TIMEZONE_NAME = "Asia/Shanghai"
 SCHEDULES = {
@@ -36,4 +37,6 @@ def deployments() -> list[RunnerDeployment]:
                                     description="Weekly statistics report to the supervisors."),
         backfill.to_deployment(name="backfill", tags=["permitwatch"], concurrency_limit=1,
                                description="Evaluation history for past dates (start, end); no cards, nothing sent."),
+        what_if.to_deployment(name="what-if", tags=["permitwatch"],
+                              description="Effect of proposed rules (YAML text or path); stores and sends nothing."),
     ]
