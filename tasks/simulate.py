@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import polars as pl
@@ -44,10 +44,10 @@ SECTION_CLOCK_TYPES = {
     "claim": ("claim",),
 }
 # The groupings of the retrospective view: name → (grouping columns, rows kept).
-RETROSPECTIVE_VIEWS: dict[str, tuple[tuple[str, ...], pl.Expr]] = {
-    "by_kind": (("clock_type",), pl.lit(True)),
-    "by_unit": (("unit_code", "unit_name"), pl.lit(True)),
-    "by_region": (("region_code", "region_name"), pl.lit(True)),
+RETROSPECTIVE_VIEWS: dict[str, tuple[tuple[str, ...], pl.Expr | None]] = {
+    "by_kind": (("clock_type",), None),
+    "by_unit": (("unit_code", "unit_name"), None),
+    "by_region": (("region_code", "region_name"), None),
     "by_matter": (("matter_code", "matter_name"), pl.col("matter_code").is_not_null()),
     "by_category": (("category", "category_name"), pl.col("clock_type") == "project"),
     "by_mode": (("mode",), pl.col("matter_code").is_not_null()),
@@ -83,7 +83,9 @@ class WhatIf:
     open_levels: pl.DataFrame  # level, before, after, change
     open_by_unit: pl.DataFrame  # per unit: open, changed, due earlier / later, newly overdue
     open_changed: pl.DataFrame  # open clocks whose due date or level changes
-    notes: list[str] = field(default_factory=list)
+    # The earliest proposed version's date when every one takes effect after the as-of date (and nothing unversioned
+    # changes): then no clock open at as-of can change, since each started under an older version.
+    takes_effect_later: date | None = None
 
 
 def affected_clock_types(proposal: ProposedRules) -> tuple[str, ...] | None:
@@ -100,24 +102,47 @@ def evaluate_known(
     calendar: WorkCalendar,
     as_of: date,
     clock_types: tuple[str, ...] | None = None,
+    keep: pl.Expr | None = None,
 ) -> pl.DataFrame:
-    """Every clock that had started by `as_of`, evaluated then (a clock that has not started does not exist yet)."""
+    """The clocks that had started by `as_of` (a clock that has not started does not exist yet), or those of them
+    that `keep` selects, evaluated then."""
     clock_set = build_clocks(dict(tables), rules, clock_types)
-    started = clock_set.clocks.filter(pl.col("start_date") <= as_of)
+    started = clock_set.clocks.filter(pl.col("start_date") <= as_of, keep if keep is not None else pl.lit(True))
     return evaluate_clocks(started, clock_set.pauses, calendar, as_of)
 
 
-def _compare(before: pl.DataFrame, after: pl.DataFrame, clock_types: tuple[str, ...] | None) -> pl.DataFrame:
-    """`before` with the proposal's limit, due date, elapsed and level beside each clock (`*_after`). Kinds the
-    proposal does not touch keep their own values; a touched clock without a result under the proposal is dropped."""
-    touched = pl.lit(True) if clock_types is None else pl.col("clock_type").is_in(list(clock_types))
+def touched_tables(tables: Mapping[str, pl.DataFrame], proposal: ProposedRules) -> dict[str, pl.DataFrame]:
+    """The rows whose clocks the proposal can change: for changed matters their cases with steps and suspensions,
+    for changed project categories their projects with all member cases; every row when the proposal reaches every
+    clock (defaults, suspension kinds) or the deferral or claim rule. A clock depends only on its own rows, so the
+    others need not be built again."""
+    if affected_clock_types(proposal) is None or proposal.deferral or proposal.claim:
+        return dict(tables)
+    cases, projects = tables["cases"], tables.get("projects")
+    categories = [category.code for category in proposal.project_categories]
+    projects = projects.filter(pl.col("category").is_in(categories)) if projects is not None and categories else None
+    kept = pl.col("matter_code").is_in([matter.code for matter in proposal.matters])
+    if projects is not None:
+        kept = kept | pl.col("project_code").is_in(projects["project_code"].implode())
+    cases = cases.filter(kept)
+    subset: dict[str, pl.DataFrame] = {"cases": cases}
+    if projects is not None:
+        subset["projects"] = projects
+    for table in ("steps", "suspensions"):
+        if table in tables:
+            subset[table] = tables[table].filter(pl.col("case_id").is_in(cases["case_id"].implode()))
+    return subset
+
+
+def _compare(before: pl.DataFrame, after: pl.DataFrame) -> pl.DataFrame:
+    """`before` with the proposal's limit, due date, elapsed and level beside each clock (`*_after`); a clock the
+    proposal does not reach (not built again) keeps its own values."""
     joined = before.join(
         after.select("clock_id", *(pl.col(c).alias(f"{c}_after") for c in COMPARED)),
         on="clock_id",
         how="left",
         maintain_order="left",
     )
-    joined = joined.filter(~touched | pl.col("level_after").is_not_null())
     return joined.with_columns(pl.coalesce(f"{c}_after", c).alias(f"{c}_after") for c in COMPARED)
 
 
@@ -148,11 +173,12 @@ def _groupings(frame: pl.DataFrame, projects: pl.DataFrame, dimensions: Dimensio
 
 
 def _rates(frame: pl.DataFrame, keys: tuple[str, ...]) -> pl.DataFrame:
+    """Per group of finished clocks (old_ok, new_ok, changed flags): clocks, on time under each rule set, rates."""
     aggregations = [
         pl.len().cast(pl.Int64).alias("clocks"),
-        (pl.col("level") == "completed_on_time").sum().cast(pl.Int64).alias("old_on_time"),
-        (pl.col("level_after") == "completed_on_time").sum().cast(pl.Int64).alias("new_on_time"),
-        (pl.col("level") != pl.col("level_after")).sum().cast(pl.Int64).alias("changed"),
+        pl.col("old_ok").sum().cast(pl.Int64).alias("old_on_time"),
+        pl.col("new_ok").sum().cast(pl.Int64).alias("new_on_time"),
+        pl.col("changed").sum().cast(pl.Int64).alias("changed"),
     ]
     grouped = frame.group_by(keys).agg(aggregations) if keys else frame.select(aggregations)
     return grouped.with_columns(
@@ -236,46 +262,43 @@ def simulate(
     """The retrospective and prospective effect of `proposal` on the clocks in `tables`, as of `as_of`."""
     first = window_start(as_of, window)
     types = affected_clock_types(proposal)
-    before = evaluate_known(tables, rules, calendar, as_of)
+    touched = touched_tables(tables, proposal)
     finished_rows = pl.col("completed_date").is_between(pl.lit(first), pl.lit(as_of))
-    finished = before.filter(finished_rows)
-    open_now = before.filter(~pl.col("level").is_in(COMPLETED_LEVELS))
-    in_scope = pl.lit(True) if types is None else pl.col("clock_type").is_in(list(types))
-
-    retro_after = evaluate_known(tables, retrospective_rules(rules, proposal), calendar, as_of, types)
+    open_rows = pl.col("completed_date").is_null() | (pl.col("completed_date") > as_of)
+    before = evaluate_known(tables, rules, calendar, as_of, keep=finished_rows | open_rows)
     projects = tables.get("projects", pl.DataFrame(schema={"project_code": pl.String, "category": pl.String}))
-    retro = _groupings(_compare(finished, retro_after.filter(finished_rows & in_scope), types), projects, dimensions)
-    prospective_after = evaluate_known(tables, merged_rules(rules, proposal), calendar, as_of, types)
-    prospective = _compare(
-        open_now, prospective_after.filter(~pl.col("level").is_in(COMPLETED_LEVELS) & in_scope), types
+
+    retro_after = evaluate_known(touched, retrospective_rules(rules, proposal), calendar, as_of, types, finished_rows)
+    retro = _groupings(_compare(before.filter(finished_rows), retro_after), projects, dimensions).with_columns(
+        old_ok=pl.col("level") == "completed_on_time",
+        new_ok=pl.col("level_after") == "completed_on_time",
+        changed=pl.col("level") != pl.col("level_after"),
     )
-    prospective = _groupings(prospective, projects, dimensions).with_columns(
+    prospective_after = evaluate_known(touched, merged_rules(rules, proposal), calendar, as_of, types, open_rows)
+    prospective = _groupings(_compare(before.filter(open_rows), prospective_after), projects, dimensions)
+    prospective = prospective.with_columns(
         changed=(pl.col("level") != pl.col("level_after")) | pl.col("due_date").ne_missing(pl.col("due_date_after"))
     )
 
     open_changed = prospective.filter("changed").select(CHANGED_COLUMNS).sort("due_date_after", "clock_id")
-    finished_changed = retro.filter(pl.col("level") != pl.col("level_after")).select(
-        *CHANGED_COLUMNS[:4], "start_date", pl.col("completed_date"), *CHANGED_COLUMNS[5:]
+    finished_changed = retro.filter("changed").select(
+        *CHANGED_COLUMNS[:5], "completed_date", *CHANGED_COLUMNS[5:]
     ).sort("completed_date", "clock_id")
-    notes = []
-    dropped = (finished.height - retro.height, open_now.height - prospective.height)
-    if any(dropped):
-        notes.append(f"{dropped[0]} finished and {dropped[1]} open clocks make no clock under the proposal "
-                     "and are left out of the comparison")
+    versions = [entry.effective_from for section in SECTION_CLOCK_TYPES for entry in getattr(proposal, section)]
+    takes_effect_later = min(versions) if types is not None and versions and min(versions) > as_of else None
     return WhatIf(
         as_of=as_of,
         window_start=first,
         changes=changed_versions(rules, proposal),
         overview=_overview(retro, prospective),
-        retrospective={
-            name: rate_table(retro.filter(rows), keys) for name, (keys, rows) in RETROSPECTIVE_VIEWS.items()
-        },
+        retrospective={name: rate_table(retro.filter(rows) if rows is not None else retro, keys)
+                       for name, (keys, rows) in RETROSPECTIVE_VIEWS.items()},
         elapsed=elapsed_table(retro),
         finished_changed=finished_changed,
         open_levels=_level_counts(prospective),
         open_by_unit=_open_by_unit(prospective),
         open_changed=open_changed,
-        notes=notes,
+        takes_effect_later=takes_effect_later,
     )
 
 

@@ -95,6 +95,14 @@ class WhatIfFiles:
     chart: Path
 
 
+def _notes(result: WhatIf) -> list[str]:
+    if result.takes_effect_later is None:
+        return list(NOTES)
+    later = (f"拟调整版本最早于 {result.takes_effect_later:%Y-%m-%d} 生效，晚于统计日：统计日在办的时限均在此前起算，"
+             "仍适用起算日有效的版本，故在办部分无变化；回溯部分按拟调整时限一直适用测算。")
+    return [*NOTES, later]
+
+
 def _title(result: WhatIf) -> str:
     return f"拟调整时限测算（统计日 {result.as_of:%Y-%m-%d}）"
 
@@ -186,8 +194,7 @@ def write_xlsx(result: WhatIf, path: Path) -> None:
         for name, frame in _views(result).items():
             labelled = _label_values(name, frame)
             workbook.sheet(VIEW_TITLES[name], [LABELS.get(c, c) for c in frame.columns], labelled)
-        workbook.notes("说明", [_title(result), f"回溯窗口：{_window(result)}", *result.changes, *NOTES,
-                              *result.notes])
+        workbook.notes("说明", [_title(result), f"回溯窗口：{_window(result)}", *result.changes, *_notes(result)])
     finally:
         workbook.close()
 
@@ -208,7 +215,7 @@ def render_html(result: WhatIf, chart: bytes, template_dir: Path) -> str:
         changes=result.changes,
         sections=sections,
         chart=base64.b64encode(chart).decode("ascii"),
-        notes=[*NOTES, *result.notes],
+        notes=_notes(result),
     )
 
 
@@ -267,7 +274,9 @@ def summary_lines(result: WhatIf) -> list[str]:
     for row in units.head(TERMINAL_ROWS).iter_rows(named=True):
         lines.append(f"  {row['unit_name']}: {row['changed']} of {row['open']} open clocks change, "
                      f"{row['newly_overdue']} newly overdue")
-    lines.extend(f"Note: {note}" for note in result.notes)
+    if result.takes_effect_later:
+        lines.append(f"  (every proposed version takes effect on {result.takes_effect_later} or later: the clocks open "
+                     f"on {result.as_of} started earlier and keep the versions they started under)")
     return lines
 
 

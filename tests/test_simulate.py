@@ -30,7 +30,7 @@ from tasks.ingest import load_sources
 from tasks.metrics import TOTAL
 from tasks.report import dimensions_from_config
 from tasks.sample import write_sample
-from tasks.simulate import WhatIf, simulate, window_start
+from tasks.simulate import WhatIf, evaluate_known, simulate, window_start
 from tasks.simulate_report import markdown_summary, summary_lines, write_what_if
 from tasks.store import store_table
 from tests.orchestration_fixtures import AS_OF, artifacts_of, flow_run_id, sample_tables
@@ -355,3 +355,23 @@ def test_what_if_flow_takes_yaml_text_and_publishes_its_summary(
     bad = what_if(proposed_rules=proposal.replace("limit: 30", "limit: -1"), as_of=HAND_AS_OF, return_state=True)
     assert bad.is_failed() and "project_categories.0.limit" in bad.message
     engine.dispose()
+
+
+def test_building_only_the_touched_rows_gives_what_building_everything_gives() -> None:
+    rules, calendar = bundled()
+    text = (
+        "project_categories:\n"
+        "  - {code: enterprise_investment, name: 企业投资项目, limit: 20, effective_from: 2025-06-01}\n"
+        "matters:\n  - {code: SJ-D001, name: 建设工程规划许可, mode: city, limit: 5, effective_from: 2025-06-01,"
+        " steps: [{step_no: 1, name: 审查决定, level: city, limit: 5}]}\n"
+    )
+    proposal = load_proposal(text, rules)
+    result = run(sample(), rules, text, AS_OF)
+    every = evaluate_known(sample(), merged_rules(rules, proposal), calendar, AS_OF)
+    before = evaluate_known(sample(), rules, calendar, AS_OF)
+    open_ids = before.filter(pl.col("completed_date").is_null() | (pl.col("completed_date") > AS_OF))
+    moved = open_ids.join(every, on="clock_id", suffix="_after").filter(
+        (pl.col("level") != pl.col("level_after")) | pl.col("due_date").ne_missing(pl.col("due_date_after"))
+    )
+    assert set(moved["clock_type"]) >= {"case", "step"}
+    assert sorted(result.open_changed["clock_id"]) == sorted(moved["clock_id"])
