@@ -203,7 +203,8 @@ def rate_table(frame: pl.DataFrame, keys: tuple[str, ...]) -> pl.DataFrame:
 
 def elapsed_table(frame: pl.DataFrame) -> pl.DataFrame:
     """Elapsed days of the finished clocks (P50, P90 as Excel's PERCENTILE.INC, max) against the limit in force and
-    the proposed one, per kind of clock and rule entry (the project category, else the matter)."""
+    the proposed one (their medians), with both on-time rates, per kind of clock and rule entry (the project category,
+    else the matter); the entries whose limit changes first."""
     entry = pl.when(pl.col("clock_type") == "project").then(pl.col("category")).otherwise(pl.col("matter_code"))
     with_entry = frame.with_columns(entry=entry.fill_null("—"))
     rows = with_entry.group_by("clock_type", "entry").agg(
@@ -214,6 +215,8 @@ def elapsed_table(frame: pl.DataFrame) -> pl.DataFrame:
         pl.col("limit_days").median().alias("old_limit_p50"),
         pl.col("limit_days_after").median().alias("new_limit_p50"),
         (pl.col("limit_days") != pl.col("limit_days_after")).sum().cast(pl.Int64).alias("limit_changed"),
+        pl.col("old_ok").mean().alias("old_on_time_rate"),
+        pl.col("new_ok").mean().alias("new_on_time_rate"),
     )
     return rows.sort(["limit_changed", "clocks", "clock_type", "entry"], descending=[True, True, False, False])
 

@@ -257,10 +257,9 @@ def summary_lines(result: WhatIf) -> list[str]:
                      f"({row['clocks']} clocks)")
     for row in result.elapsed.filter(pl.col("limit_changed") > 0).head(TERMINAL_ROWS).iter_rows(named=True):
         lines.append(
-            f"  {row['clock_type']} {row['entry']}: elapsed P50 {row['elapsed_p50']:.0f}, "
-            f"P90 {row['elapsed_p90']:.1f}, "
-            f"max {row['elapsed_max']} against limit {row['old_limit_p50']:.0f} -> {row['new_limit_p50']:.0f} "
-            f"({row['clocks']} clocks)"
+            f"  {row['clock_type']} {row['entry']} ({row['clocks']} clocks): on time {_rate(row['old_on_time_rate'])} "
+            f"-> {_rate(row['new_on_time_rate'])}; elapsed P50 {row['elapsed_p50']:.0f}, P90 {row['elapsed_p90']:.1f}, "
+            f"max {row['elapsed_max']}; limit {row['old_limit_p50']:.0f} -> {row['new_limit_p50']:.0f}"
         )
     opened, changed = overview["open"], overview["open_changed"]
     overdue = overview["open_overdue"]
