@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
         try:
             proposal = load_proposal(rules, config.rules)
         except ConfigError as exc:
-            fail(f"bad proposed rules:\n{exc}")
+            fail(str(exc))
         tables = read_tables(cli.engine())
         if tables["cases"].is_empty():
             fail("no cases in the database: load data first (`permitwatch run` or `permitwatch demo`)")

@@ -25,6 +25,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import PrivateAttr, ValidationError
 
 from config.loader import ConfigError, describe_validation_error, load_model, read_yaml
@@ -83,8 +84,6 @@ def _looks_like_path(text: str) -> bool:
 
 
 def _yaml_text(text: str) -> Any:
-    import yaml
-
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
@@ -24,7 +25,9 @@ ARTIFACT_KEY = "what-if"
 
 
 @task(name="simulate", **STAGE)
-def simulate_task(context: RunContext, proposal: ProposedRules, tables: dict, window: str) -> WhatIf:
+def simulate_task(
+    context: RunContext, proposal: ProposedRules, tables: dict[str, pl.DataFrame], window: str
+) -> WhatIf:
     """Every clock evaluated under the rules in force and under the proposal, compared."""
     config = context.config
     dimensions = dimensions_from_config(config.rules, config.units)

@@ -12,7 +12,8 @@ proposal (config/proposal.py); the two results are compared clock by clock.
   the proposal's versions beside the rules in force: a clock uses the version in force on its start date, so a
   version effective after T changes no clock open at T.
 
-Only the kinds of clock whose rules the proposal touches are built again; the others are the same under both.
+Only the rows whose clocks the proposal can change are built again (`touched_tables`); every other clock keeps its
+result under the rules in force, which is what the proposal leaves it.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from tasks.clock_builders import build_clocks
 from tasks.clocks import evaluate_clocks
 from tasks.metrics import P90, TOTAL, UNKNOWN, Dimensions
 
-COMPLETED_LEVELS = ("completed_on_time", "completed_late")
 OVERDUE_LEVELS = ("overdue", "escalated")
 LEVEL_ORDER = ("normal", "warning", "overdue", "escalated", "paused")
 COMPARED = ("limit_days", "due_date", "elapsed", "level")
