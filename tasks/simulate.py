@@ -146,25 +146,33 @@ def _compare(before: pl.DataFrame, after: pl.DataFrame) -> pl.DataFrame:
     return joined.with_columns(pl.coalesce(f"{c}_after", c).alias(f"{c}_after") for c in COMPARED)
 
 
+def _lookup(column: str, table: pl.DataFrame, key: str, value: str) -> pl.Expr:
+    """`column`'s value looked up in a small dimension table (null when absent): a replace, not a join, so that the
+    million-row frame is not gathered again for every name added."""
+    return pl.col(column).replace_strict(
+        table.get_column(key), table.get_column(value), default=None, return_dtype=pl.String
+    )
+
+
 def _groupings(frame: pl.DataFrame, projects: pl.DataFrame, dimensions: Dimensions) -> pl.DataFrame:
     """Unit, region, matter, project category and 市县同权 mode of each clock, with their names."""
-    categories = projects.select(pl.col("project_code").alias("subject_id"), "category").unique("subject_id")
-    project_category = frame.select("clock_id", "subject_id", "clock_type").join(
-        categories, on="subject_id", how="left", maintain_order="left"
-    )
+    categories = projects.select("project_code", "category").unique("project_code")
     frame = frame.with_columns(
-        category=pl.when(pl.col("clock_type") == "project").then(project_category["category"])
-    )
-    frame = (
-        frame.join(dimensions.units, on="unit_code", how="left", maintain_order="left")
-        .join(dimensions.matters, on="matter_code", how="left", maintain_order="left")
-        .join(dimensions.categories, on="category", how="left", maintain_order="left")
-        .with_columns(region_code=pl.coalesce("region_code", "unit_region").fill_null(UNKNOWN))
-        .join(dimensions.regions, on="region_code", how="left", maintain_order="left")
+        category=pl.when(pl.col("clock_type") == "project").then(
+            _lookup("subject_id", categories, "project_code", "category")
+        ),
+        unit_name=_lookup("unit_code", dimensions.units, "unit_code", "unit_name"),
+        region_code=pl.coalesce("region_code", _lookup("unit_code", dimensions.units, "unit_code", "unit_region")),
+        matter_name=_lookup("matter_code", dimensions.matters, "matter_code", "matter_name"),
+        mode=_lookup("matter_code", dimensions.matters, "matter_code", "mode"),
+    ).with_columns(
+        category_name=_lookup("category", dimensions.categories, "category", "category_name"),
+        region_name=_lookup("region_code", dimensions.regions, "region_code", "region_name"),
     )
     return frame.with_columns(
         unit_name=pl.coalesce("unit_name", "unit_code"),
-        region_name=pl.coalesce("region_name", "region_code"),
+        region_code=pl.col("region_code").fill_null(UNKNOWN),
+        region_name=pl.coalesce("region_name", "region_code", pl.lit(UNKNOWN)),
         matter_name=pl.coalesce("matter_name", "matter_code"),
         mode=pl.col("mode").fill_null(UNKNOWN),
         category=pl.col("category").fill_null(UNKNOWN),
@@ -180,7 +188,11 @@ def _rates(frame: pl.DataFrame, keys: tuple[str, ...]) -> pl.DataFrame:
         pl.col("new_ok").sum().cast(pl.Int64).alias("new_on_time"),
         pl.col("changed").sum().cast(pl.Int64).alias("changed"),
     ]
-    grouped = frame.group_by(keys).agg(aggregations) if keys else frame.select(aggregations)
+    # Grouped by the code alone; its name (the other keys) comes along as the first value of the group.
+    grouped = (
+        frame.group_by(keys[0]).agg(*(pl.col(label).first() for label in keys[1:]), *aggregations)
+        if keys else frame.select(aggregations)
+    )
     return grouped.with_columns(
         old_on_time_rate=pl.when(pl.col("clocks") > 0).then(pl.col("old_on_time") / pl.col("clocks")),
         new_on_time_rate=pl.when(pl.col("clocks") > 0).then(pl.col("new_on_time") / pl.col("clocks")),
@@ -199,6 +211,16 @@ def rate_table(frame: pl.DataFrame, keys: tuple[str, ...]) -> pl.DataFrame:
     )
     columns = [*keys, *RATE_COLUMNS]
     return pl.concat([rows.select(columns), total.select(columns)], how="vertical_relaxed")
+
+
+def _retrospective_views(retro: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """RETROSPECTIVE_VIEWS over only the columns they read: each view's filter then copies a few columns, not all."""
+    keys = {key for view_keys, _ in RETROSPECTIVE_VIEWS.values() for key in view_keys}
+    slim = retro.select(*sorted(keys), "old_ok", "new_ok", "changed")
+    return {
+        name: rate_table(slim.filter(rows) if rows is not None else slim, view_keys)
+        for name, (view_keys, rows) in RETROSPECTIVE_VIEWS.items()
+    }
 
 
 def elapsed_table(frame: pl.DataFrame) -> pl.DataFrame:
@@ -294,8 +316,7 @@ def simulate(
         window_start=first,
         changes=changed_versions(rules, proposal),
         overview=_overview(retro, prospective),
-        retrospective={name: rate_table(retro.filter(rows) if rows is not None else retro, keys)
-                       for name, (keys, rows) in RETROSPECTIVE_VIEWS.items()},
+        retrospective=_retrospective_views(retro),
         elapsed=elapsed_table(retro),
         finished_changed=finished_changed,
         open_levels=_level_counts(prospective),
