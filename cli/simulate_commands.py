@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 
 import typer
 
-from cli.common import console, fail, state
+from cli.common import console, date_option, fail, state
 
 
 def register(app: typer.Typer) -> None:
@@ -40,11 +39,11 @@ def register(app: typer.Typer) -> None:
 
         cli = state(ctx)
         settings = cli.settings()
-        day = _parse_date(as_of) if as_of else settings.effective_as_of
+        day = date_option(as_of, "--as-of", up_to_yesterday=True) or settings.effective_as_of
         try:
-            window_start(day, window)
+            window_start(day, window, "--window")
         except ValueError as exc:
-            fail(f"--window: {exc}")
+            fail(str(exc))
         config = cli.config()
         try:
             proposal = load_proposal(rules, config.rules)
@@ -68,9 +67,3 @@ def register(app: typer.Typer) -> None:
         for path in (files.xlsx, files.html, files.chart):
             console.print(f"wrote {path}", highlight=False)
 
-
-def _parse_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        fail(f"--as-of {text!r} is not a date (YYYY-MM-DD)")

@@ -54,12 +54,13 @@ RETROSPECTIVE_VIEWS: dict[str, tuple[tuple[str, ...], pl.Expr | None]] = {
 }
 
 
-def window_start(as_of: date, window: str) -> date:
+def window_start(as_of: date, window: str, name: str = "window") -> date:
     """The first day of the window that ends at `as_of`: `12m` (months), `26w`, `90d` or `1y`, e.g. 12m as of
-    2026-11-27 starts on 2025-11-28. Raises ValueError naming the accepted forms."""
+    2026-11-27 starts on 2025-11-28. Raises ValueError naming `name` (the option or parameter) and the accepted
+    forms."""
     match = WINDOW_PATTERN.match(window)
     if not match or int(match.group(1)) == 0:
-        raise ValueError(f"window {window!r}: expected a positive number and d, w, m or y, e.g. 12m, 26w, 90d")
+        raise ValueError(f"{name} {window!r}: expected a positive number and d, w, m or y, e.g. 12m, 26w, 90d")
     count, unit = int(match.group(1)), match.group(2)
     if unit in "dw":
         return as_of - timedelta(days=count * (7 if unit == "w" else 1)) + timedelta(days=1)
