@@ -375,3 +375,14 @@ def test_building_only_the_touched_rows_gives_what_building_everything_gives() -
     )
     assert set(moved["clock_type"]) >= {"case", "step"}
     assert sorted(result.open_changed["clock_id"]) == sorted(moved["clock_id"])
+
+
+def test_a_wider_warning_threshold_warns_more_open_clocks_and_leaves_the_past_alone() -> None:
+    rules = bundled()[0]
+    result = run(sample(), rules, "defaults: {warning_fraction: 0.9}\n", AS_OF)
+    assert result.changes == ["defaults warning_fraction: 0.2 → 0.9"]
+    assert result.finished_changed.is_empty()
+    levels = {row["level"]: (row["before"], row["after"]) for row in result.open_levels.iter_rows(named=True)}
+    assert levels["warning"][1] > levels["warning"][0]
+    assert set(result.open_changed["level_after"]) == {"warning"}
+    assert (result.open_changed["due_date"] == result.open_changed["due_date_after"]).all()
