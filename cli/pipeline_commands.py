@@ -72,6 +72,9 @@ def run(
     ctx: typer.Context,
     as_of: str | None = typer.Option(None, "--as-of", help="Evaluate as of the end of this day (default: yesterday)."),
     source: list[str] | None = typer.Option(None, "--source", help="Only these sources (repeatable)."),
+    full: bool = typer.Option(
+        False, "--full", help="Read back and evaluate every clock, not only the open ones and those that changed."
+    ),
 ) -> None:
     """Run the nightly flow once: ingest, validate, store, evaluate, cards. Sends nothing."""
     cli = state(ctx)
@@ -80,7 +83,7 @@ def run(
     _export_settings(cli)
     from flows.nightly import nightly
 
-    final = nightly(as_of=day, sources=sources, return_state=True)
+    final = nightly(as_of=day, sources=sources, full=full, return_state=True)
     summary = _state_summary(final)
     if summary and "sources" in summary:
         _print_run_summary(summary, cli)
@@ -210,6 +213,9 @@ def _print_run_summary(summary: dict[str, Any], cli: CliState) -> None:
                            for row in summary.get("clock_reconciliation", []))
     console.print(f"Rows the clock builder refused: {summary.get('clock_rejects', 0):,} (in `rejects` with their "
                   f"reasons); stored = used + refused: {reconciled}.", highlight=False)
+    if evaluation := summary.get("evaluation"):
+        console.print(f"Evaluation: {evaluation['mode']}, {evaluation['evaluated_clocks']:,} clocks evaluated of "
+                      f"{summary['clocks']:,} ({evaluation['reason']}).", highlight=False)
 
     levels = Table(title="Clocks per level", title_justify="left")
     for column in ("level", *CLOCK_TYPES, "total"):

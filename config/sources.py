@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -189,6 +189,9 @@ class Source(_Strict):
     # keep: a unit or matter code that no entry of units.yaml/rules.yaml knows (as code or alias) is loaded as is;
     # reject: it is a reject with its reason (platform sources, whose codes are GUIDs and 实施编码).
     unknown_codes: Literal["keep", "reject"] = "keep"
+    # sql only: the canonical date/datetime column (e.g. updated_at) whose newest stored value the query receives as
+    # the bound parameter :watermark, so that the platform sends only what changed since (and max_row_drop is off)
+    watermark: str | None = None
 
     @model_validator(mode="after")
     def _events_fit_table(self) -> Source:
@@ -199,6 +202,14 @@ class Source(_Strict):
         if "ended_at" in self.mapping.values():
             raise ValueError("an events source takes ended_at from its end events: map no column to ended_at")
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _watermark_carries_only_changes(cls, entry: Any) -> Any:
+        """A watermark source sends only what changed, so a fall in rows read is no sign of a truncated export."""
+        if isinstance(entry, dict) and entry.get("watermark") and "max_row_drop" not in entry:
+            return {**entry, "max_row_drop": None}
+        return entry
 
     @model_validator(mode="after")
     def _location_fits_kind(self) -> Source:
@@ -215,7 +226,20 @@ class Source(_Strict):
                 raise ValueError(f"a {self.kind} source takes `path`, not `url`/`query`")
         if self.sheet is not None and self.kind != "xlsx":
             raise ValueError("`sheet` only applies to xlsx sources")
+        if self.watermark is not None:
+            self._check_watermark(self.watermark)
         return self
+
+    def _check_watermark(self, column: str) -> None:
+        if self.kind != "sql":
+            raise ValueError("`watermark` only applies to sql sources")
+        kinds = {entry.name: entry.kind for entry in CANONICAL_COLUMNS[self.table]}
+        if kinds.get(column) not in ("date", "datetime"):
+            usable = ", ".join(name for name, kind in kinds.items() if kind in ("date", "datetime"))
+            raise ValueError(f"watermark '{column}' is not a date or datetime column of {self.table} ({usable})")
+        if ":watermark" not in (self.query or ""):
+            raise ValueError("a source with `watermark` needs :watermark in its query, e.g. WHERE updated_at >= "
+                             ":watermark")
 
     @model_validator(mode="after")
     def _mapping_targets_exist(self) -> Source:

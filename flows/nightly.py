@@ -1,9 +1,11 @@
 """`nightly`: ingest → validate → store → evaluate → cards. Runs at 01:30 Asia/Shanghai; sends nothing itself.
 
-The UI graph shows one ingest, validate and store task per source, then read-stored, build-clocks, evaluate,
-store-evaluations, cards and publish-artifacts. A source that fails (after its retries) or trips its reject
-threshold does not stop the others: everything else is stored, evaluated and carded, and then the run ends Failed
-so that it is red in the UI and ops are alerted. Only one nightly run works at a time (a database lock); a second
+The UI graph shows one ingest, validate and store task per source, then read-back, build-clocks, evaluate, settle,
+store-evaluations, cards and publish-artifacts. Only the clocks that can change are read back and evaluated: open
+ones and those whose rows changed (tasks/settled.py); `full=True`, a rule or calendar change, or the first run
+evaluate every clock. A source that fails (after its retries) or trips its reject threshold does not stop the
+others: everything else is stored, evaluated and carded, and then the run ends Failed so that it is red in the UI
+and ops are alerted. Only one nightly run works at a time (a database lock); a second
 one stands down cleanly and stores nothing.
 """
 
@@ -34,8 +36,9 @@ from tasks.pipeline import (
     make_cards,
     make_clocks,
     publish_nightly_artifacts,
-    read_stored,
+    read_back,
     save_evaluations,
+    settle_clocks,
     store_clock_rejects,
     store_source,
     validate_source,
@@ -43,6 +46,7 @@ from tasks.pipeline import (
 from tasks.platform_check import cause_counts
 from tasks.reconcile import reconciliation
 from tasks.runs import RunLocked, close_run, open_run, run_lock
+from tasks.settled import EvaluationPlan, Settlement, settled_totals
 
 NIGHTLY_LOCK = "nightly"
 TOP_OVERDUE_UNITS = 10
@@ -56,17 +60,22 @@ def nightly_run_name() -> str:
 
 @flow(name="nightly", flow_run_name=nightly_run_name, on_failure=[alert_ops_on_failure],
       on_crashed=[alert_ops_on_failure])
-def nightly(as_of: date | None = None, sources: list[str] | None = None, deliverable: bool | None = None) -> State:
+def nightly(
+    as_of: date | None = None,
+    sources: list[str] | None = None,
+    deliverable: bool | None = None,
+    full: bool = False,
+) -> State:
     """The nightly run as of `as_of` (default: yesterday, Asia/Shanghai). `sources` limits it to the named sources
     (a rerun after a late export); `deliverable=False` stores no alertable cards (default: only for as-of dates
-    before yesterday, which replay history)."""
+    before yesterday, which replay history); `full=True` reads back and evaluates every clock, settled or not."""
     context = RunContext.prepare(load_settings(), check_as_of(as_of) if as_of else None)
     selected = context.select_sources(sources)
     log = get_run_logger()
     run_id = open_run(context.engine, "nightly", context.as_of)
     try:
         with run_lock(context.engine, NIGHTLY_LOCK, holder=f"{flow_run.get_name() or 'nightly'} (run {run_id})"):
-            summary = _nightly_stages(context, run_id, selected, deliverable)
+            summary = _nightly_stages(context, run_id, selected, deliverable, full)
     except RunLocked as exc:
         close_run(context.engine, run_id, "skipped", {"reason": str(exc)})
         log.warning("standing down, nothing done: %s", exc)
@@ -94,26 +103,27 @@ def run_failure(summary: dict[str, Any]) -> str | None:
 
 
 def _nightly_stages(
-    context: RunContext, run_id: int, selected: list[Source], deliverable: bool | None
+    context: RunContext, run_id: int, selected: list[Source], deliverable: bool | None, full: bool
 ) -> dict[str, Any]:
     progress = RunProgress(PROGRESS_KEY, f"nightly {context.as_of}", 2 * len(selected) + AFTER_SOURCES)
     results = _ingest(context, selected, progress)
     stored = [_validate_and_store(context, results[source.name], run_id, progress) for source in selected]
 
     loads = [results[source.name] for source in selected]
-    tables = context.io(read_stored)(context)
-    clock_set = make_clocks(context, tables)
+    stored_rows = context.io(read_back)(context, full)
+    clock_set = make_clocks(context, stored_rows.tables)
     refused = context.io(store_clock_rejects)(context, clock_set, loads, run_id)
     progress.advance("clocks built")
-    evaluations = evaluate(context, clock_set)
-    disagreements = check_platform_due_dates(context, tables, evaluations)
+    settlement = context.io(settle_clocks)(context, stored_rows, clock_set, evaluate(context, clock_set), run_id)
+    evaluations = settlement.evaluations
+    disagreements = check_platform_due_dates(context, stored_rows.tables, evaluations)
     evaluation_counts = context.io(save_evaluations)(context, evaluations, run_id)
     progress.advance("clocks evaluated")
     plan = context.io(make_cards)(context, evaluations, run_id, deliverable)
     progress.advance("cards stored")
 
-    summary = _summary(context, loads, stored, evaluations, evaluation_counts, plan.counts,
-                       reconciliation(tables, clock_set.rejects))
+    summary = _summary(context, loads, stored, settlement, stored_rows.plan, evaluation_counts, plan.counts,
+                       reconciliation(stored_rows.counts, clock_set.rejects))
     summary["platform_due_date_disagreements"] = disagreements.height
     summary["platform_due_date_causes"] = cause_counts(disagreements)
     publish_nightly_artifacts(context, summary, evaluations, loads, refused, disagreements)
@@ -170,12 +180,15 @@ def _summary(
     context: RunContext,
     results: list[LoadResult],
     stored: list[StoredSource],
-    evaluations: pl.DataFrame,
+    settlement: Settlement,
+    evaluation_plan: EvaluationPlan,
     evaluation_counts: dict[str, int],
     card_counts: dict[str, int],
     reconciled: pl.DataFrame,
 ) -> dict[str, Any]:
-    provisional = evaluations.filter(evaluations["calendar"] == "provisional")
+    """The run summary. Counts of clocks cover every clock: the ones evaluated now and the settled ones."""
+    evaluations = settlement.evaluations
+    totals = settled_totals(evaluations, settlement.earlier)
     return {
         "as_of": str(context.as_of),
         "sources": [
@@ -186,10 +199,15 @@ def _summary(
         "warnings": [entry.warning for entry in stored if entry.warning],
         "rows_read": sum(result.rows_read for result in results),
         "rows_rejected": sum(result.rejected.height for result in results),
-        "clocks": evaluations.height,
-        "level_table": level_table(evaluations).to_dicts(),
+        "evaluation": {
+            **evaluation_plan.as_dict(),
+            "evaluated_clocks": evaluations.height,
+            "settled_moved": settlement.moved,
+        },
+        "clocks": int(totals["clocks"].sum()),
+        "level_table": level_table(totals).to_dicts(),
         "top_overdue_units": overdue_by_unit(evaluations).head(TOP_OVERDUE_UNITS).to_dicts(),
-        "provisional_clocks": provisional.height,
+        "provisional_clocks": int(totals.filter(pl.col("calendar") == "provisional")["clocks"].sum()),
         "provisional_years": context.calendar.provisional_years(context.as_of.year - 1, context.as_of.year + 2),
         "due_date_changed": evaluation_counts["due_date_changed"],
         "clock_rejects": int(reconciled["refused"].sum()),

@@ -6,6 +6,7 @@ from datetime import date, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     DateTime,
@@ -270,3 +271,38 @@ class Silence(Base):
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     removed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SettledGroup(Base):
+    """A group of clocks whose evaluation is final (落定): every clock completed, every date of its rows more than a
+    month before the run's as-of date, nothing rejected. `kind` case: every row with this case_id (the case, its
+    steps, suspensions, deferral and pushes); `kind` project: the project clock. A change to any row of the group
+    removes it here, in the same transaction as the change. `counts`: its final evaluations counted by clock type,
+    level and calendar, for run summaries ("case completed_late official 1;step completed_on_time official 2")."""
+
+    __tablename__ = "settled_groups"
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    group_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    counts: Mapped[str] = mapped_column(Text)
+    digest: Mapped[int | None] = mapped_column(BigInteger)  # of the group's final evaluations (tasks/settled.py)
+    run_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class OpenGroup(Base):
+    """A group (see SettledGroup) that has not settled: the next incremental run reads back and evaluates it. A new
+    or changed row puts its groups here, in the same transaction as the change; they leave when they settle."""
+
+    __tablename__ = "open_groups"
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    group_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class SettledBasis(Base):
+    """What the settled groups were decided on: a fingerprint of the rules, calendar, unit codes and clock engine, and
+    the as-of date. A run with another fingerprint, or an earlier as-of date, evaluates everything again."""
+
+    __tablename__ = "settled_basis"
+    name: Mapped[str] = mapped_column(String(20), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    as_of: Mapped[date] = mapped_column(Date)
+    run_id: Mapped[int | None] = mapped_column(Integer)

@@ -72,8 +72,12 @@ class RunProgress:
 
 
 def level_table(evaluations: pl.DataFrame) -> pl.DataFrame:
-    """One row per level (most urgent first), one column per clock type, and the total."""
-    counts = evaluations.group_by("level", "clock_type").len("clocks")
+    """One row per level (most urgent first), one column per clock type, and the total. `evaluations` is one row
+    per clock, or already counted (a `clocks` column per level and clock type, as tasks.settled.settled_totals)."""
+    if "clocks" in evaluations.columns:
+        counts = evaluations.group_by("level", "clock_type").agg(pl.col("clocks").sum().cast(pl.UInt32))
+    else:
+        counts = evaluations.group_by("level", "clock_type").len("clocks")
     table = pl.DataFrame({"level": LEVEL_ORDER}).join(
         counts.pivot(on="clock_type", index="level", values="clocks"), on="level", how="left"
     )
@@ -206,6 +210,14 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         "",
         "## Clocks per level",
         "",
+    ]
+    if evaluation := summary.get("evaluation"):
+        lines += [
+            f"Evaluation: **{evaluation['mode']}**, {evaluation['evaluated_clocks']:,} clocks evaluated of "
+            f"{summary.get('clocks', 0):,}: {evaluation['reason']}.",
+            "",
+        ]
+    lines += [
         "| level | " + " | ".join(CLOCK_TYPES) + " | total |",
         "|---|" + "---:|" * (len(CLOCK_TYPES) + 1),
     ]

@@ -18,6 +18,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -480,13 +481,21 @@ def _json_text(value: object) -> str | None:
     return _json(value)
 
 
-def _read_sql(source: Source) -> _RawTable:
+WATERMARK_FLOOR = datetime(1900, 1, 1)  # the :watermark of a first load: before anything a platform holds
+
+
+def _read_sql(source: Source, watermark: datetime | None = None) -> _RawTable:
+    """The query's rows; a source with a watermark gets `watermark` (None: nothing stored yet, so the earliest
+    time) as the bound parameter :watermark."""
     label = source.name
     url = source.resolved_url()
     engine = create_engine(url)
+    parameters = {"watermark": watermark or WATERMARK_FLOOR} if source.watermark else {}
     try:
         with engine.connect() as connection:
-            frame = pl.read_database(text(source.query or ""), connection)
+            frame = pl.read_database(
+                text(source.query or ""), connection, execute_options={"parameters": parameters}
+            )
     except Exception as exc:  # driver errors vary by database; the URL (which may hold a secret) is not repeated
         raise SourceError(
             f"source '{label}': query failed: {type(exc).__name__}: {str(exc).splitlines()[0]}",
@@ -497,9 +506,9 @@ def _read_sql(source: Source) -> _RawTable:
     return _without_blank_rows(label, frame, pl.int_range(1, frame.height + 1, dtype=pl.Int64, eager=True))
 
 
-def read_raw(source: Source, path: Path | None, label: str) -> _RawTable:
+def read_raw(source: Source, path: Path | None, label: str, watermark: datetime | None = None) -> _RawTable:
     if source.kind == "sql":
-        return _read_sql(source)
+        return _read_sql(source, watermark)
     assert path is not None
     if source.kind == "csv":
         return _read_csv(source, path, label)
@@ -665,10 +674,12 @@ def load_source(
     case_reference: pl.DataFrame | None = None,
     progress: ProgressCallback | None = None,
     codes: KnownCodes | None = None,
+    watermark: datetime | None = None,
 ) -> LoadResult:
     """Read, check and split one source. `case_reference` (case_id, accepted_at, completed_at) lets suspensions be
     checked against their case's life; without it that check is skipped. `codes` resolves unit and matter aliases
-    (and, with `unknown_codes: reject`, rejects codes nobody knows); without it codes are loaded as given."""
+    (and, with `unknown_codes: reject`, rejects codes nobody knows); without it codes are loaded as given.
+    `watermark`: the newest stored value of a sql source's watermark column (tasks.store.stored_watermark)."""
     result = LoadResult(
         source=source.name,
         table=source.table,
@@ -691,7 +702,7 @@ def load_source(
         steps = 2 * len(targets) + 1  # read and check each file, then the cross-row checks
         for index, (path, label) in enumerate(targets):
             _report(progress, f"{source.name}: reading {label}", 2 * index, steps)
-            raw = read_raw(source, path, label)
+            raw = read_raw(source, path, label, watermark)
             if source.events is not None:
                 raw = _paired(source, raw)
             _report(progress, f"{source.name}: checking {label}", 2 * index + 1, steps)

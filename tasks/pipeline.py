@@ -9,7 +9,7 @@ whole table, the whole run, all of a delivery's messages or (backfill) a month o
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -48,7 +48,23 @@ from tasks.platform_check import pausing_suspensions, platform_disagreements
 from tasks.platform_codes import KnownCodes
 from tasks.reconcile import clock_rejects
 from tasks.runs import nightly_ledger, nightly_problem
-from tasks.store import read_case_reference, read_tables, store_rejects, store_table
+from tasks.settled import (
+    EvaluationPlan,
+    Settlement,
+    plan_evaluation,
+    read_settled_counts,
+    record_settlement,
+    settle_groups,
+)
+from tasks.store import (
+    count_rows,
+    read_case_reference,
+    read_open_tables,
+    read_tables,
+    store_rejects,
+    store_table,
+    stored_watermark,
+)
 
 STAGE = {"cache_policy": NO_CACHE}  # stages pass frames in memory; nothing to cache between runs
 TaskT = TypeVar("TaskT", bound=Task[Any, Any])
@@ -154,11 +170,13 @@ def ingest_source(
     if source.table == "suspensions":
         loaded = [result.accepted for result in cases or [] if result.storable]
         reference = case_reference(loaded, read_case_reference(context.engine))
+    watermark = stored_watermark(context.engine, source.table, source.watermark) if source.watermark else None
     result = load_source(
         source,
         inbox_dir=context.settings.effective_inbox_dir,
         case_reference=reference,
         codes=KnownCodes.of(context.config),
+        watermark=watermark,
     )
     log = get_run_logger()
     if result.error:
@@ -202,10 +220,31 @@ def store_source(context: RunContext, result: LoadResult, run_id: int) -> Stored
     return StoredSource(result.source, result.table, True, stats.as_dict(), None)
 
 
+@dataclass(frozen=True)
+class ReadBack:
+    """The stored rows this run builds its clocks from, and whether they are all of them (the full path)."""
+
+    plan: EvaluationPlan
+    tables: dict[str, pl.DataFrame]
+    counts: dict[str, int]  # stored rows per table, read back or not
+
+
 @task(name="read-stored", **STAGE)
 def read_stored(context: RunContext) -> dict[str, pl.DataFrame]:
     """All canonical tables as stored (this run's loads and everything before them)."""
     return read_tables(context.engine)
+
+
+@task(name="read-back", **STAGE)
+def read_back(context: RunContext, full: bool = False) -> ReadBack:
+    """The nightly run's read-back: the stored rows of the groups that have not settled (tasks/settled.py), or, on
+    the full path, every row."""
+    plan = plan_evaluation(context.engine, context.config, context.calendar, context.as_of, full=full)
+    get_run_logger().info("evaluation: %s", plan.reason)
+    if plan.full:
+        tables = read_tables(context.engine)
+        return ReadBack(plan, tables, {table: frame.height for table, frame in tables.items()})
+    return ReadBack(plan, read_open_tables(context.engine), count_rows(context.engine))
 
 
 @task(name="build-clocks", **STAGE)
@@ -237,6 +276,18 @@ def check_platform_due_dates(
     """Open cases whose platform due date (承诺办结时间) differs from ours, with a likely cause."""
     pauses = pausing_suspensions(tables["suspensions"], context.config.rules)
     return platform_disagreements(tables["cases"], evaluations, pauses, context.calendar, context.as_of)
+
+
+@task(name="settle", **STAGE)
+def settle_clocks(
+    context: RunContext, stored: ReadBack, clock_set: ClockSet, evaluations: pl.DataFrame, run_id: int
+) -> Settlement:
+    """Keep the evaluations of the unsettled groups and record the groups that settled now; on the full path, the
+    settled groups are decided again from scratch."""
+    earlier = read_settled_counts(context.engine) if not stored.plan.full else None
+    settlement = settle_groups(stored.tables, evaluations, clock_set.rejects, context.as_of, earlier)
+    moved = record_settlement(context.engine, settlement, stored.plan, context.as_of, run_id)
+    return replace(settlement, moved=moved)
 
 
 @task(name="store-evaluations", **STAGE)

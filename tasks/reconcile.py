@@ -8,6 +8,8 @@ reconciliation per table is then: rows stored = rows the builder used + rows it 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import polars as pl
 
 from tasks.clock_builders import ROW_KEYS
@@ -47,11 +49,11 @@ def clock_rejects(refused: pl.DataFrame, loads: list[LoadResult]) -> pl.DataFram
     )
 
 
-def reconciliation(tables: dict[str, pl.DataFrame], refused: pl.DataFrame) -> pl.DataFrame:
-    """table, stored, used, refused: per table read by the clock builder, stored = used + refused."""
+def reconciliation(stored_rows: Mapping[str, int], refused: pl.DataFrame) -> pl.DataFrame:
+    """table, stored, used, refused: per table (`stored_rows`: its stored rows), stored = used + refused."""
     counts = refused.group_by("table").agg(pl.len().cast(pl.Int64).alias("refused"))
     stored = pl.DataFrame(
-        {"table": list(tables), "stored": [frame.height for frame in tables.values()]},
+        {"table": list(stored_rows), "stored": list(stored_rows.values())},
         schema={"table": pl.String, "stored": pl.Int64},
     )
     return (

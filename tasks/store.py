@@ -5,6 +5,10 @@
 - Every change of a tracked field (status, dates, limits; see TRACKED) is written to `change_history` with the run
   that saw it, in the same transaction as the upsert. A new suspension is recorded as "pause added".
 - Rows missing from a later export are kept: nothing is ever deleted here.
+- A new or changed row unsettles its group (tasks/settled.py) in the same transaction: its case (every row with its
+  case_id) and its project, before and after the change, are evaluated again by the next run.
+- `read_open_tables` reads back only what an incremental run evaluates: the rows of the open case groups, the open
+  projects, and the cases and suspensions of those projects' members.
 - SQLite: one executemany of INSERT .. ON CONFLICT DO UPDATE per batch. PostgreSQL: COPY into a temporary table,
   then one INSERT .. SELECT .. ON CONFLICT DO UPDATE.
 
@@ -18,9 +22,10 @@ import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, time
 
 import polars as pl
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, func, select
 
 from config.sources import TABLES
 from schemas.contracts import MODELS, canonical_schema, key_columns
@@ -42,6 +47,9 @@ TRACKED: dict[str, tuple[str, ...]] = {
     "deferrals": ("due_days", "due_date", "supplied_at"),
     "pushes": ("supervisor_unit_code", "pushed_at", "claimed_at"),
 }
+# Stored values a change replaces that name another group to unsettle: a push moved to another case. (A case moved to
+# another project needs nothing here: its stored row still names the old project when the groups are unsettled.)
+FORMER_GROUP: dict[str, tuple[str, ...]] = {"pushes": ("case_id",)}
 # Tables where a new row is itself an event worth a history line.
 INSERT_EVENTS = {"suspensions": "pause added"}
 
@@ -167,6 +175,61 @@ def read_tables(engine: Engine, tables: Sequence[str] = TABLES) -> dict[str, pl.
     return result
 
 
+# The conditions of read_open_tables, over a row aliased `t`: look-ups in the (small) open groups through the
+# tables' keys and indexes, so that the cost follows the open groups, not the history.
+_OPEN_CASES = "SELECT group_id FROM open_groups WHERE kind = 'case'"
+_OPEN_PROJECTS = "SELECT group_id FROM open_groups WHERE kind = 'project'"
+_OPEN_CASE = f"t.case_id IN ({_OPEN_CASES})"
+_OPEN_MEMBERS = f"SELECT case_id FROM cases WHERE project_code IN ({_OPEN_PROJECTS})"
+_READ_OPEN = {
+    "cases": f"{_OPEN_CASE} OR t.project_code IN ({_OPEN_PROJECTS})",
+    "steps": _OPEN_CASE,
+    "suspensions": f"{_OPEN_CASE} OR t.case_id IN ({_OPEN_MEMBERS})",
+    "projects": f"t.project_code IN ({_OPEN_PROJECTS})",
+    "deferrals": _OPEN_CASE,
+    "pushes": _OPEN_CASE,
+}
+OPEN_FLAG = "__open"
+
+
+def read_open_tables(engine: Engine, tables: Sequence[str] = TABLES) -> dict[str, pl.DataFrame]:
+    """What an incremental run builds its clocks from: every row of a case group that has not settled, the projects
+    that have not settled, and the cases and suspensions of those projects' members (a project clock needs them all).
+    Canonical dtypes plus OPEN_FLAG: whether the row's own group (its case; for projects, the project) is open,
+    as opposed to read only for a project's sake."""
+    result = {}
+    with engine.connect() as connection:
+        for table in tables:
+            names = list(canonical_schema(table))
+            flag = "1" if table == "projects" else f"CASE WHEN {_OPEN_CASE} THEN 1 ELSE 0 END"
+            columns = ", ".join(f't."{name}"' for name in names)
+            order = _quoted(key_columns(table))
+            sql = f"SELECT {columns}, {flag} FROM {table} t WHERE {_READ_OPEN[table]} ORDER BY {order}"
+            schema = {**_text_schema(table, names), OPEN_FLAG: pl.Int64()}
+            frame = _fetch(connection, sql, schema)
+            result[table] = _from_text(frame.drop(OPEN_FLAG), table).with_columns(
+                frame[OPEN_FLAG].cast(pl.Boolean)
+            )
+    return result
+
+
+def count_rows(engine: Engine, tables: Sequence[str] = TABLES) -> dict[str, int]:
+    """The stored rows of each table."""
+    with engine.connect() as connection:
+        return {
+            table: int(connection.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one()) for table in tables
+        }
+
+
+def stored_watermark(engine: Engine, table: str, column: str) -> datetime | None:
+    """The newest stored value of a date or datetime column (a sql source's watermark), None for an empty table."""
+    with engine.connect() as connection:
+        newest = connection.execute(select(func.max(MODELS[table].__table__.c[column]))).scalar()
+    if newest is None or isinstance(newest, datetime):
+        return newest
+    return datetime.combine(newest, time())
+
+
 def read_case_reference(engine: Engine) -> pl.DataFrame:
     """case_id, accepted_at, completed_at of the stored cases (to check suspensions against their case's life)."""
     names = ["case_id", "accepted_at", "completed_at"]
@@ -208,8 +271,10 @@ def store_table(
         changed = compared.filter(pl.col("__old_hash").is_not_null() & (pl.col("__old_hash") != pl.col("row_hash")))
         unchanged = compared.height - new.height - changed.height
         if changed.height:
-            changed = changed.join(_stored_values(connection, table, changed, tracked), on="__key", how="left")
+            looked_up = list(dict.fromkeys([*tracked, *FORMER_GROUP.get(table, ())]))
+            changed = changed.join(_stored_values(connection, table, changed, looked_up), on="__key", how="left")
         history = _history(table, new, changed, tracked, run_id)
+        _unsettle(connection, table, pl.concat([new, changed], how="diagonal_relaxed"))
         columns = [*texts.columns, "row_hash"]
         with _bulk_writing(connection, table, bulk=new.height >= BULK_ROWS and new.height >= unchanged):
             # In key order, the primary-key B-tree is appended to rather than split at random.
@@ -253,6 +318,44 @@ def _stored_values(connection: Connection, table: str, rows: pl.DataFrame, track
     return stored.select(
         _row_key(table).alias("__key"), *[pl.col(name).cast(pl.String).alias(f"__old_{name}") for name in tracked]
     )
+
+
+def _unsettle(connection: Connection, table: str, written: pl.DataFrame) -> None:
+    """Move the groups these new or changed rows belong to (and, for a changed row, belonged to) from the settled ones
+    to the open ones, so that the next evaluation builds them again. Nothing to do before a first evaluation has
+    decided any group (the next run evaluates everything)."""
+    if written.height == 0 or connection.exec_driver_sql("SELECT 1 FROM settled_basis LIMIT 1").first() is None:
+        return
+    if table == "projects":
+        groups = written.select(pl.lit("project").alias("kind"), pl.col("project_code").alias("group_id"))
+    else:
+        former = [f"__old_{name}" for name in FORMER_GROUP.get(table, ())]
+        case_ids = ["case_id", *(name for name in former if name in written.columns)]  # none without changed rows
+        groups = pl.concat(
+            [written.select(pl.lit("case").alias("kind"), pl.col(name).alias("group_id")) for name in case_ids]
+        )
+        if table == "cases":
+            groups = pl.concat(
+                [groups, written.select(pl.lit("project").alias("kind"), pl.col("project_code").alias("group_id"))]
+            )
+    groups = groups.drop_nulls().unique()
+    lookup = "pw_unsettle"
+    connection.exec_driver_sql(f"CREATE TEMP TABLE {lookup} (kind VARCHAR(10), group_id VARCHAR(64))")
+    _append(connection, lookup, groups, progress=None)
+    # A project clock counts its members' days and pauses: any row of a member case unsettles the project. This runs
+    # before the rows are written, so a case moved to another project unsettles the one it leaves.
+    connection.exec_driver_sql(
+        f"INSERT INTO {lookup} (kind, group_id) SELECT 'project', c.project_code FROM cases c "
+        f"WHERE c.project_code IS NOT NULL AND c.case_id IN (SELECT group_id FROM {lookup} WHERE kind = 'case')"
+    )
+    connection.exec_driver_sql(
+        f"DELETE FROM settled_groups WHERE (kind, group_id) IN (SELECT kind, group_id FROM {lookup})"
+    )
+    connection.exec_driver_sql(
+        f"INSERT INTO open_groups (kind, group_id) SELECT DISTINCT kind, group_id FROM {lookup} u "
+        "WHERE NOT EXISTS (SELECT 1 FROM open_groups o WHERE o.kind = u.kind AND o.group_id = u.group_id)"
+    )
+    connection.exec_driver_sql(f"DROP TABLE {lookup}")
 
 
 @contextmanager
@@ -399,6 +502,16 @@ def _append(connection: Connection, table: str, rows: pl.DataFrame, progress: Pr
         progress,
         f"{table}: writing",
     )
+
+
+def read_rows(connection: Connection, sql: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """The rows of a query whose columns are text or integers, in the caller's transaction."""
+    return _fetch(connection, sql, schema)
+
+
+def append_rows(connection: Connection, table: str, rows: pl.DataFrame) -> None:
+    """Insert rows as they are, in the caller's transaction (COPY on PostgreSQL)."""
+    _append(connection, table, rows, progress=None)
 
 
 def store_rejects(engine: Engine, rejected: pl.DataFrame, run_id: int | None) -> int:
