@@ -175,36 +175,37 @@ def read_tables(engine: Engine, tables: Sequence[str] = TABLES) -> dict[str, pl.
     return result
 
 
-# The conditions of read_open_tables, over a row aliased `t`: look-ups in the (small) open groups through the
-# tables' keys and indexes, so that the cost follows the open groups, not the history.
-_OPEN_CASES = "SELECT group_id FROM open_groups WHERE kind = 'case'"
-_OPEN_PROJECTS = "SELECT group_id FROM open_groups WHERE kind = 'project'"
-_OPEN_CASE = f"t.case_id IN ({_OPEN_CASES})"
-_OPEN_MEMBERS = f"SELECT case_id FROM cases WHERE project_code IN ({_OPEN_PROJECTS})"
+# read_open_tables' queries start from the (small) open groups and reach the rows through the tables' keys and
+# indexes, so that their cost follows the open groups, not the history. Each is a union of disjoint parts: the rows of
+# open cases (flag 1) and, for cases and suspensions, the rows of open projects' other members (flag 0).
+_OPEN_CASE_ROWS = "JOIN open_groups o ON o.kind = 'case' AND o.group_id = t.case_id"
+_MEMBER_ROWS = (
+    "JOIN open_groups p ON p.kind = 'project' AND p.group_id = m.project_code "
+    "WHERE NOT EXISTS (SELECT 1 FROM open_groups o WHERE o.kind = 'case' AND o.group_id = m.case_id)"
+)
 _READ_OPEN = {
-    "cases": f"{_OPEN_CASE} OR t.project_code IN ({_OPEN_PROJECTS})",
-    "steps": _OPEN_CASE,
-    "suspensions": f"{_OPEN_CASE} OR t.case_id IN ({_OPEN_MEMBERS})",
-    "projects": f"t.project_code IN ({_OPEN_PROJECTS})",
-    "deferrals": _OPEN_CASE,
-    "pushes": _OPEN_CASE,
+    "cases": [(1, _OPEN_CASE_ROWS), (0, f"JOIN cases m ON m.case_id = t.case_id {_MEMBER_ROWS}")],
+    "steps": [(1, _OPEN_CASE_ROWS)],
+    "suspensions": [(1, _OPEN_CASE_ROWS), (0, f"JOIN cases m ON m.case_id = t.case_id {_MEMBER_ROWS}")],
+    "projects": [(1, "JOIN open_groups o ON o.kind = 'project' AND o.group_id = t.project_code")],
+    "deferrals": [(1, _OPEN_CASE_ROWS)],
+    "pushes": [(1, _OPEN_CASE_ROWS)],
 }
 OPEN_FLAG = "__open"
 
 
 def read_open_tables(engine: Engine, tables: Sequence[str] = TABLES) -> dict[str, pl.DataFrame]:
-    """What an incremental run builds its clocks from: every row of a case group that has not settled, the projects
-    that have not settled, and the cases and suspensions of those projects' members (a project clock needs them all).
-    Canonical dtypes plus OPEN_FLAG: whether the row's own group (its case; for projects, the project) is open,
-    as opposed to read only for a project's sake."""
+    """What an incremental run builds its clocks from: every row of an open case group, the open projects, and the
+    cases and suspensions of those projects' members (a project clock needs them all). Canonical dtypes plus
+    OPEN_FLAG: whether the row's own group (its case; for projects, the project) is open, as opposed to read only
+    for a project's sake."""
     result = {}
     with engine.connect() as connection:
         for table in tables:
             names = list(canonical_schema(table))
-            flag = "1" if table == "projects" else f"CASE WHEN {_OPEN_CASE} THEN 1 ELSE 0 END"
-            columns = ", ".join(f't."{name}"' for name in names)
-            order = _quoted(key_columns(table))
-            sql = f"SELECT {columns}, {flag} FROM {table} t WHERE {_READ_OPEN[table]} ORDER BY {order}"
+            columns = ", ".join(f't."{name}" AS "{name}"' for name in names)  # named, for the union's ORDER BY
+            parts = [f"SELECT {columns}, {flag} FROM {table} t {joins}" for flag, joins in _READ_OPEN[table]]
+            sql = f"{' UNION ALL '.join(parts)} ORDER BY {_quoted(key_columns(table))}"
             schema = {**_text_schema(table, names), OPEN_FLAG: pl.Int64()}
             frame = _fetch(connection, sql, schema)
             result[table] = _from_text(frame.drop(OPEN_FLAG), table).with_columns(
