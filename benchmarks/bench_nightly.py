@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -101,23 +103,33 @@ def start_server(env: dict[str, str]) -> subprocess.Popen[bytes]:
     raise SystemExit("the Prefect server did not start within 180 s")
 
 
-def database_url(choice: str, work: Path) -> str:
+@contextmanager
+def bench_database(choice: str, work: Path) -> Iterator[str]:
+    """The database URL for one size: a file under `work`, or a PostgreSQL schema dropped afterwards."""
     if choice == "sqlite":
-        return f"sqlite:///{work / 'permitwatch.db'}"
+        yield f"sqlite:///{work / 'permitwatch.db'}"
+        return
     from sqlalchemy import create_engine, text
 
     schema = f"pw_bench_{uuid.uuid4().hex[:8]}"
-    with create_engine(choice).begin() as connection:
+    admin = create_engine(choice)
+    with admin.begin() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     separator = "&" if "?" in choice else "?"
-    return f"{choice}{separator}options=-csearch_path%3D{schema}"
+    try:
+        yield f"{choice}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 def bench_size(cases: int, args: argparse.Namespace, base_env: dict[str, str]) -> dict[str, float]:
     config = load_config(BUNDLED_CONFIG_DIR)
     calendar = load_work_calendar(config.calendar_files)
     rng = np.random.default_rng(cases)
-    with tempfile.TemporaryDirectory(prefix="bench-nightly-") as folder:
+    with tempfile.TemporaryDirectory(prefix="bench-nightly-") as folder, bench_database(args.database,
+                                                                                        Path(folder)) as url:
         work = Path(folder)
         inbox = work / "inbox"
         spec = SampleSpec(cases=cases, seed=7, last_date=FIRST_NIGHT)
@@ -126,7 +138,7 @@ def bench_size(cases: int, args: argparse.Namespace, base_env: dict[str, str]) -
                    for path in inbox.glob("*.csv"))
         env = {
             **base_env,
-            "PERMITWATCH_DATABASE_URL": database_url(args.database, work),
+            "PERMITWATCH_DATABASE_URL": url,
             "PERMITWATCH_INBOX_DIR": str(inbox),
             "PERMITWATCH_OUTBOX_DIR": str(work / "outbox"),
             "PERMITWATCH_VAR_DIR": str(work / "var"),
