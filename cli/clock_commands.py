@@ -82,9 +82,9 @@ def evaluate(
                 pl.format(f"accepted_at {{}} is after the as-of date {day}", "start_date").alias("reason"),
             )
         )
-        clocks = clocks.filter(pl.col("start_date") <= day)
-    pauses = clock_set.pauses.filter(pl.col("clock_id").str.starts_with("case:"))
-    evaluations = evaluate_clocks(clocks, pauses, calendar, day).select(OUTPUT_COLUMNS)
+    known = clock_set.known_at(day, calendar)
+    pauses = known.pauses.filter(pl.col("clock_id").str.starts_with("case:"))
+    evaluations = evaluate_clocks(known.clocks, pauses, calendar, day).select(OUTPUT_COLUMNS)
     if evaluations.height:
         _write(evaluations, output)
     all_rejects = pl.concat(rejects, how="vertical")
@@ -113,7 +113,7 @@ def explain(
 ) -> None:
     """Why a clock has its due date and level: the counted days, pauses, holidays and make-up working days met."""
     from tasks.clock_builders import REJECT_COLUMNS, build_clocks
-    from tasks.explain import explain_clock
+    from tasks.explain import NotStartedError, explain_clock
 
     wanted = case_id or clock
     if wanted is None:
@@ -132,10 +132,12 @@ def explain(
     clock_id = wanted if ":" in wanted else f"case:{wanted}"
     bad = pl.concat([bad, clock_set.rejects.filter(pl.col("case_id") == _case_of(wanted))], how="vertical")
     try:
-        account = explain_clock(clock_id, clock_set.clocks, clock_set.pauses, calendar, day, _pause_labels(tables))
+        account = explain_clock(clock_id, clock_set, calendar, day, _pause_labels(tables))
     except KeyError:
         reasons = "; ".join(bad["reason"].to_list()) or "not found"
         fail(f"no clock {clock_id}: {reasons}")
+    except NotStartedError as exc:
+        fail(f"no clock on {day}: {exc}")
     _print_explanation(account)
     for reason in bad["reason"].to_list():
         console.print(f"[yellow]note:[/] a row of this case was rejected: {escape(reason)}", highlight=False)
@@ -435,6 +437,15 @@ def _print_explanation(account: Explanation) -> None:
     console.print(f"[bold]{escape(account.headline())}[/]", highlight=False)
     for line in account.facts():
         console.print(escape(line), highlight=False)
+    if account.members:
+        known = sum(member.known for member in account.members)
+        console.print(f"[bold]Member cases[/] ({known} of {len(account.members)} accepted by {account.as_of} count)")
+        for line in account.member_texts():
+            console.print(f"  {escape(line)}", highlight=False)
+    if account.extensions:
+        console.print("[bold]Extensions (延期)[/] of the limit")
+        for line in account.extension_texts():
+            console.print(f"  {escape(line)}", highlight=False)
     if account.pauses:
         console.print("[bold]Pauses[/] (the days after the start, up to and including the end, are not counted)")
         for line in account.pause_texts():

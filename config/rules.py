@@ -23,7 +23,8 @@ from config.loader import load_model
 RULES_FILE = "rules.yaml"
 
 LimitKind = Literal["workday", "calendar"]  # 工作日 | 自然日
-# extend: an approved extension (延期) adds its limit_days to the case limit from the day it is granted.
+# pause: (S, E] is not counted; restart: counting starts over at E with the full limit; extend (延期, 行政许可法
+# 第四十二条): the row's limit_days are added to the case clock's limit from the day it is granted (started_at).
 Effect = Literal["pause", "restart", "extend"]
 # 市县同权 modes: 直接下放, 下放实质性审核权, 服务窗口前移, and city matters that were not devolved.
 Mode = Literal["county_end_to_end", "county_review_city_approve", "county_forward_city_handle", "city"]
@@ -78,12 +79,20 @@ class LimitRule(Thresholds):
 
 
 class SuspensionKind(Thresholds):
-    """特别程序: whether it pauses or restarts the case clock, and its own limit when it has one."""
+    """特别程序: whether it pauses, restarts or extends (延期) the case clock, and its own limit when it has one. An
+    extension's limit_kind says in which days its rows' limit_days are counted."""
 
     kind: str = Field(min_length=1)
     effect: Effect = "pause"
     limit: int | None = Field(default=None, ge=0)
     limit_kind: LimitKind = "workday"
+
+    @model_validator(mode="after")
+    def _extension_has_no_limit(self) -> SuspensionKind:
+        # An extension is not a procedure with a deadline of its own: its days are on each granted row.
+        if self.effect == "extend" and self.limit is not None:
+            raise ValueError(f"kind '{self.kind}' extends the limit by each row's limit_days: it takes no limit")
+        return self
 
 
 class ProjectCategory(Thresholds):
@@ -293,12 +302,13 @@ class RuleBook(_Strict):
         return _limit_frame(self.claim)
 
     def suspension_kind_table(self) -> pl.DataFrame:
-        """kind, restart, limit_days (nullable), limit_kind, thresholds: one row per configured kind."""
+        """kind, restart, extend, limit_days (nullable), limit_kind, thresholds: one row per configured kind."""
         return pl.DataFrame(
             [
                 {
                     "kind": k.kind,
                     "restart": k.effect == "restart",
+                    "extend": k.effect == "extend",
                     "limit_days": k.limit,
                     "limit_kind": k.limit_kind,
                     **_thresholds(k),
@@ -308,6 +318,7 @@ class RuleBook(_Strict):
             schema={
                 "kind": pl.String,
                 "restart": pl.Boolean,
+                "extend": pl.Boolean,
                 "limit_days": pl.Int32,
                 "limit_kind": pl.String,
                 **dict.fromkeys(THRESHOLD_COLUMNS, pl.Int32),

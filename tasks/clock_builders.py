@@ -12,22 +12,31 @@ clock (clock_id)                         start → end                  owner   
 - claim (claim:PUSH1)                    pushed_at → claimed_at       supervisor_unit_code     claim rule
 - special (special:C1:专家评审:2026-03-02) started_at → ended_at        case unit                own, else kind rule
 
-Suspensions (特别程序) pause the case clock, and the clock of every step running when they start; kinds configured as
-`restart` (补正 by default) start those clocks over when they end. A project clock counts the days on which at least one
-of its cases is open and not suspended: the gaps between those days become the project clock's pauses.
+Suspensions (特别程序) pause every clock of their case running during them: the case clock and each step whose
+running period overlaps (S, E], even a step that started after S. Kinds configured as `restart` (补正 by default)
+start the case clock over when they end, and the step running at E; a step that ended before E is only paused. Kinds
+configured as `extend` (延期) pause nothing: each row's limit_days are added to the case clock's limit from the day
+it is granted (its started_at). A special-procedure clock is never paused by other suspensions. A project clock counts
+the days on which at least one of its cases is open and not suspended: the gaps between those days become the
+project clock's pauses.
+
+Known at T: `build_clocks` lays out everything recorded; `ClockSet.known_at(T, calendar)` keeps what exists at the
+end of day T and is the only way any entry point (nightly run, backfill, evaluate, explain, report) gets the clocks
+it evaluates. A clock whose start is after T does not exist; a project counts only the member cases accepted on or
+before T, with their completions and suspensions as known at T; only the extensions granted by T lengthen a limit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 
 import numpy as np
 import polars as pl
 
 from config.rules import DEFAULT_RESTART_KINDS, RuleBook
-from tasks.calendar import CALENDAR_FIRST_DATE
+from tasks.calendar import CALENDAR_FIRST_DATE, WorkCalendar
 from tasks.clocks import CLOCK_COLUMNS, PAUSE_COLUMNS, _rows_of
 
 # Dates accepted on input. The calendar runs further (tasks/calendar.py) so that a start this late, a long pause and
@@ -37,6 +46,15 @@ MAX_LIMIT_DAYS = 3650
 LIMIT_KIND_NAMES = {"workday": "workday", "calendar": "calendar", "工作日": "workday", "自然日": "calendar"}
 REJECT_COLUMNS = {"table": pl.String, "row_key": pl.String, "case_id": pl.String, "reason": pl.String}
 FAR_FUTURE = date(9999, 12, 31)  # "never" for an open end while intervals are combined
+MEMBER_COLUMNS = {"project_code": pl.String, "case_id": pl.String, "accepted_at": pl.Date, "completed_at": pl.Date}
+MEMBER_SUSPENSION_COLUMNS = {"case_id": pl.String, "started_at": pl.Date, "ended_at": pl.Date}
+EXTENSION_COLUMNS = {
+    "case_id": pl.String,
+    "kind": pl.String,
+    "started_at": pl.Date,  # the day the extension is granted
+    "limit_days": pl.Int32,  # the days it adds
+    "extension_kind": pl.String,  # workday | calendar: how those days are counted
+}
 
 _INPUT_COLUMNS: dict[str, dict[str, pl.DataType]] = {
     "cases": {
@@ -99,6 +117,51 @@ class ClockSet:
     clocks: pl.DataFrame  # tasks.clocks.CLOCK_COLUMNS
     pauses: pl.DataFrame  # tasks.clocks.PAUSE_COLUMNS
     rejects: pl.DataFrame  # REJECT_COLUMNS: rows that make no clock (or no pause), with the reason
+    # What a project clock and an extended case clock are made of, to be cut to what is known at a date:
+    members: pl.DataFrame = field(default_factory=lambda: _empty(MEMBER_COLUMNS))  # cases of the projects with a clock
+    member_suspensions: pl.DataFrame = field(default_factory=lambda: _empty(MEMBER_SUSPENSION_COLUMNS))
+    extensions: pl.DataFrame = field(default_factory=lambda: _empty(EXTENSION_COLUMNS))  # 延期, every one recorded
+
+    def known_at(self, as_of: date, calendar: WorkCalendar) -> ClockSet:
+        """The clocks as they stand at the end of day `as_of`: only those started by then; project clocks made of the
+        member cases accepted by then, with the completions and suspensions known then; case limits lengthened by
+        the extensions granted by then. Pauses that start later stay listed (an explanation shows them as not yet
+        known); the engine ignores them."""
+        clocks = self.clocks.filter(pl.col("start_date") <= as_of)
+        pauses = self.pauses
+        if not self.members.is_empty():
+            clocks, pauses = self._projects_known_at(clocks, pauses, as_of)
+        extensions = self.extensions.filter(pl.col("started_at") <= as_of)
+        if not extensions.is_empty():
+            clocks = _extended(clocks, extensions, calendar)
+        return ClockSet(clocks, pauses, self.rejects, self.members, self.member_suspensions, self.extensions)
+
+    def _projects_known_at(
+        self, clocks: pl.DataFrame, pauses: pl.DataFrame, as_of: date
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Project completions and pauses from the member cases accepted by `as_of`, as known then (a completion
+        or a suspension's end after `as_of` is not known yet: open)."""
+
+        def known(column: str) -> pl.Expr:
+            return pl.when(pl.col(column) <= as_of).then(pl.col(column))
+
+        members = self.members.filter(pl.col("accepted_at") <= as_of).with_columns(completed_at=known("completed_at"))
+        suspensions = self.member_suspensions.filter(pl.col("started_at") <= as_of).with_columns(
+            ended_at=known("ended_at")
+        )
+        completion = members.group_by("project_code").agg(
+            pl.when(pl.col("completed_at").null_count() == 0).then(pl.col("completed_at").max()).alias("completed")
+        )
+        project_rows = (clocks["clock_type"] == "project").arg_true()
+        projects = clocks[project_rows].select(
+            pl.col("subject_id").alias("project_code")
+        ).join(completion, on="project_code", how="left", maintain_order="left")
+        clocks = clocks.with_columns(pl.col("completed_date").scatter(project_rows, projects["completed"]))
+        pauses = pl.concat(
+            [pauses.filter(~pl.col("clock_id").str.starts_with("project:")), _project_gaps(members, suspensions)],
+            how="vertical",
+        )
+        return clocks, pauses
 
 
 def build_clocks(
@@ -116,11 +179,15 @@ def build_clocks(
 
     none = (_empty(CLOCK_COLUMNS), None)
     cases = builder.cases(frames["cases"])
-    suspensions = builder.suspensions(frames["suspensions"], cases)
+    recorded = builder.suspensions(frames["suspensions"], cases)
+    suspensions = recorded.filter(~pl.col("extend"))  # extensions pause nothing
+    extensions = recorded.filter(pl.col("extend")).select(
+        "case_id", "kind", "started_at", "limit_days", pl.col("special_kind").alias("extension_kind")
+    )
     parts = [
         builder.case_clocks(cases) if wanted("case") else none,
         builder.step_clocks(frames["steps"], cases, suspensions) if wanted("step", "steps") else none,
-        builder.project_clocks(frames["projects"], cases, suspensions) if wanted("project", "projects") else none,
+        builder.project_clocks(frames["projects"], cases) if wanted("project", "projects") else none,
         builder.deferral_clocks(frames["deferrals"], cases) if wanted("deferral", "deferrals") else none,
         builder.claim_clocks(frames["pushes"], cases) if wanted("claim", "pushes") else none,
         builder.special_clocks(suspensions) if wanted("special") else none,
@@ -131,12 +198,23 @@ def build_clocks(
         pl.col("ended_at").alias("end_date"),
         "restart",
     )
+    members = _empty(MEMBER_COLUMNS) if builder.members is None else builder.members
+    member_suspensions = suspensions.join(members.select("case_id"), on="case_id", how="semi").select(
+        *MEMBER_SUSPENSION_COLUMNS
+    )
+    project_pauses = _project_gaps(members, member_suspensions)
     return ClockSet(
         clocks=pl.concat([clocks for clocks, _ in parts], how="vertical"),
         pauses=pl.concat(
-            [_pause_frame(case_pauses), *(pauses for _, pauses in parts if pauses is not None)], how="vertical"
+            [_pause_frame(case_pauses), *(pauses for _, pauses in parts if pauses is not None), project_pauses],
+            how="vertical",
         ),
         rejects=pl.concat(builder.rejects, how="vertical") if builder.rejects else _empty(REJECT_COLUMNS),
+        members=members,
+        member_suspensions=member_suspensions,
+        extensions=extensions.select(pl.col(name).cast(dtype) for name, dtype in EXTENSION_COLUMNS.items())
+        if wanted("case")
+        else _empty(EXTENSION_COLUMNS),
     )
 
 
@@ -170,6 +248,7 @@ class _Builder:
     def __init__(self, rules: RuleBook) -> None:
         self.rules = rules
         self.rejects: list[pl.DataFrame] = []
+        self.members: pl.DataFrame | None = None  # the cases of the projects that make a clock, once built
 
     # -- rejects -------------------------------------------------------------------------------------------------
 
@@ -259,10 +338,12 @@ class _Builder:
     # -- suspensions: case pauses and special-procedure clocks ---------------------------------------------------
 
     def suspensions(self, suspensions: pl.DataFrame, cases: pl.DataFrame) -> pl.DataFrame:
-        """Suspensions within their case's life, with restart and their own limit (if any) resolved."""
+        """Suspensions within their case's life, with restart, extend and their own limit (if any) resolved. For an
+        extension (延期) limit_days is the days it adds, counted as special_kind says."""
         kinds = self.rules.suspension_kind_table().select(
             "kind",
             pl.col("restart").alias("kind_restart"),
+            pl.col("extend").alias("kind_extend"),
             pl.col("limit_days").alias("kind_limit"),
             pl.col("limit_kind").alias("kind_limit_kind"),
             *_THRESHOLDS,
@@ -276,9 +357,14 @@ class _Builder:
             ).get_columns()
         ).with_columns(case_found=case_row.is_not_null())
         joined = joined.join(kinds, on="kind", how="left", maintain_order="left")
+        extend = pl.col("extend")
+        pause = ~extend
         joined = joined.with_columns(
             restart=pl.coalesce("kind_restart", pl.col("kind").is_in(list(DEFAULT_RESTART_KINDS))),
-            special_limit=pl.coalesce("limit_days", "kind_limit"),
+            extend=pl.col("kind_extend").fill_null(False),
+            special_limit=pl.when(~pl.col("kind_extend").fill_null(False)).then(
+                pl.coalesce("limit_days", "kind_limit")
+            ),
             special_kind=pl.coalesce("kind_limit_kind", pl.lit("workday")),
         )
         key = ROW_KEYS["suspensions"]
@@ -292,18 +378,28 @@ class _Builder:
                 pl.format("ended_at {} is before started_at {}", "ended_at", "started_at"),
             ),
             (
-                pl.col("started_at") < pl.col("accepted_at"),
+                pause & (pl.col("started_at") < pl.col("accepted_at")),
                 pl.format("pause starts {} before the case was accepted on {}", "started_at", "accepted_at"),
             ),
             (
-                pl.col("completed_at").is_not_null() & pl.col("ended_at").is_null(),
+                pause & pl.col("completed_at").is_not_null() & pl.col("ended_at").is_null(),
                 pl.format("pause has no end but the case was completed on {}", "completed_at"),
             ),
             (
-                pl.col("ended_at") > pl.col("completed_at"),
+                pause & (pl.col("ended_at") > pl.col("completed_at")),
                 pl.format("pause ends {} after the case was completed on {}", "ended_at", "completed_at"),
             ),
+            (extend & pl.col("limit_days").is_null(), pl.lit("extension without its days (limit_days)")),
+            (
+                extend & (pl.col("started_at") < pl.col("accepted_at")),
+                pl.format("extension granted {} before the case was accepted on {}", "started_at", "accepted_at"),
+            ),
+            (
+                extend & (pl.col("started_at") > pl.col("completed_at")),
+                pl.format("extension granted {} after the case was completed on {}", "started_at", "completed_at"),
+            ),
             *_limit_checks("special_limit"),
+            *_limit_checks("limit_days"),
         )
         return self._split(joined, "suspensions", key, pl.col("case_id"), checks)
 
@@ -393,30 +489,31 @@ class _Builder:
                 unit="owner",
             )
         )
-        # A suspension pauses the steps running when it starts.
+        # A suspension pauses every step whose running period (started_at, ended_at] overlaps it, (S, E]: S before
+        # the step's end and E (none: open) after its start, even when the step started after S. A restart kind
+        # restarts only the step still running at E; a step that ended before E keeps it as a plain pause.
         pauses = (
             suspensions.select("case_id", pl.col("started_at").alias("pause_start"), "ended_at", "restart")
             .join(steps.select("case_id", "step_no", "started_at", pl.col("ended_at").alias("step_end")), on="case_id")
             .filter(
-                (pl.col("pause_start") >= pl.col("started_at"))
-                & (pl.col("step_end").is_null() | (pl.col("pause_start") < pl.col("step_end")))
+                (pl.col("step_end").is_null() | (pl.col("pause_start") < pl.col("step_end")))
+                & (pl.col("ended_at").is_null() | (pl.col("ended_at") > pl.col("started_at")))
             )
             .select(
                 pl.format("step:{}:{}", "case_id", "step_no").alias("clock_id"),
                 pl.col("pause_start").alias("start_date"),
                 pl.col("ended_at").alias("end_date"),
-                "restart",
+                pl.col("restart") & ~(pl.col("step_end") < pl.col("ended_at")).fill_null(False),
             )
         )
         return _clock_frame(clocks), _pause_frame(pauses)
 
     # -- projects ----------------------------------------------------------------------------------------------
 
-    def project_clocks(
-        self, projects: pl.DataFrame, cases: pl.DataFrame, suspensions: pl.DataFrame
-    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    def project_clocks(self, projects: pl.DataFrame, cases: pl.DataFrame) -> tuple[pl.DataFrame, None]:
         """工程建设项目: from the first acceptance among its cases to the last completion, counting only the days on
-        which at least one of them is open and not suspended (parallel approvals are not counted twice)."""
+        which at least one of them is open and not suspended (parallel approvals are not counted twice). The
+        member cases are kept (`self.members`): the pauses, and what is known at a date, are made from them."""
         member_cases = cases.filter(pl.col("project_code").is_not_null()).select(
             "case_id", "project_code", "accepted_at", "completed_at"
         )
@@ -462,9 +559,10 @@ class _Builder:
                 matter=None,
             )
         )
-        counted = member_cases.filter(pl.col("project_code").is_in(projects["project_code"].implode()))
-        pauses = _project_gaps(counted, suspensions)
-        return _clock_frame(clocks), pauses
+        self.members = member_cases.filter(pl.col("project_code").is_in(projects["project_code"].implode())).select(
+            *MEMBER_COLUMNS
+        )
+        return _clock_frame(clocks), None
 
     # -- deferrals and claims -----------------------------------------------------------------------------------
 
@@ -672,6 +770,37 @@ def _project_gaps(member_cases: pl.DataFrame, suspensions: pl.DataFrame) -> pl.D
             pl.lit(False).alias("restart"),
         )
     )
+
+
+def _extended(clocks: pl.DataFrame, extensions: pl.DataFrame, calendar: WorkCalendar) -> pl.DataFrame:
+    """Case clocks with the days of their extensions added to the limit."""
+    rows = _rows_of(clocks["clock_id"], extensions.select(pl.format("case:{}", "case_id")).to_series())
+    found = rows >= 0
+    rows = rows[found]
+    if len(rows) == 0:
+        return clocks
+    added = extension_days(clocks["limit_kind"].gather(rows), extensions.filter(pl.Series(found)), calendar)
+    limits = clocks["limit_days"].to_numpy().copy()
+    np.add.at(limits, rows, np.array(added, dtype=limits.dtype))
+    return clocks.with_columns(limit_days=pl.Series(limits, dtype=pl.Int32))
+
+
+def extension_days(clock_kinds: pl.Series, extensions: pl.DataFrame, calendar: WorkCalendar) -> list[int]:
+    """The days each extension adds to its clock's limit (EXTENSION_COLUMNS rows, with the kind of their clocks). An
+    extension counted in the other kind of days than its clock is converted from the day it is granted, g: k
+    calendar days add the working days in (g, g + k] to a working-day clock; k working days add the calendar days
+    from g to the k-th working day after it to a calendar-day clock."""
+    added = []
+    for clock_kind, granted, days, kind in zip(
+        clock_kinds, extensions["started_at"], extensions["limit_days"], extensions["extension_kind"], strict=True
+    ):
+        if kind == clock_kind:
+            added.append(days)
+        elif kind == "calendar":
+            added.append(calendar.workdays_between(granted, min(calendar.last_date, granted + timedelta(days=days))))
+        else:
+            added.append((calendar.add_workdays(granted, days) - granted).days)
+    return added
 
 
 def _first_reason(*checks: tuple[pl.Expr, pl.Expr]) -> pl.Expr:

@@ -7,7 +7,8 @@ The rules are DOMAIN.md "Time rules". In short, for a clock with start A, limit 
   end is empty or after T is open (it extends without end).
 - A restart pause (补正 under restarting rules) that has ended moves the start to its end E: counting starts over.
 - Counted days are the working days (workday kind) or all days (calendar kind) after the start that no pause covers.
-  The due date D is the N-th counted day, moved to the next working day when that is not one; D = start when N = 0.
+  The due date D is the N-th counted day, moved to the next working day when that is not one; D = start when N = 0
+  (for a calendar-day clock, moved to the next working day when the start is a rest day).
   An open pause reached before the N-th counted day leaves D unknown (null).
 - elapsed = counted days in (start, min(T, C)]; remaining = N - elapsed; overdue_workdays = working days in (D, T]
   (open) or (D, C] (completed), 0 when on time or paused.
@@ -463,7 +464,11 @@ def _evaluate(
         np.minimum(target, days.stride - 1, out=target)
     target += kind_base
     due = np.take(days.due, target, mode="clip")  # the tables are padded: past the calendar's end is `never`
-    instant = clock.limit == 0  # 即办件: due on the start date itself
+    # 即办件: a working-day limit of 0 is due on the start date itself. A calendar-day limit of 0 (a fixed due date on
+    # the start date) is due that day too, but moves to the next working day when that is a rest day, which the
+    # look-up above already gives.
+    instant = clock.limit == 0
+    instant &= kind_base == 0
     if instant.any():
         now = np.flatnonzero(instant)
         due[now] = start[now]

@@ -13,6 +13,7 @@ from datetime import date, timedelta
 import polars as pl
 
 from tasks.calendar import MAKEUP_NOTE, WorkCalendar
+from tasks.clock_builders import ClockSet, extension_days
 from tasks.clocks import evaluate_clocks
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -34,6 +35,11 @@ CLOCK_NAMES = {
     "special": "Special procedure (特别程序)",
 }
 KIND_NAMES = {"workday": "working days (工作日)", "calendar": "calendar days (自然日)"}
+PROJECT_GAP_LABEL = "no member case open and unsuspended"
+
+
+class NotStartedError(LookupError):
+    """The clock exists in the records but starts after the as-of date: it does not exist then."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,29 @@ class PauseLine:
     restart: bool
     known: bool  # started on or before the as-of date
     open: bool  # no end known at the as-of date
+    before_start: bool = False  # began before the clock started (e.g. a step that started during it)
+
+
+@dataclass(frozen=True)
+class MemberLine:
+    """A member case of a project: counted when accepted by the as-of date."""
+
+    case_id: str
+    accepted: date
+    completed: date | None  # as recorded
+    known: bool  # accepted on or before the as-of date
+
+
+@dataclass(frozen=True)
+class ExtensionLine:
+    """An extension (延期) of a case clock's limit."""
+
+    kind: str
+    granted: date
+    days: int  # as granted, in `days_kind`
+    days_kind: str
+    added: int  # the days it adds to the clock's limit, in the clock's kind
+    known: bool  # granted on or before the as-of date
 
 
 @dataclass(frozen=True)
@@ -73,6 +102,8 @@ class Explanation:
     pauses: list[PauseLine]
     stretches: list[Stretch]
     calendar_notes: list[tuple[date, date, str]] = field(default_factory=list)  # holidays and make-up days met
+    members: list[MemberLine] = field(default_factory=list)  # a project's cases
+    extensions: list[ExtensionLine] = field(default_factory=list)  # a case clock's extensions
 
     def headline(self) -> str:
         clock = self.clock
@@ -81,8 +112,10 @@ class Explanation:
 
     def facts(self) -> list[str]:
         clock = self.clock
+        extended = sum(extension.added for extension in self.extensions if extension.known)
         lines = [
             f"Limit: {clock['limit_days']} {KIND_NAMES[clock['limit_kind']]}"
+            + (f" ({clock['limit_days'] - extended} + {extended} by extension)" if extended else "")
             + (f", matter {clock['matter_code']}" if clock.get("matter_code") else ""),
             f"Start: {_day(clock['start_date'])}; counting starts the next day (期间开始的当日不计入).",
         ]
@@ -121,9 +154,45 @@ class Explanation:
     def pause_texts(self) -> list[str]:
         return [_pause_text(pause, self.as_of) for pause in self.pauses]
 
+    def member_texts(self) -> list[str]:
+        """A project's member cases: those accepted by the as-of date count, the later ones do not exist yet."""
+        texts = []
+        for member in self.members:
+            completed = member.completed if member.completed and member.completed <= self.as_of else None
+            state = (
+                f"accepted {member.accepted}, "
+                + (f"completed {completed}" if completed else f"open on {self.as_of}")
+                if member.known
+                else f"accepted {member.accepted}, after {self.as_of}: not counted"
+            )
+            texts.append(f"{member.case_id}: {state}")
+        return texts
+
+    def extension_texts(self) -> list[str]:
+        texts = []
+        for extension in self.extensions:
+            added = (
+                ""
+                if extension.days_kind == self.clock["limit_kind"]
+                else f" = {extension.added} {KIND_NAMES[self.clock['limit_kind']]} from the day granted"
+            )
+            state = "counted" if extension.known else f"granted after {self.as_of}: not yet known"
+            texts.append(
+                f"{extension.kind}: granted {extension.granted}, +{extension.days} "
+                f"{KIND_NAMES[extension.days_kind]}{added}; {state}"
+            )
+        return texts
+
     def lines(self) -> list[str]:
         """The whole account as plain text."""
         out = [self.headline(), *self.facts()]
+        if self.members:
+            known = sum(member.known for member in self.members)
+            out.append(f"Member cases ({known} of {len(self.members)} accepted by {self.as_of} are counted):")
+            out.extend(f"  {text}" for text in self.member_texts())
+        if self.extensions:
+            out.append("Extensions (延期) of the limit:")
+            out.extend(f"  {text}" for text in self.extension_texts())
         if self.pauses:
             out.append("Pauses (days after the start up to and including the end are not counted):")
             out.extend(f"  {text}" for text in self.pause_texts())
@@ -138,20 +207,25 @@ class Explanation:
 
 def explain_clock(
     clock_id: str,
-    clocks: pl.DataFrame,
-    pauses: pl.DataFrame,
+    clock_set: ClockSet,
     calendar: WorkCalendar,
     as_of: date,
     pause_labels: pl.DataFrame | None = None,
 ) -> Explanation:
-    """The account of `clock_id` among `clocks` as of the end of `as_of`.
+    """The account of `clock_id` among the recorded clocks, as known at the end of `as_of` (ClockSet.known_at, as
+    every evaluation). KeyError when there is no such clock; NotStartedError when it starts after `as_of`.
 
     `pause_labels` (clock_id, start_date, label) names pauses, e.g. by their suspension kind.
     """
-    clock_frame = clocks.filter(pl.col("clock_id") == clock_id)
-    if clock_frame.is_empty():
+    recorded = clock_set.clocks.filter(pl.col("clock_id") == clock_id)
+    if recorded.is_empty():
         raise KeyError(clock_id)
-    clock_pauses = pauses.filter(pl.col("clock_id") == clock_id).sort("start_date")
+    start = recorded["start_date"][0]
+    if start > as_of:
+        raise NotStartedError(f"{clock_id} starts on {start}, after {as_of}: it does not exist on that day yet")
+    known_set = clock_set.known_at(as_of, calendar)
+    clock_frame = known_set.clocks.filter(pl.col("clock_id") == clock_id)
+    clock_pauses = known_set.pauses.filter(pl.col("clock_id") == clock_id).sort("start_date")
     evaluation = evaluate_clocks(clock_frame, clock_pauses, calendar, as_of).row(0, named=True)
     clock = clock_frame.row(0, named=True)
 
@@ -159,17 +233,19 @@ def explain_clock(
     if pause_labels is not None:
         for row in pause_labels.filter(pl.col("clock_id") == clock_id).iter_rows(named=True):
             labels[row["start_date"]] = row["label"]
+    unnamed = PROJECT_GAP_LABEL if clock["clock_type"] == "project" else None
     pause_lines = []
     for row in clock_pauses.iter_rows(named=True):
         end = row["end_date"]
         pause_lines.append(
             PauseLine(
-                label=labels.get(row["start_date"], "restart" if row["restart"] else "pause"),
+                label=labels.get(row["start_date"], unnamed or ("restart" if row["restart"] else "pause")),
                 start=row["start_date"],
                 end=end,
                 restart=row["restart"],
                 known=row["start_date"] <= as_of,
                 open=end is None or end > as_of,
+                before_start=row["start_date"] < clock["start_date"],
             )
         )
     known = [pause for pause in pause_lines if pause.known]
@@ -189,7 +265,32 @@ def explain_clock(
         pauses=pause_lines,
         stretches=_stretches(days),
         calendar_notes=_calendar_notes(days),
+        members=_members(clock_set, clock, as_of),
+        extensions=_extensions(clock_set, clock, calendar, as_of),
     )
+
+
+def _members(clock_set: ClockSet, clock: dict, as_of: date) -> list[MemberLine]:
+    if clock["clock_type"] != "project":
+        return []
+    members = clock_set.members.filter(pl.col("project_code") == clock["subject_id"]).sort("accepted_at", "case_id")
+    return [
+        MemberLine(row["case_id"], row["accepted_at"], row["completed_at"], row["accepted_at"] <= as_of)
+        for row in members.iter_rows(named=True)
+    ]
+
+
+def _extensions(clock_set: ClockSet, clock: dict, calendar: WorkCalendar, as_of: date) -> list[ExtensionLine]:
+    if clock["clock_type"] != "case":
+        return []
+    extensions = clock_set.extensions.filter(pl.col("case_id") == clock["subject_id"]).sort("started_at")
+    added = extension_days(pl.Series([clock["limit_kind"]] * extensions.height), extensions, calendar)
+    return [
+        ExtensionLine(
+            row["kind"], row["started_at"], row["limit_days"], row["extension_kind"], days, row["started_at"] <= as_of
+        )
+        for row, days in zip(extensions.iter_rows(named=True), added, strict=True)
+    ]
 
 
 def _day_table(
@@ -327,7 +428,8 @@ def _pause_text(pause: PauseLine, as_of: date) -> str:
         if not pause.known
         else ("still open on " + as_of.isoformat() if pause.open else "ended")
     )
-    return f"{pause.label}: ({pause.start}, {end}] — {effect}; {state}"
+    before = "; began before this clock started, so it counts from the clock's start" if pause.before_start else ""
+    return f"{pause.label}: ({pause.start}, {end}] — {effect}{before}; {state}"
 
 
 def _day(day: date | None) -> str:

@@ -249,7 +249,8 @@ def read_back(context: RunContext, full: bool = False) -> ReadBack:
 
 @task(name="build-clocks", **STAGE)
 def make_clocks(context: RunContext, tables: dict[str, pl.DataFrame]) -> ClockSet:
-    """All six kinds of clock (case, step, project, deferral, claim, special) with their pauses."""
+    """All six kinds of clock (case, step, project, deferral, claim, special) with their pauses, as recorded; each
+    evaluation takes what is known at its own date from them."""
     return build_clocks(tables, context.config.rules)
 
 
@@ -263,10 +264,17 @@ def store_clock_rejects(context: RunContext, clock_set: ClockSet, loads: list[Lo
     return refused
 
 
+def evaluate_known(clock_set: ClockSet, calendar: WorkCalendar, as_of: date) -> pl.DataFrame:
+    """The clocks that exist at the end of `as_of`, as known then, evaluated: the nightly run and every backfilled
+    day go through here, so a replay of a date gives what the nightly run of that date gave."""
+    known = clock_set.known_at(as_of, calendar)
+    return evaluate_clocks(known.clocks, known.pauses, calendar, as_of)
+
+
 @task(name="evaluate", **STAGE)
 def evaluate(context: RunContext, clock_set: ClockSet) -> pl.DataFrame:
     """Every clock's due date and level as of the run's date."""
-    return evaluate_clocks(clock_set.clocks, clock_set.pauses, context.calendar, context.as_of)
+    return evaluate_known(clock_set, context.calendar, context.as_of)
 
 
 @task(name="check-platform-due-dates", **STAGE)
@@ -300,12 +308,11 @@ def save_evaluations(context: RunContext, evaluations: pl.DataFrame, run_id: int
 @task(name="evaluate-history", task_run_name="evaluate-history-{first}-{last}", **STAGE)
 def evaluate_history(context: RunContext, clock_set: ClockSet, first: date, last: date, run_id: int) -> dict[str, int]:
     """Backfill: each day's evaluations from `first` to `last`, stored as that day's history (a rerun replaces
-    them). A clock that had not started yet on a day is not part of that day."""
+    them), each from what was known that day (a clock that had not started yet is not part of it)."""
     stored: dict[str, int] = {}
     day = first
     while day <= last:
-        started = clock_set.clocks.filter(pl.col("start_date") <= day)
-        evaluations = evaluate_clocks(started, clock_set.pauses, context.calendar, day)
+        evaluations = evaluate_known(clock_set, context.calendar, day)
         stored[day.isoformat()] = store_evaluations(context.engine, evaluations, day, run_id)
         day += timedelta(days=1)
     return stored

@@ -249,22 +249,23 @@ def evaluate_for_report(
     """(every clock evaluated at as-of with `workdays_used`, case clocks open at each earlier period end evaluated
     on that day with an `as_of` column)."""
     clock_set = build_clocks(dict(tables), rules)
-    clocks, pauses = clock_set.clocks, clock_set.pauses
+    known = clock_set.known_at(as_of, calendar)
+    clocks, pauses = known.clocks, known.pauses
     evaluations = evaluate_clocks(clocks, pauses, calendar, as_of)
     evaluations = evaluations.with_columns(_workdays_used(clocks, evaluations, pauses, calendar, as_of))
-    case_clocks = clocks.filter(pl.col("clock_type") == "case")
     snapshots = [
         evaluations.filter(pl.col("clock_type") == "case").drop("workdays_used").with_columns(as_of=pl.lit(as_of))
     ]
     for period in periods:
         if period.end >= as_of:
             continue
-        open_then = case_clocks.filter(
-            (pl.col("start_date") <= period.end)
+        then = clock_set.known_at(period.end, calendar)
+        open_then = then.clocks.filter(
+            (pl.col("clock_type") == "case")
             & (pl.col("completed_date").is_null() | (pl.col("completed_date") > period.end))
         )
         snapshots.append(
-            evaluate_clocks(open_then, pauses, calendar, period.end).with_columns(as_of=pl.lit(period.end))
+            evaluate_clocks(open_then, then.pauses, calendar, period.end).with_columns(as_of=pl.lit(period.end))
         )
     return evaluations, pl.concat(snapshots, how="vertical_relaxed")
 

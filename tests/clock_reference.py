@@ -74,7 +74,10 @@ def evaluate_one(
 
     due: date | None
     if clock.limit == 0:
-        due = start
+        due = start  # 即办件
+        if clock.kind == "calendar":  # a fixed due date on the start day still moves off a rest day
+            while not is_workday(due):
+                due += ONE_DAY
     else:
         due = None
         day, seen = start, 0
