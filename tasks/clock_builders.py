@@ -156,7 +156,7 @@ class ClockSet:
         projects = clocks[project_rows].select(
             pl.col("subject_id").alias("project_code")
         ).join(completion, on="project_code", how="left", maintain_order="left")
-        clocks = clocks.with_columns(pl.col("completed_date").scatter(project_rows, projects["completed"]))
+        clocks = clocks.with_columns(clocks["completed_date"].scatter(project_rows, projects["completed"]))
         pauses = pl.concat(
             [pauses.filter(~pl.col("clock_id").str.starts_with("project:")), _project_gaps(members, suspensions)],
             how="vertical",
