@@ -4,6 +4,7 @@ projects whose members arrive after T, fixed due dates on rest days, and extensi
 
 from __future__ import annotations
 
+import collections
 import functools
 import random
 from datetime import date, timedelta
@@ -85,8 +86,8 @@ def random_records(rng: random.Random) -> tuple[RefRecords, date, dict[str, str]
             limit = rng.choice([0, *range(1, 11)])
             steps.append(RefStep(case_id, step_no, start, end, limit, MATTERS[matters[case_id]]))
         seen = set()
-        for _ in range(rng.choice([0, 1, 1, 2, 3])):
-            name = rng.choice(list(KINDS))
+        for _ in range(rng.choice([0, 1, 1, 2, 3, 4])):
+            name = rng.choice(["补正", *KINDS])  # corrections twice as often: several restarts on one clock
             effect, limit, limit_kind = KINDS[name]
             start = accepted + days(rng, 0, 40)
             end = start + days(rng, 0, 20) if maybe(rng, 0.75) else None
@@ -205,7 +206,7 @@ def test_many_random_records_cover_every_rule() -> None:
     """A fixed batch large enough that every situation the properties are about occurs, checked here."""
     rng = random.Random(20251001)
     seen = {name: 0 for name in ("start after T", "suspension before step", "restart across steps",
-                                 "member after T", "fixed due date on a rest day", "extension")}
+                                 "member after T", "fixed due date on a rest day", "extension", "two restarts")}
     is_workday, _ = reference_day_status(rules_and_calendar()[1])
     for _ in range(150):
         records, as_of, matters = random_records(rng)
@@ -225,4 +226,8 @@ def test_many_random_records_cover_every_rule() -> None:
             for d in records.deferrals
         )
         seen["extension"] += any(s.effect == "extend" and s.start <= as_of for s in records.suspensions)
+        ended_restarts = collections.Counter(
+            s.case_id for s in records.suspensions if s.effect == "restart" and s.end is not None and s.end <= as_of
+        )
+        seen["two restarts"] += any(count > 1 for count in ended_restarts.values())
     assert all(count >= 5 for count in seen.values()), seen
