@@ -428,7 +428,7 @@ def _pause_text(pause: PauseLine, as_of: date) -> str:
         if not pause.known
         else ("still open on " + as_of.isoformat() if pause.open else "ended")
     )
-    before = "; began before this clock started, so it counts from the clock's start" if pause.before_start else ""
+    before = "; began before this clock started, so it pauses the clock from its start" if pause.before_start else ""
     return f"{pause.label}: ({pause.start}, {end}] — {effect}{before}; {state}"
 
 
