@@ -4,7 +4,7 @@ a nightly run and a backfill of the same day agreeing."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -276,3 +276,34 @@ def test_extension_rows_without_days_are_rejected(rules: RuleBook) -> None:
         "E 延期 2025-09-02": "extension without its days (limit_days)",
         "E 延期 2025-09-08": "extension granted 2025-09-08 after the case was completed on 2025-09-05",
     }
+
+
+# -- a replay of a past date: the nightly run and a backfill agree ----------------------------------------------
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_run_as_of_a_past_day_and_a_backfill_of_it_store_the_same_evaluations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestration_fixtures import AS_OF, make_pipeline, sample_tables
+
+    from flows.backfill import backfill
+    from flows.nightly import nightly
+    from tasks.evaluations import read_evaluations
+    from tasks.store import read_tables
+
+    day = AS_OF - timedelta(days=10)  # the sample runs to AS_OF: cases, steps, pushes … start after this day
+    pipeline = make_pipeline(tmp_path, monkeypatch, sample_tables())
+    assert nightly(as_of=day, deliverable=False, return_state=True).is_completed()
+    engine = pipeline.engine()
+    stored = read_tables(engine)
+    assert stored["cases"].filter(pl.col("accepted_at").cast(pl.Date) > day).height > 0, "nothing after the day"
+    from_run = read_evaluations(engine, day).drop("run_id").sort("clock_id")
+    assert from_run.height > 0
+    assert from_run.filter(pl.col("start_date") > day).is_empty()
+    assert pipeline.scalar("SELECT count(*) FROM cards c JOIN evaluations e ON e.clock_id = c.clock_id "
+                           "WHERE e.as_of = :day AND e.start_date > :day", day=day) == 0
+
+    assert backfill(start=day, end=day) == {day.isoformat(): from_run.height}
+    assert read_evaluations(engine, day).drop("run_id").sort("clock_id").equals(from_run)
+    engine.dispose()
