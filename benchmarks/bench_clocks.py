@@ -5,7 +5,7 @@
 
 Prints medians of several runs: the engine's wall and CPU time and clocks per second; `evaluate`'s whole-process
 time and peak memory on Parquet (and, apart, starting Python and importing the CLI); and the anchor, a naive per-row
-walk over chinese-calendar, on a few hundred clocks. Targets (issue 3): the engine alone at >= 10 million case
+walk over chinese-calendar, on a few hundred clocks. Targets: the engine alone at >= 10 million case
 clocks/s; `evaluate` on 1M clocks within 3 s for the whole process and 1 GB; the anchor manages about 240 clocks/s.
 The machine is shared: every section prints the load average (1, 5, 15 minutes) it ran under.
 """

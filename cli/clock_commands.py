@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
 
 def evaluate(
     ctx: typer.Context,
-    cases: Path = typer.Argument(..., help="Cases file (.csv or .parquet): DOMAIN.md columns or Chinese headers."),
+    cases: Path = typer.Argument(..., help="Cases file (.csv or .parquet): canonical columns or Chinese headers."),
     suspensions: Path | None = typer.Option(None, "--suspensions", help="Suspensions (特别程序) file."),
     as_of: str | None = typer.Option(None, "--as-of", help="Evaluate as of the end of this day (default: yesterday)."),
     output: Path = typer.Option(..., "-o", "--output", help="Output file (.csv or .parquet)."),

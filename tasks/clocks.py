@@ -1,7 +1,7 @@
 """The clock engine: due date, elapsed and remaining days, days overdue and level of every clock as of a date.
 
-The rules are DOMAIN.md "Time rules". In short, for a clock with start A, limit N (working or calendar days), pauses
-(S, E] and completion C, as of the end of day T:
+The rules are the README's "The deadline rules". In short, for a clock with start A, limit N (working or calendar
+days), pauses (S, E] and completion C, as of the end of day T:
 
 - Only what is known at T counts: a completion after T is ignored, a pause with S > T is ignored, and a pause whose
   end is empty or after T is open (it extends without end).

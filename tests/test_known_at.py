@@ -307,3 +307,22 @@ def test_run_as_of_a_past_day_and_a_backfill_of_it_store_the_same_evaluations(
     assert backfill(start=day, end=day) == {day.isoformat(): from_run.height}
     assert read_evaluations(engine, day).drop("run_id").sort("clock_id").equals(from_run)
     engine.dispose()
+
+
+def test_limits_in_hours_or_months_are_rejected_not_guessed(rules: RuleBook) -> None:
+    cases = pl.DataFrame(
+        {
+            "case_id": ["H", "M", "W"],
+            "matter_code": ["SJ-D001"] * 3,
+            "unit_code": ["360700SPJ"] * 3,
+            "accepted_at": [date(2025, 9, 1)] * 3,
+            "limit_days": [4, 1, 4],
+            "limit_kind": ["小时", "个月", "工作日"],
+        }
+    )
+    clock_set = build_clocks({"cases": cases}, rules)
+    assert dict(zip(clock_set.rejects["row_key"], clock_set.rejects["reason"], strict=True)) == {
+        "H": "unknown limit_kind '小时' (workday|calendar|工作日|自然日)",
+        "M": "unknown limit_kind '个月' (workday|calendar|工作日|自然日)",
+    }
+    assert clock_set.clocks["clock_id"].to_list() == ["case:W"]

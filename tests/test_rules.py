@@ -68,6 +68,9 @@ def test_suspension_effects_default_to_restart_for_corrections_only(rules: RuleB
     assert rules.suspension_effect("某种新程序") == "pause"
     table = rules.suspension_kind_table()
     assert table.filter(pl.col("kind") == "招标拍卖").row(0, named=True)["limit_kind"] == "calendar"
+    assert rules.suspension_effect("延期") == "extend"
+    extension = table.filter(pl.col("kind") == "延期").row(0, named=True)
+    assert (extension["extend"], extension["restart"], extension["limit_days"]) == (True, False, None)
 
 
 def test_warning_threshold_is_exact(rules: RuleBook) -> None:
@@ -96,6 +99,10 @@ def test_deferral_and_claim_accept_several_versions(tmp_path: Path) -> None:
         (lambda d: d["matters"][7].update(mode="city"), "mode city needs only city steps"),
         (lambda d: d["suspension_kinds"][0].update(effect="stop"), "entry '补正': field 'suspension_kinds.0.effect'"),
         (lambda d: d["suspension_kinds"].append({"kind": "补正"}), "suspension kind '补正' is listed twice"),
+        (
+            lambda d: d["suspension_kinds"].append({"kind": "延长", "effect": "extend", "limit": 5}),
+            "kind '延长' extends the limit by each row's limit_days: it takes no limit",
+        ),
         (lambda d: d["project_categories"][0].update(surprise=1), "field 'project_categories.0.surprise'"),
         (lambda d: d.pop("claim"), "field 'claim'"),
     ],
