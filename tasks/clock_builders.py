@@ -121,12 +121,16 @@ class ClockSet:
     members: pl.DataFrame = field(default_factory=lambda: _empty(MEMBER_COLUMNS))  # cases of the projects with a clock
     member_suspensions: pl.DataFrame = field(default_factory=lambda: _empty(MEMBER_SUSPENSION_COLUMNS))
     extensions: pl.DataFrame = field(default_factory=lambda: _empty(EXTENSION_COLUMNS))  # 延期, every one recorded
+    as_of: date | None = None  # None: everything recorded; else the day known_at cut it to
 
     def known_at(self, as_of: date, calendar: WorkCalendar) -> ClockSet:
         """The clocks as they stand at the end of day `as_of`: only those started by then; project clocks made of the
         member cases accepted by then, with the completions and suspensions known then; case limits lengthened by
         the extensions granted by then. Pauses that start later stay listed (an explanation shows them as not yet
-        known); the engine ignores them."""
+        known); the engine ignores them. Only a set of everything recorded can be cut (its extensions would count
+        twice otherwise)."""
+        if self.as_of is not None:
+            raise ValueError(f"these clocks are already as known at {self.as_of}")
         clocks = self.clocks.filter(pl.col("start_date") <= as_of)
         pauses = self.pauses
         if not self.members.is_empty():
@@ -134,7 +138,7 @@ class ClockSet:
         extensions = self.extensions.filter(pl.col("started_at") <= as_of)
         if not extensions.is_empty():
             clocks = _extended(clocks, extensions, calendar)
-        return ClockSet(clocks, pauses, self.rejects, self.members, self.member_suspensions, self.extensions)
+        return ClockSet(clocks, pauses, self.rejects, self.members, self.member_suspensions, self.extensions, as_of)
 
     def _projects_known_at(
         self, clocks: pl.DataFrame, pauses: pl.DataFrame, as_of: date

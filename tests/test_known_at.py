@@ -230,6 +230,8 @@ def test_extensions_add_their_days_from_the_day_granted(rules: RuleBook, calenda
     assert (first["due_date"], first["remaining"]) == (calendar.add_workdays(start, 20 + 1), 20 - 13)
     both = evaluated(clock_set, calendar, date(2025, 9, 22))["case:E"]
     assert both["due_date"] == calendar.add_workdays(start, 23 + 1)
+    with pytest.raises(ValueError, match="already as known at 2025-09-22"):  # extensions would count twice
+        clock_set.known_at(date(2025, 9, 22), calendar).known_at(date(2025, 9, 22), calendar)
     account = text(clock_set, "case:E", calendar, date(2025, 9, 19))
     assert "Limit: 20 working days (工作日) (15 + 5 by extension)" in account
     assert "延期: granted 2025-09-10, +5 working days (工作日); counted" in account
