@@ -328,3 +328,33 @@ def test_limits_in_hours_or_months_are_rejected_not_guessed(rules: RuleBook) -> 
         "M": "unknown limit_kind '个月' (workday|calendar|工作日|自然日)",
     }
     assert clock_set.clocks["clock_id"].to_list() == ["case:W"]
+
+
+def test_explain_command_shows_extensions_and_refuses_a_clock_not_started(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    cases = tmp_path / "cases.csv"
+    cases.write_text(
+        "办件编号,事项编码,承办单位编码,受理时间\nE1,SJ-D001,360700SPJ,2025-09-01\nL1,SJ-D001,360700SPJ,2025-10-09\n",
+        encoding="utf-8",
+    )
+    suspensions = tmp_path / "suspensions.csv"
+    suspensions.write_text(
+        "办件编号,特别程序种类,开始时间,结束时间,limit_days\nE1,延期,2025-09-10,,5\n", encoding="utf-8"
+    )
+
+    def explain(case_id: str) -> tuple[int, str]:
+        arguments = ["explain", "--cases", str(cases), "--suspensions", str(suspensions), "--case-id", case_id]
+        result = CliRunner().invoke(app, [*arguments, "--as-of", "2025-09-30"], env={"COLUMNS": "200"})
+        return result.exit_code, result.output
+
+    code, output = explain("E1")
+    assert code == 0, output
+    assert "Limit: 20 working days (工作日) (15 + 5 by extension)" in output
+    assert "延期: granted 2025-09-10, +5 working days (工作日); counted" in output
+    code, output = explain("L1")
+    assert code == 2
+    assert "case:L1 starts on 2025-10-09, after 2025-09-30: it does not exist on that day yet" in output
+    assert "Traceback" not in output
