@@ -128,6 +128,9 @@ def test_a_member_accepted_after_t_does_not_hide_a_late_project(rules: RuleBook,
     assert "Member cases (2 of 3 accepted by 2025-09-28 are counted)" in account
     assert "Z: accepted 2025-10-01, after 2025-09-28: not counted" in account
     assert "Y: accepted 2025-08-15, completed 2025-09-15" in account
+    account = text(clock_set, "project:P1", calendar, date(2025, 10, 10))
+    assert "Member cases (3 of 3 accepted by 2025-10-10 are counted)" in account
+    assert "no member case open and unsuspended: (2025-09-15, 2025-10-01]" in account
 
 
 # -- suspensions over steps -----------------------------------------------------------------------------------
@@ -175,6 +178,26 @@ def test_a_correction_that_ends_after_a_step_ended_only_pauses_that_step(
     assert result["step:K:2"]["due_date"] == calendar.add_workdays(date(2025, 1, 30), 18)
     assert result["step:K:2"]["elapsed"] == 5  # 02-05..02-08 (Sat 02-08 is a make-up working day), 02-10
     assert result["case:K"]["due_date"] == calendar.add_workdays(date(2025, 1, 30), 20)
+
+
+def test_a_special_procedure_clock_is_not_paused_by_other_suspensions(rules: RuleBook, calendar: WorkCalendar) -> None:
+    clock_set = build_clocks(
+        {
+            "cases": frame(CASE_SCHEMA, ("S", "SJ-D001", "360700SPJ", None, date(2025, 9, 1))),
+            "suspensions": frame(
+                SUSPENSION_SCHEMA,
+                ("S", "专家评审", date(2025, 9, 1)),  # 20 working days of its own
+                ("S", "补正", date(2025, 9, 3), date(2025, 9, 10)),
+                ("S", "公示", date(2025, 9, 4)),  # 10 working days of its own, still open
+            ),
+        },
+        rules,
+    )
+    result = evaluated(clock_set, calendar, date(2025, 9, 30))
+    review = result["special:S:专家评审:2025-09-01"]
+    assert (review["due_date"], review["level"]) == (calendar.add_workdays(date(2025, 9, 1), 20), "overdue")
+    assert result["special:S:公示:2025-09-04"]["due_date"] == calendar.add_workdays(date(2025, 9, 4), 10)
+    assert result["case:S"]["level"] == "paused"
 
 
 # -- fixed due dates --------------------------------------------------------------------------------------------
