@@ -133,6 +133,29 @@ def test_a_member_accepted_after_t_does_not_hide_a_late_project(rules: RuleBook,
     assert "no member case open and unsuspended: (2025-09-15, 2025-10-01]" in account
 
 
+def test_the_report_evaluates_what_was_known_at_its_date(rules: RuleBook, calendar: WorkCalendar) -> None:
+    from tasks.metrics import report_periods
+    from tasks.report import evaluate_for_report
+
+    as_of = date(2025, 9, 28)
+    cases = frame(
+        CASE_SCHEMA,
+        ("X", "SJ-D001", "360702SPJ", "P1", date(2025, 8, 7), date(2025, 8, 20)),
+        ("Y", "SJ-D002", "360702SPJ", "P1", date(2025, 8, 15), date(2025, 9, 15)),
+        ("Z", "SJ-D003", "360702SPJ", "P1", date(2025, 10, 1)),
+    )
+    projects = pl.DataFrame({"project_code": ["P1"], "category": ["simple_low_risk"], "lead_unit_code": ["360702SPJ"]})
+    evaluations, snapshots = evaluate_for_report(
+        {"cases": cases, "projects": projects}, rules, calendar, report_periods("month", as_of, 2), as_of
+    )
+    assert set(evaluations["clock_id"]) == {"case:X", "case:Y", "project:P1"}
+    project = evaluations.filter(pl.col("clock_id") == "project:P1").row(0, named=True)
+    assert (project["level"], project["overdue_workdays"]) == ("completed_late", 9)
+    # At the end of August only X had been completed; Y was open, Z did not exist.
+    august = snapshots.filter(pl.col("as_of") == date(2025, 8, 31))
+    assert august["clock_id"].to_list() == ["case:Y"]
+
+
 # -- suspensions over steps -----------------------------------------------------------------------------------
 
 
