@@ -227,8 +227,8 @@ def _seed_platform_due_dates(
         ).with_columns(pl.col(column).cast(pl.Int32) for column in ("limit_days", "step_no") if column in frame.columns)
         for name, frame in tables.items()
     }
-    clock_set = build_clocks(frames, config.rules, clock_types={"case"})
-    evaluated = evaluate_clocks(clock_set.clocks, clock_set.pauses, calendar, AS_OF)
+    known = build_clocks(frames, config.rules, clock_types={"case"}).known_at(AS_OF, calendar)  # extensions counted
+    evaluated = evaluate_clocks(known.clocks, known.pauses, calendar, AS_OF)
     ours = {row["case_id"]: (row["due_date"], row["level"]) for row in evaluated.iter_rows(named=True)}
     seeded: dict[str, str] = {}
     wanted = dict.fromkeys((SENTINEL, PAUSE_ENDS_TWICE, MISSING_MAKEUP_DAY, MISSING_HOLIDAY), SEEDED_PER_CAUSE)
