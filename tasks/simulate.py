@@ -105,11 +105,11 @@ def evaluate_known(
     clock_types: tuple[str, ...] | None = None,
     keep: pl.Expr | None = None,
 ) -> pl.DataFrame:
-    """The clocks that had started by `as_of` (a clock that has not started does not exist yet), or those of them
-    that `keep` selects, evaluated then."""
-    clock_set = build_clocks(dict(tables), rules, clock_types)
-    started = clock_set.clocks.filter(pl.col("start_date") <= as_of, keep if keep is not None else pl.lit(True))
-    return evaluate_clocks(started, clock_set.pauses, calendar, as_of)
+    """The clocks as known at `as_of` (ClockSet.known_at, as every evaluation: a clock that has not started does not
+    exist yet), or those of them that `keep` selects, evaluated then."""
+    known = build_clocks(dict(tables), rules, clock_types).known_at(as_of, calendar)
+    kept = known.clocks.filter(keep) if keep is not None else known.clocks
+    return evaluate_clocks(kept, known.pauses, calendar, as_of)
 
 
 def touched_tables(tables: Mapping[str, pl.DataFrame], proposal: ProposedRules) -> dict[str, pl.DataFrame]:
