@@ -6,8 +6,8 @@ per-source defaults, an encoding, extra date formats and the largest reject frac
 it is stored. A platform's source may also reject unit and matter codes that no alias knows (`unknown_codes`), and a
 suspensions source may be written as start and end events (`events`, paired by tasks/events.py).
 
-The Chinese headers of DOMAIN.md ("Canonical data") are accepted for every source by default, so a raw export of the
-approval platform loads with no mapping at all.
+The Chinese headers of the canonical tables (README, "Sources and ingestion") are accepted for every source by
+default, so a raw export of the approval platform loads with no mapping at all.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Every time figure comes from the deadline engine (tasks/clocks.evaluate_clocks),
 report and an alert never disagree about whether a case was on time. Nothing here counts days itself.
 
 Inputs
-- `tables`: canonical frames (cases, steps, projects, …) as DOMAIN.md names their columns.
+- `tables`: canonical frames (cases, steps, projects, …) with their canonical column names.
 - `evaluations`: every clock evaluated at the report's as-of date (the engine's output). An optional `workdays_used`
   column gives the working days a clock used, pauses excluded; without it a `workday` clock's `elapsed` is used and a
   `calendar` clock (自然日) has no working-day figure (the report builder fills it by re-evaluating such clocks as
@@ -141,7 +141,7 @@ def _workdays_used(evaluations: pl.DataFrame) -> pl.Expr:
 
 
 def _known_completion(as_of: date) -> pl.Expr:
-    """A completion after the as-of date is not known then (DOMAIN: the clock is open at T)."""
+    """A completion after the as-of date is not known then (the clock is open at T)."""
     return pl.when(pl.col("completed_date") <= as_of).then(pl.col("completed_date")).otherwise(None)
 
 

@@ -1,9 +1,9 @@
 """The one parser for messy export values: text, codes, dates, datetimes and integers, vectorised in polars.
 
 Every parse reports the non-empty values it could not read (`ParseResult.problems`), so callers turn them into rejects
-instead of silent nulls. Dates follow DOMAIN.md: ISO date/datetime, `2023/1/20 9:05`, `2023年1月20日`, `20230120`,
-Excel serial numbers. An aware datetime is converted to Asia/Shanghai before its date is taken; a naive one is read as
-Shanghai wall time.
+instead of silent nulls. Dates come in every spelling real exports use: ISO date/datetime, `2023/1/20 9:05`,
+`2023年1月20日`, `20230120`, Excel serial numbers. An aware datetime is converted to Asia/Shanghai before its date
+is taken; a naive one is read as Shanghai wall time.
 """
 
 from __future__ import annotations

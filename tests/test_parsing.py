@@ -1,4 +1,4 @@
-"""The one date/number/code parser: every export spelling of DOMAIN.md, and every unreadable value reported."""
+"""The one date/number/code parser: every spelling real exports use, and every unreadable value reported."""
 
 from __future__ import annotations
 
