@@ -61,6 +61,10 @@ def root(
     debug: bool = typer.Option(False, "--debug", help="Show the traceback of an unexpected error."),
 ) -> None:
     os.environ.setdefault(ANALYTICS_SETTING, "false")  # before any command imports Prefect
+    if prefect_home := os.environ.get("PREFECT_HOME"):
+        # Prefect makes its home but not the folders above it; its ephemeral server then cannot open its database
+        # and times out. A home under a fresh checkout's var/ is the usual case.
+        Path(prefect_home).expanduser().mkdir(parents=True, exist_ok=True)
     DEBUG.enabled = debug
     ctx.obj = CliState(config_dir=config)
 

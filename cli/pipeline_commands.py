@@ -274,5 +274,6 @@ def _print_outputs(cli: CliState) -> None:
 
 def _state_summary(final: Any) -> dict[str, Any]:
     """The run summary a nightly flow put in its final state (empty when it crashed before making one)."""
-    data = final.result(raise_on_failure=False)
-    return data if isinstance(data, dict) else {}
+    from tasks.runs import state_summary
+
+    return state_summary(final.result(raise_on_failure=False))

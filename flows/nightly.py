@@ -45,7 +45,7 @@ from tasks.pipeline import (
 )
 from tasks.platform_check import cause_counts
 from tasks.reconcile import reconciliation
-from tasks.runs import RunLocked, close_run, open_run, run_lock
+from tasks.runs import RunIncomplete, RunLocked, close_run, open_run, run_lock
 from tasks.settled import EvaluationPlan, Settlement, settled_totals
 
 NIGHTLY_LOCK = "nightly"
@@ -86,7 +86,7 @@ def nightly(
     failure = run_failure(summary)
     close_run(context.engine, run_id, "failed" if failure else "completed", summary)
     if failure:
-        return Failed(message=failure, data=summary)
+        return Failed(message=failure, data=RunIncomplete(failure, summary))
     return Completed(message=f"nightly run as of {context.as_of} completed", data=summary)
 
 

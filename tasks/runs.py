@@ -21,6 +21,27 @@ class RunLocked(RuntimeError):
     """Another run holds the lock."""
 
 
+class RunIncomplete(RuntimeError):
+    """The data of a flow run that ends Failed with a summary. Prefect resolves a Failed state's data into an
+    exception; a plain dict there makes it raise a TypeError that reads like a crash, so the summary travels inside
+    this exception, whose text is the run's one-line reason."""
+
+    def __init__(self, message: str, summary: dict[str, Any]) -> None:
+        super().__init__(message, summary)
+        self.summary = summary
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def state_summary(data: Any) -> dict[str, Any]:
+    """The summary a flow run left as its result, whether it completed (a dict) or failed (a RunIncomplete); empty
+    when it crashed before making one."""
+    if isinstance(data, RunIncomplete):
+        return data.summary
+    return data if isinstance(data, dict) else {}
+
+
 def now_local() -> datetime:
     return datetime.now(TIMEZONE)
 

@@ -4,6 +4,7 @@ and never one that was recorded as sent."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -66,12 +67,14 @@ def relay() -> Iterator[SmtpServer]:
         yield server
 
 
-def start_deliver(environment: dict[str, str]) -> subprocess.Popen[str]:
+def start_deliver(environment: dict[str, str], output: Path) -> subprocess.Popen[str]:
     # A session of its own, so that the kill reaches the command and the Prefect server it started, and nothing else.
-    return subprocess.Popen(
-        [str(PERMITWATCH), "deliver", "--now", NOW], env=environment, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )
+    # Its output goes to a file: a pipe that nobody reads while the command runs fills up and stalls it mid-way.
+    with output.open("w", encoding="utf-8") as sink:
+        return subprocess.Popen(
+            [str(PERMITWATCH), "deliver", "--now", NOW], env=environment, stdout=sink,
+            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
 
 
 def unit_mail(relay: SmtpServer) -> Counter[str]:
@@ -105,14 +108,18 @@ def test_a_delivery_killed_mid_way_is_finished_by_an_immediate_rerun(
     }
     relay.hold = HOLD_SECONDS
 
-    first = start_deliver(environment)
-    deadline = time.monotonic() + 240
-    while sum(unit_mail(relay).values()) < 2 * PARALLEL_SENDS:
-        assert first.poll() is None, first.stdout.read() if first.stdout else ""
-        assert time.monotonic() < deadline, "the delivery never started sending"
-        time.sleep(0.05)
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
+    first_output = tmp_path / "first.out"
+    first = start_deliver(environment, first_output)
+    try:
+        deadline = time.monotonic() + 240
+        while sum(unit_mail(relay).values()) < 2 * PARALLEL_SENDS:
+            assert first.poll() is None, first_output.read_text(encoding="utf-8")
+            assert time.monotonic() < deadline, "the delivery never started sending"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # it may have ended by itself, and then the test says why
+            os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
 
     at_kill = statuses_by_unit(engine)
     recorded_sent = {unit for unit, seen in at_kill.items() if seen == {"sent"}}
@@ -120,8 +127,14 @@ def test_a_delivery_killed_mid_way_is_finished_by_an_immediate_rerun(
     assert 0 < len(recorded_sent) < len(UNITS)  # killed mid-way
     assert len(in_flight) <= PARALLEL_SENDS  # claimed just before sending, not all up front
 
-    second = start_deliver(environment)
-    output, _ = second.communicate(timeout=300)
+    second_output = tmp_path / "second.out"
+    second = start_deliver(environment, second_output)
+    try:
+        second.wait(timeout=300)
+    finally:
+        if second.poll() is None:
+            os.killpg(second.pid, signal.SIGKILL)
+    output = second_output.read_text(encoding="utf-8")
     assert second.returncode == 0, output
     assert "given back from a delivery that died mid-send" in output, output
 

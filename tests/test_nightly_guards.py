@@ -27,6 +27,7 @@ from prefect.states import State
 
 from flows.nightly import nightly
 from tasks.artifacts import SUMMARY_KEY
+from tasks.runs import state_summary
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -41,8 +42,8 @@ def run_nightly() -> State[Any]:
 
 
 def summary_of(state: State[Any]) -> dict[str, Any]:
-    summary = state.result(raise_on_failure=False)
-    assert isinstance(summary, dict), summary
+    summary = state_summary(state.result(raise_on_failure=False))
+    assert summary, state
     return summary
 
 

@@ -47,7 +47,7 @@ from tasks.artifacts import (
     summary_markdown,
 )
 from tasks.evaluations import read_evaluations
-from tasks.runs import run_lock
+from tasks.runs import run_lock, state_summary
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NIGHTLY_KEYS = {SUMMARY_KEY, OVERDUE_KEY, REJECTS_KEY, PROGRESS_KEY}
@@ -68,8 +68,8 @@ def run_nightly(**parameters: Any) -> State[Any]:
 
 
 def summary_of(state: State[Any]) -> dict[str, Any]:
-    summary = state.result(raise_on_failure=False)
-    assert isinstance(summary, dict), summary
+    summary = state_summary(state.result(raise_on_failure=False))
+    assert summary, state
     return summary
 
 
