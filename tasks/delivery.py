@@ -60,6 +60,7 @@ from tasks.digests import Digest, DigestTemplates, build_digests, cut_sms, sms_l
 from tasks.idempotency import add_gateway_key, digest_key, install_message_id_hook, message_id
 from tasks.outbox import OUTBOX_SCHEME, outbox_url
 from tasks.pii import mask_phone
+from tasks.subjects import add_subject_names
 
 logger = logging.getLogger("permitwatch.alerts")
 
@@ -386,6 +387,7 @@ def plan_delivery(engine: Engine, config: PermitwatchConfig, now: datetime) -> D
     items = _pending_items(engine)
     items = _suppress_silenced(engine, items, now, report)
     items = _drop_unknown_targets(engine, items, units, units.alerting.max_attempts, now.astimezone(UTC))
+    items = add_subject_names(engine, items)
     templates = DigestTemplates(config.templates_dir)
     digests = build_digests(items, units, templates, as_of=now.date()) if items.height else []
     return DeliveryPlan(now, digests, items.get_column("card_id").to_list(), report)

@@ -85,10 +85,10 @@ def test_one_digest_per_unit_and_channel_most_urgent_first(units: UnitDirectory,
         ("360702ZF", "email"),
     ]
     sms = next(d for d in digests if d.channel == "sms")
-    assert sms.body == "【时限预警】督办1、超期2、预警2，最急C3、C5、C2等。详见邮件"
+    assert sms.body == "【时限预警】督办1、超期2、预警2件，最久逾期6个工作日，最急C3、C5、C2等。详见邮件"
     assert sms_length(sms.body) <= 70
     email = next(d for d in digests if d.channel == "email" and d.recipient_unit == "360702SPJ")
-    order = [email.body.index(f"<td>{subject}</td>") for subject in ("C3", "C5", "C2", "C4", "C1")]
+    order = [email.body.index(f'<td rowspan="1">{subject}</td>') for subject in ("C3", "C5", "C2", "C4", "C1")]
     assert order == sorted(order)  # escalated, most overdue, overdue, due today, 2 days left
     assert email.card_count == 5
     assert "督办1件" in email.title and "章贡区行政审批局" in email.title
@@ -173,7 +173,7 @@ def test_email_masks_pii_escapes_html_and_attaches_a_safe_csv(units: UnitDirecto
     table = list(csv.DictReader(io.StringIO(content.decode("utf-8-sig"))))
     assert [row["编号"] for row in table] == ["C3", '\'=HYPERLINK("http://x")', "<b>C1</b>"]
     assert [row["申请人"] for row in table] == ["", "欧**娜", "张*三"]
-    assert table[0]["级别"] == "督办" and table[0]["时限状态"] == "超期5个工作日"
+    assert table[0]["级别"] == "督办" and table[0]["时限状态"] == "已超期5个工作日"
     assert "张小三" not in content.decode("utf-8-sig")
 
 
