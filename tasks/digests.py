@@ -186,7 +186,9 @@ def state_text(templates: DigestTemplates) -> pl.Expr:
 def ask_text(templates: DigestTemplates, supervising: pl.Expr) -> pl.Expr:
     """What the recipient is asked to do, by level and clock (`supervising`: a supervisor reading others' cards)."""
     pairs = {
-        f"{level}/{clock_type}": text for level, by_clock in templates.asks.items() for clock_type, text in by_clock.items()
+        f"{level}/{clock_type}": text
+        for level, by_clock in templates.asks.items()
+        for clock_type, text in by_clock.items()
     }
     key = pl.when(supervising).then(pl.lit("supervise")).otherwise(pl.col("level")) + "/" + pl.col("clock_type")
     return key.replace_strict(pairs, default="", return_dtype=pl.String)
@@ -295,7 +297,9 @@ def build_digests(
     rows = digest_rows(items, units, templates)
     email_rows = _email_table_rows(templates)
     columns = list(templates.columns)
-    csv_line = pl.concat_str([_csv_field(formula_safe(pl.col(name).cast(pl.String))) for name in columns], separator=",")
+    csv_line = pl.concat_str(
+        [_csv_field(formula_safe(pl.col(name).cast(pl.String))) for name in columns], separator=","
+    )
     overdue = pl.col("level_code").is_in(["overdue", "escalated"])
     first = pl.col("first_of_subject")
     groups = rows.group_by(GROUP_KEY, maintain_order=True).agg(
@@ -310,7 +314,9 @@ def build_digests(
         pl.col("due_day").filter(~overdue).min().alias("earliest_due"),
         pl.when(pl.col("channel") == "email").then(email_rows).str.join("\n").alias("table_rows"),
         pl.when(pl.col("channel") == "email").then(csv_line).str.join("\r\n").alias("csv_lines"),
-        pl.struct(["rank", "first_of_subject", "subject", "subject_id", "matter", "unit_name", *templates.clock_columns])
+        pl.struct(
+            ["rank", "first_of_subject", "subject", "subject_id", "matter", "unit_name", *templates.clock_columns]
+        )
         .head(IM_ROWS)
         .alias("im_rows"),
     )
@@ -333,7 +339,9 @@ def _email_table_rows(templates: DigestTemplates) -> pl.Expr:
     subject_cells = pl.when(pl.col("first_of_subject")).then(
         pl.concat_str(
             [
-                pl.format('<td rowspan="{}">{}</td>', pl.col("subject_clocks"), _html_text(pl.col(name).cast(pl.String)))
+                pl.format(
+                    '<td rowspan="{}">{}</td>', pl.col("subject_clocks"), _html_text(pl.col(name).cast(pl.String))
+                )
                 for name in templates.subject_columns
             ]
         )

@@ -29,7 +29,9 @@ def add_subject_names(engine: Engine, items: pl.DataFrame) -> pl.DataFrame:
         for chunk in _chunks(keys):
             step_rows.extend(
                 connection.execute(
-                    select(Step.case_id, Step.step_no, Step.step_name).where(tuple_(Step.case_id, Step.step_no).in_(chunk))
+                    select(Step.case_id, Step.step_no, Step.step_name).where(
+                        tuple_(Step.case_id, Step.step_no).in_(chunk)
+                    )
                 ).all()
             )
         for chunk in _chunks(projects):
