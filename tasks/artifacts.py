@@ -25,6 +25,7 @@ from sqlalchemy import Engine, func, select
 from config.sources import CANONICAL_COLUMNS, Source
 from config.units import UnitDirectory
 from schemas.tables import Delivery
+from tasks import review
 from tasks.delivery import DeliveryReport, display_target
 from tasks.ingest import LoadResult
 from tasks.pii import mask_name, mask_phone
@@ -36,6 +37,8 @@ PROGRESS_KEY = "nightly-progress"
 DELIVERY_KEY = "delivery-status"
 PLATFORM_KEY = "platform-disagreements"
 TOP_DISAGREEMENTS = 200
+REVIEW_KEY = "review-waiting"
+REVIEW_DECISION_KEY = "review-decision"
 TOP_OVERDUE = 50
 TOP_REJECTS = 100
 PII_MASKS: dict[str, Callable[[str | None], str | None]] = {"applicant_name": mask_name, "applicant_phone": mask_phone}
@@ -316,6 +319,18 @@ def _delivery_row(
 
 def publish_delivery(engine: Engine, report: DeliveryReport, units: UnitDirectory) -> None:
     create_table_artifact(delivery_rows(engine, report, units), key=DELIVERY_KEY, description=report.summary())
+
+
+def publish_review(waiting: pl.DataFrame, timeout_text: str) -> None:
+    """The escalations waiting for the 督办 review (unit, subject, clock, days overdue, reason) and what happens if
+    nobody answers. No applicant data: cards carry none."""
+    rows = review.waiting_table(waiting) or [{"责任单位": "", "编号": "", "督办原因": "nothing waiting for review"}]
+    create_table_artifact(rows, key=REVIEW_KEY, description=f"{waiting.height} escalation(s) wait for review. "
+                          + timeout_text)
+
+
+def publish_review_decision(text: str) -> None:
+    create_markdown_artifact(text, key=REVIEW_DECISION_KEY, description="督办 review: what was decided")
 
 
 def _jsonable(frame: pl.DataFrame) -> list[dict[str, Any]]:

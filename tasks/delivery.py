@@ -60,6 +60,7 @@ from tasks.digests import Digest, DigestTemplates, build_digests, cut_sms, sms_l
 from tasks.idempotency import add_gateway_key, digest_key, install_message_id_hook, message_id
 from tasks.outbox import OUTBOX_SCHEME, outbox_url
 from tasks.pii import mask_phone
+from tasks.review import read_holds
 from tasks.subjects import add_subject_names
 
 logger = logging.getLogger("permitwatch.alerts")
@@ -131,7 +132,7 @@ def store_plan(engine: Engine, plan: CardPlan, run_id: int | None = None) -> dic
                 "recipient_unit",
                 "channel",
                 "target",
-                pl.lit(PENDING).alias("status"),
+                "status",
                 pl.lit(0).alias("attempts"),
             )
             if deliveries.height:
@@ -170,7 +171,15 @@ def issue_cards(
     if deliverable is None:
         deliverable = not is_backfill(as_of, now)
     existing, silences = read_card_state(engine)
-    plan = plan_cards(evaluations, units, as_of=as_of, existing=existing, silences=silences, deliverable=deliverable)
+    plan = plan_cards(
+        evaluations,
+        units,
+        as_of=as_of,
+        existing=existing,
+        silences=silences,
+        holds=read_holds(engine),
+        deliverable=deliverable,
+    )
     stored = store_plan(engine, plan, run_id)
     logger.info("cards as of %s: %s; stored %s", as_of, plan.counts, stored)
     return plan
