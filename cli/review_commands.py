@@ -51,7 +51,10 @@ def list_waiting(ctx: typer.Context) -> None:
     if waiting.is_empty():
         console.print("Nothing waits for review.")
         return
-    table = Table(*WAITING_COLUMNS.values(), title=f"{waiting.height} escalation(s) wait for review")
+    table = Table(title=f"{waiting.height} escalation(s) wait for review")
+    for key, heading in WAITING_COLUMNS.items():
+        # An id must stay whole to be copied into `approve` or `hold`; the words may wrap.
+        table.add_column(heading, no_wrap=key in ("subject_id", "unit_code"))
     for row in waiting_table(waiting):
         table.add_row(*(escape(str(value)) for value in row.values()))
     console.print(table)
