@@ -210,6 +210,7 @@ def test_on_timeout_hold_holds_for_today_and_proposes_them_again_with_the_next_r
 
     assert result.held == waiting.height and result.approved == 0
     assert "awaiting_review" not in statuses(pipeline)
-    assert set(pipeline.rows("SELECT decision, until FROM review_decisions")) == {(HELD, DELIVERY_TIME.date().isoformat())}
+    today = DELIVERY_TIME.date().isoformat()
+    assert set(pipeline.rows("SELECT decision, until FROM review_decisions")) == {(HELD, today)}
     run_nightly(AS_OF + timedelta(days=7))
     assert set(waiting_subjects(pipeline)) >= set(subjects)  # the held ones, and escalations new since
