@@ -101,14 +101,24 @@ def overdue_by_unit(evaluations: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def most_overdue(evaluations: pl.DataFrame, limit: int = TOP_OVERDUE) -> pl.DataFrame:
-    """The open clocks furthest past their due date. Clocks carry no applicant data, so nothing needs masking."""
+def most_overdue(
+    evaluations: pl.DataFrame,
+    limit: int = TOP_OVERDUE,
+    unit_names: dict[str, str] | None = None,
+    matter_names: dict[str, str] | None = None,
+) -> pl.DataFrame:
+    """The open clocks furthest past their due date, with the unit's and the matter's name beside their codes (a code
+    without a known name keeps an empty name). Clocks carry no applicant data, so nothing needs masking."""
+    def name_of(column: str, names: dict[str, str] | None) -> pl.Expr:
+        return pl.col(column).replace_strict(names or {}, default=None, return_dtype=pl.String).fill_null("")
+
     return (
         evaluations.filter(pl.col("level").is_in(["escalated", "overdue"]))
         .sort("overdue_workdays", "clock_id", descending=[True, False])
         .head(limit)
-        .select("clock_id", "clock_type", "unit_code", "matter_code", "due_date", "overdue_workdays", "level",
-                "calendar")
+        .select("clock_id", "clock_type", "unit_code", name_of("unit_code", unit_names).alias("unit_name"),
+                "matter_code", name_of("matter_code", matter_names).alias("matter_name"), "due_date",
+                "overdue_workdays", "level", "calendar")
     )
 
 
@@ -261,10 +271,14 @@ def publish_nightly(
     results: list[LoadResult],
     sources: dict[str, Source],
     refused: pl.DataFrame | None = None,
+    names: dict[str, dict[str, str]] | None = None,
 ) -> None:
+    """`names`: {"unit": {code: name}, "matter": {code: name}} for the most-overdue table."""
     create_markdown_artifact(summary_markdown(summary), key=SUMMARY_KEY,
                              description=f"Nightly run as of {summary['as_of']}")
-    overdue = _jsonable(most_overdue(evaluations)) or [{"clock_id": "", "level": "no overdue clocks"}]
+    names = names or {}
+    top = most_overdue(evaluations, unit_names=names.get("unit"), matter_names=names.get("matter"))
+    overdue = _jsonable(top) or [{"clock_id": "", "level": "no overdue clocks"}]
     create_table_artifact(overdue, key=OVERDUE_KEY,
                           description=f"The {TOP_OVERDUE} most overdue clocks as of {summary['as_of']}")
     none = [{"source": "", "line": "", "reasons": "no rejects", "raw": ""}]

@@ -383,7 +383,11 @@ def publish_nightly_artifacts(
     disagreements: pl.DataFrame,
 ) -> None:
     sources = {source.name: source for source in context.config.sources.sources}
-    artifacts.publish_nightly(summary, evaluations, results, sources, refused)
+    names = {
+        "unit": {code: unit.name for code, unit in context.config.units.units.items()},
+        "matter": {matter.code: matter.name for matter in context.config.rules.matters},
+    }
+    artifacts.publish_nightly(summary, evaluations, results, sources, refused, names)
     artifacts.publish_platform_disagreements(disagreements, summary["as_of"])
 
 

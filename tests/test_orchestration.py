@@ -144,6 +144,8 @@ def test_nightly_publishes_summary_overdue_rejects_and_progress_artifacts(
     expected = pipeline.rows("SELECT clock_id FROM evaluations WHERE level IN ('overdue', 'escalated') "
                              "ORDER BY overdue_workdays DESC, clock_id LIMIT 50")
     assert [row["clock_id"] for row in overdue] == [row.clock_id for row in expected]
+    assert all(row["unit_name"] for row in overdue)  # names beside the codes
+    assert any(row["matter_name"] for row in overdue)
 
     # The clock builder's refusals: in `rejects` with the file, line and reason of the row, and in the artifact.
     refused = pipeline.rows("SELECT source, target_table, line, reasons FROM rejects "
