@@ -284,7 +284,8 @@ def build_digests(
 ) -> list[Digest]:
     """One digest per (recipient unit, channel, target) present in `items`.
 
-    `items`: one row per pending delivery (ITEM_COLUMNS, and any of OPTIONAL_COLUMNS). Everything per row —
+    `items`: one row per pending delivery (ITEM_COLUMNS, and any of OPTIONAL_COLUMNS; with `as_of`, the cards'
+    as-of date, the messages say "as of" that day rather than `as_of`). Everything per row —
     ordering, masking, labels, the email's table rows and the CSV lines — is computed in one vectorised pass; only
     the per-message templates are rendered one by one.
     """
@@ -312,6 +313,7 @@ def build_digests(
         pl.col("section").filter(pl.col("section") != "").n_unique().alias("unit_count"),
         pl.col("overdue_workdays").filter(overdue).max().alias("longest_overdue"),
         pl.col("due_day").filter(~overdue).min().alias("earliest_due"),
+        (pl.col("as_of").max() if "as_of" in rows.columns else pl.lit(None, pl.Date)).alias("cards_as_of"),
         pl.when(pl.col("channel") == "email").then(email_rows).str.join("\n").alias("table_rows"),
         pl.when(pl.col("channel") == "email").then(csv_line).str.join("\r\n").alias("csv_lines"),
         pl.struct(
@@ -374,6 +376,8 @@ def _render(
     policy = units.alerting
     counts = [[level, group[f"count_{level}"]] for level in policy.urgency if group[f"count_{level}"]]
     earliest: date | None = group["earliest_due"]
+    # The states were computed as of the cards' date (yesterday at delivery); say so rather than the sending day.
+    as_of = group["cards_as_of"] or as_of
     context = {
         "unit": units[group["recipient_unit"]],
         "counts": counts,
