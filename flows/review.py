@@ -6,7 +6,8 @@ waiting escalation, and/or hold named subjects with a reason. Approved escalatio
 held ones are stored as suppressed with the reason. An answer naming an id that is not waiting, or a hold without a
 reason, is refused in the run's log and the form is offered again. When nobody answers within the timeout,
 `alerting.review.on_timeout` applies (send: approve all; hold: hold for today); Prefect then ends the run Failed
-("paused and never resumed"), so the missed review is red in the UI and ops are alerted.
+("paused and never resumed"), so the missed review is red in the UI and ops are alerted. On a day that is not an
+official working day the run does nothing: nothing is delivered that day either.
 """
 
 from __future__ import annotations
@@ -62,13 +63,20 @@ def timeout_text(policy: ReviewPolicy, seconds: int) -> str:
 
 @flow(name="review", flow_run_name=review_run_name, on_failure=[alert_ops_on_failure],
       on_crashed=[alert_ops_on_failure])
-def review(timeout_seconds: int | None = None, poll_seconds: int = 10) -> State:
-    """Publish the escalations waiting for review, pause for ops' decision, apply it (or the timeout policy)."""
+def review(timeout_seconds: int | None = None, poll_seconds: int = 10, force: bool = False) -> State:
+    """Publish the escalations waiting for review, pause for ops' decision, apply it (or the timeout policy).
+
+    Like `deliver`, it does nothing on a day that is not an official working day (nothing would be sent, and nobody
+    is there to answer): the escalations keep waiting for the next working day's review. `force` reviews anyway."""
     context = RunContext.prepare(load_settings())
     log = get_run_logger()
     policy = context.config.units.alerting.review
     if policy is None:
         return Completed(message="督办 review is off (no alerting.review in units.yaml): nothing waits")
+    today = datetime.now(TIMEZONE).date()
+    official = context.config.units.alerting.window.workdays == "official"
+    if official and not force and not context.calendar.is_workday(today):
+        return Completed(message=f"{today} is not an official working day: escalations keep waiting for review")
     seconds = timeout_seconds or policy.timeout_minutes * 60
     waiting = review_waiting(context)
     publish_review_artifact(context, waiting, timeout_text(policy, seconds))

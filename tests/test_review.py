@@ -135,7 +135,8 @@ def test_the_review_flow_pauses_for_the_form_and_applies_the_answer(pipeline: Pi
     subjects = waiting_subjects(pipeline)
     states: list[State[Any]] = []
     runner = threading.Thread(
-        target=lambda: states.append(review(timeout_seconds=300, poll_seconds=1, return_state=True)), daemon=True
+        target=lambda: states.append(review(timeout_seconds=300, poll_seconds=1, force=True, return_state=True)),
+        daemon=True,
     )
     runner.start()
 
@@ -184,7 +185,7 @@ def test_without_an_answer_on_timeout_send_approves_everything_and_the_run_is_fa
     run_nightly()
     waiting = len(waiting_subjects(pipeline))
 
-    state = review(timeout_seconds=2, poll_seconds=1, return_state=True)
+    state = review(timeout_seconds=2, poll_seconds=1, force=True, return_state=True)
 
     assert state.is_failed()  # nobody reviewed: red in the UI, and ops are alerted
     assert "awaiting_review" not in statuses(pipeline)
