@@ -246,6 +246,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         f"{cards.get('deliveries', 0):,}. They are sent by the `deliver` flow (08:30 on official working days).",
         f"Clocks whose due date moved since the last run: {summary.get('due_date_changed', 0):,}.",
     ]
+    if cards.get("awaiting_review"):
+        lines.append(f"Escalations to supervisors waiting for the 督办 review (the `review` flow, 07:30): "
+                     f"{cards['awaiting_review']:,} deliveries.")
     if summary.get("clock_reconciliation"):
         lines += [
             "",

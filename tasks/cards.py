@@ -114,6 +114,7 @@ class CardPlan:
             "backfill": by_status.get("backfill", 0),
             SUPERSEDED: self.superseded.height,
             "deliveries": self.routes.height,
+            AWAITING_REVIEW: self.routes.filter(pl.col("status") == AWAITING_REVIEW).height,
         }
 
 
