@@ -85,23 +85,41 @@ def review(timeout_seconds: int | None = None, poll_seconds: int = 10, force: bo
     log.info("%d escalation(s) wait for review; open this run and press Resume to answer", waiting.height)
     deadline = time.monotonic() + seconds
     decided_by = f"prefect run {flow_run.get_name()}"
+    refused: str | None = None
     while True:
         left = max(1, round(deadline - time.monotonic()))
+        form_type = ReviewForm.with_initial_data(description=_form_text(waiting, policy, left, refused))
         try:
-            form = pause_flow_run(wait_for_input=ReviewForm, timeout=left, poll_interval=min(poll_seconds, left))
+            form = pause_flow_run(wait_for_input=form_type, timeout=left, poll_interval=min(poll_seconds, left))
         except FlowPauseTimeout:
             # The run can no longer leave its paused state: no more tasks, plain calls only.
             result = apply_timeout(context.engine, waiting, policy, decided_by=f"{decided_by} (timeout)")
             _report(f"No answer within {seconds} s: on_timeout={policy.on_timeout}. {result.summary()}.", result)
             raise
-        problem = _problem(form, waiting)
-        if problem is None:
+        refused = _problem(form, waiting)
+        if refused is None:
             break
-        log.error("answer refused, nothing decided: %s. Answer the form again.", problem)
+        log.error("answer refused, nothing decided: %s. Answer the form again.", refused)
     result = _apply(context, waiting, form, decided_by)
     message = f"Reviewed: {result.summary()}."
     _report(message, result, form)
     return Completed(message=message)
+
+
+def _form_text(waiting: pl.DataFrame, policy: ReviewPolicy, seconds: int, refused: str | None) -> str:
+    """The text above the Resume form in the Prefect UI."""
+    lines = [
+        f"**{waiting.height} escalation(s) wait for the 督办 review**: the table is this run's `review-waiting` "
+        "artifact (Artifacts tab).",
+        "",
+        "Keep *approve_all* ticked to send every escalation not listed under *hold* at the next delivery. List ids "
+        "(编号) under *hold*, with a *reason*, to keep them from the supervisors; the owner unit is alerted anyway.",
+        "",
+        timeout_text(policy, seconds),
+    ]
+    if refused:
+        lines[:0] = [f"**Your last answer was refused, nothing was decided:** {refused}.", ""]
+    return "\n".join(lines)
 
 
 def _problem(form: ReviewForm, waiting: pl.DataFrame) -> str | None:

@@ -17,6 +17,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterState, FlowRunFilterStateType
 from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
+from prefect.input import keyset_from_paused_state, read_flow_run_input
 from prefect.states import State
 from typer.testing import CliRunner
 
@@ -146,9 +147,11 @@ def test_the_review_flow_pauses_for_the_form_and_applies_the_answer(pipeline: Pi
     assert all(row["督办原因"].startswith("已超期") and row["报送上级"] for row in table)
     assert "on_timeout=hold" in (artifacts_of(run_id)[REVIEW_KEY].description or "")
 
+    assert f"{len(table)} escalation(s) wait for the 督办 review" in form_text(run_id)
     resume_flow_run(run_id, run_input={"approve_all": True, "hold": ["NOT-WAITING"], "reason": "x"})
     run_id = paused_review_run()  # refused: the form is offered again, nothing decided
     assert pipeline.count("review_decisions") == 0
+    assert "refused, nothing was decided:** not waiting for review: NOT-WAITING" in form_text(run_id)
     resume_flow_run(run_id, run_input={"approve_all": True, "hold": [subjects[0]], "reason": "口径待确认"})
     runner.join(timeout=120)
 
@@ -157,6 +160,14 @@ def test_the_review_flow_pauses_for_the_form_and_applies_the_answer(pipeline: Pi
     assert decisions[subjects[0]] == HELD and {decisions[s] for s in subjects[1:]} == {APPROVED}
     assert "awaiting_review" not in statuses(pipeline)
     assert pipeline.scalar("SELECT reason FROM review_decisions WHERE decision = 'held'") == "口径待确认"
+
+
+def form_text(run_id: UUID) -> str:
+    """The text shown above the Resume form of the paused run."""
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(run_id).state
+    assert state is not None
+    return str(read_flow_run_input(keyset_from_paused_state(state)["description"], flow_run_id=run_id))
 
 
 def paused_review_run(timeout: float = 120.0) -> UUID:
