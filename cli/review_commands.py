@@ -4,14 +4,13 @@ form in the Prefect UI), for ops without the UI."""
 from __future__ import annotations
 
 import getpass
-from datetime import date
 from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cli.common import console, fail, state
+from cli.common import console, date_option, fail, state
 
 if TYPE_CHECKING:
     import polars as pl
@@ -90,12 +89,7 @@ def hold(
     """Keep escalations from the supervisors: stored as suppressed with the reason; the owner unit is still alerted."""
     from tasks.review import HELD, decide, select_subjects
 
-    last_day = None
-    if until is not None:
-        try:
-            last_day = date.fromisoformat(until)
-        except ValueError:
-            fail(f"--until: not a date (YYYY-MM-DD): {until!r}")
+    last_day = date_option(until, "--until")
     if not reason.strip():
         fail("--reason must say why")
     waiting = _waiting(ctx)
