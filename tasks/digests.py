@@ -61,8 +61,10 @@ OPTIONAL_COLUMNS = {
     "applicant_phone": pl.String,
     "delivery_id": pl.Int64,
 }
-# Which kind of subject each clock is about (a key of _labels.subject_names).
+# Which kind of subject each clock is about (a key of _labels.subject_names); any other clock is about a case.
 SUBJECT_KINDS = {"project": "project", "claim": "claim"}
+GROUP_KEY = ["recipient_unit", "channel", "target"]  # one digest each
+SUBJECT_KEY = ["subject_kind", "subject_id"]  # one block of the email each
 
 
 @dataclass(frozen=True)
@@ -242,10 +244,6 @@ def _csv_field(value: pl.Expr) -> pl.Expr:
 
 def _html_text(value: pl.Expr) -> pl.Expr:
     return value.fill_null("").str.replace_many(list(_HTML_ESCAPES), list(_HTML_ESCAPES.values()))
-
-
-GROUP_KEY = ["recipient_unit", "channel", "target"]
-SUBJECT_KEY = ["subject_kind", "subject_id"]
 
 
 def digest_rows(items: pl.DataFrame, units: UnitDirectory, templates: DigestTemplates) -> pl.DataFrame:
