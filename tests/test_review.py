@@ -50,6 +50,16 @@ def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tables: dict[str, 
     return pipeline
 
 
+@pytest.fixture
+def any_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tables: dict[str, pl.DataFrame], database_url: str
+) -> Pipeline:
+    """The same on SQLite and, when available, PostgreSQL."""
+    pipeline = make_pipeline(tmp_path, monkeypatch, tables, database_url)
+    pipeline.use_config(units_replace=review_on())
+    return pipeline
+
+
 def run_nightly(as_of: date = AS_OF) -> None:
     assert nightly(as_of=as_of, deliverable=True, return_state=True).is_completed()
 
@@ -69,7 +79,8 @@ def waiting_subjects(pipeline: Pipeline) -> list[str]:
 
 
 @pytest.mark.usefixtures("prefect_harness")
-def test_escalations_wait_for_review_then_approve_delivers_them(pipeline: Pipeline) -> None:
+def test_escalations_wait_for_review_then_approve_delivers_them(any_database: Pipeline) -> None:
+    pipeline = any_database
     run_nightly()
     waiting = pipeline.rows(
         "SELECT c.level, c.unit_code, d.recipient_unit FROM deliveries d JOIN cards c ON c.card_id = d.card_id "
@@ -99,7 +110,8 @@ def test_escalations_wait_for_review_then_approve_delivers_them(pipeline: Pipeli
 
 
 @pytest.mark.usefixtures("prefect_harness")
-def test_a_hold_suppresses_with_its_reason_and_stands_for_later_reminders(pipeline: Pipeline) -> None:
+def test_a_hold_suppresses_with_its_reason_and_stands_for_later_reminders(any_database: Pipeline) -> None:
+    pipeline = any_database
     run_nightly()
     subjects = waiting_subjects(pipeline)
     held, others = subjects[0], subjects[1:]
@@ -126,7 +138,7 @@ def test_a_hold_suppresses_with_its_reason_and_stands_for_later_reminders(pipeli
     later = pipeline.rows(
         "SELECT d.status FROM deliveries d JOIN cards c ON c.card_id = d.card_id WHERE c.subject_id = :subject "
         "AND c.level = 'escalated' AND d.recipient_unit <> c.unit_code AND c.as_of = :as_of",
-        subject=held, as_of=(AS_OF + timedelta(days=7)).isoformat())
+        subject=held, as_of=AS_OF + timedelta(days=7))
     assert later and {status for (status,) in later} == {"suppressed"}
 
 
