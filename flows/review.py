@@ -22,7 +22,7 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 from prefect.states import Completed, State
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from config.settings import TIMEZONE, load_settings
 from config.units import ReviewPolicy
@@ -47,6 +47,12 @@ class ReviewForm(RunInput):
         default=None,
         description="Last day of the hold (optional). Without it the hold lasts until the level or due date changes.",
     )
+
+    @field_validator("hold")
+    @classmethod
+    def _ids_as_typed(cls, ids: list[str]) -> list[str]:
+        """Ids pasted with spaces or blank lines still count."""
+        return [text for text in (entry.strip() for entry in ids) if text]
 
 
 def review_run_name() -> str:
@@ -96,6 +102,10 @@ def review(timeout_seconds: int | None = None, poll_seconds: int = 10, force: bo
             result = apply_timeout(context.engine, waiting, policy, decided_by=f"{decided_by} (timeout)")
             _report(f"No answer within {seconds} s: on_timeout={policy.on_timeout}. {result.summary()}.", result)
             raise
+        # Someone may have decided from the command line meanwhile: judge the answer against what still waits.
+        waiting = review_waiting(context)
+        if waiting.is_empty():
+            return Completed(message="everything was decided from the command line meanwhile: nothing waits")
         refused = _problem(form, waiting)
         if refused is None:
             break
