@@ -151,6 +151,7 @@ def _apply(context: RunContext, waiting: pl.DataFrame, form: ReviewForm, decided
                             how="anti", nulls_equal=True)
         approved = decide(context.engine, rest, APPROVED, decided_by=decided_by)
         result.approved, result.deliveries_released = approved.approved, approved.deliveries_released
+        result.superseded += approved.superseded
     return result
 
 

@@ -13,7 +13,7 @@ The owner unit's own cards never wait. Every decision is a row of `review_decisi
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
@@ -52,14 +52,14 @@ class ReviewResult:
     held: int = 0
     deliveries_released: int = 0
     deliveries_suppressed: int = 0
-    superseded: int = 0  # older reminders of a decided escalation, never sent
-    subjects: list[str] = field(default_factory=list)
+    superseded: int = 0  # deliveries of older reminders of a decided escalation, never sent
 
     def summary(self) -> str:
-        return (
+        text = (
             f"{self.approved} escalation(s) approved ({self.deliveries_released} deliveries released to the next "
             f"delivery), {self.held} held ({self.deliveries_suppressed} deliveries suppressed)"
         )
+        return text + (f"; {self.superseded} deliveries of earlier reminders dropped" if self.superseded else "")
 
 
 def read_holds(engine: Engine) -> pl.DataFrame:
@@ -181,7 +181,7 @@ def decide(
     today = moment.astimezone(TIMEZONE).date()
     if until is not None and until < today:
         raise ValueError(f"hold until {until} is already in the past")
-    result = ReviewResult(subjects=sorted(set(chosen["subject_id"])) if chosen.height else [])
+    result = ReviewResult()
     if chosen.height == 0:
         return result
     deliveries = chosen["delivery_ids"].explode().drop_nulls().to_list()
