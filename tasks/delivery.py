@@ -41,6 +41,7 @@ from config.units import CHANNELS, Contact, DeliveryWindow, UnitDirectory
 from schemas.tables import Card, Case, Delivery, OpsNotice, Silence
 from tasks.calendar import WorkCalendar, load_work_calendar
 from tasks.cards import (
+    AWAITING_REVIEW,
     CARD_KEY,
     EXISTING_SCHEMA,
     FAILED,
@@ -148,7 +149,7 @@ def store_plan(engine: Engine, plan: CardPlan, run_id: int | None = None) -> dic
         for chunk in _chunks(plan.superseded.get_column("card_id").to_list()):
             connection.execute(
                 update(Delivery)
-                .where(Delivery.card_id.in_(chunk), Delivery.status == PENDING)
+                .where(Delivery.card_id.in_(chunk), Delivery.status.in_([PENDING, AWAITING_REVIEW]))
                 .values(status=SUPERSEDED)
             )
     return {"cards": len(card_ids), "deliveries": delivery_count, "superseded": plan.superseded.height}

@@ -96,15 +96,23 @@ def test_escalations_wait_for_review_then_approve_delivers_them(any_database: Pi
     assert statuses(pipeline)["awaiting_review"] == len(waiting)  # delivery leaves them alone
     assert not any(path.name.startswith(TOP + ".") for path in pipeline.outbox_files())
 
+    # A second night before anyone reviewed: each escalation has a newer reminder; only that one is proposed.
+    run_nightly(AS_OF + timedelta(days=7))
     listed = cli("review", "list")
     assert listed.exit_code == 0, listed.output
     assert all(subject in listed.output for subject in waiting_subjects(pipeline))
     approved = cli("review", "approve", "--all")
     assert approved.exit_code == 0, approved.output
+    assert "deliveries of earlier reminders dropped" in " ".join(approved.output.split())
     assert "awaiting_review" not in statuses(pipeline)
 
-    assert deliver_flow(now=DELIVERY_TIME + timedelta(hours=1), return_state=True).is_completed()
-    assert set(statuses(pipeline)) == {"sent"}
+    assert deliver_flow(now=DELIVERY_TIME + timedelta(days=7), return_state=True).is_completed()
+    assert set(statuses(pipeline)) <= {"sent", "superseded"}
+    assert pipeline.scalar(
+        "SELECT count(*) FROM (SELECT c.clock_id, d.recipient_unit FROM deliveries d JOIN cards c "
+        "ON c.card_id = d.card_id WHERE d.status = 'sent' AND d.recipient_unit <> c.unit_code "
+        "AND c.level = 'escalated' GROUP BY c.clock_id, c.level, c.due_date, d.recipient_unit, d.channel "
+        "HAVING count(*) > 1) AS twice") == 0  # no supervisor gets the same escalation twice
     assert any(path.name.startswith(TOP + ".") for path in pipeline.outbox_files())
     assert pipeline.rows("SELECT DISTINCT decision, decided_by FROM review_decisions")[0][0] == APPROVED
 
