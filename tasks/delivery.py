@@ -178,7 +178,7 @@ def issue_cards(
         as_of=as_of,
         existing=existing,
         silences=silences,
-        holds=read_holds(engine),
+        holds=read_holds(engine) if units.alerting.review is not None else None,
         deliverable=deliverable,
     )
     stored = store_plan(engine, plan, run_id)

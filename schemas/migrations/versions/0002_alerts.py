@@ -1,7 +1,7 @@
 """督办 review decisions
 
 Revision ID: 0002_alerts
-Revises: 0001
+Revises: 0002_delivery
 Create Date: 2026-11-28 09:30:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0002_alerts"
-down_revision = "0001"
+down_revision = "0002_delivery"
 branch_labels = None
 depends_on = None
 
