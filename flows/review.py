@@ -28,8 +28,18 @@ from config.settings import TIMEZONE, load_settings
 from config.units import ReviewPolicy
 from flows.hooks import alert_ops_on_failure
 from tasks import artifacts
+from tasks.digests import DigestTemplates
 from tasks.pipeline import RunContext, publish_review_artifact, review_waiting
-from tasks.review import APPROVED, HELD, ReviewResult, apply_timeout, decide, select_subjects, unknown_subjects
+from tasks.review import (
+    APPROVED,
+    HELD,
+    ReviewResult,
+    apply_timeout,
+    decide,
+    select_subjects,
+    unknown_subjects,
+    waiting_escalations,
+)
 
 
 class ReviewForm(RunInput):
@@ -98,8 +108,11 @@ def review(timeout_seconds: int | None = None, poll_seconds: int = 10, force: bo
         try:
             form = pause_flow_run(wait_for_input=form_type, timeout=left, poll_interval=min(poll_seconds, left))
         except FlowPauseTimeout:
-            # The run can no longer leave its paused state: no more tasks, plain calls only.
-            result = apply_timeout(context.engine, waiting, policy, decided_by=f"{decided_by} (timeout)")
+            # The run can no longer leave its paused state: no more tasks, plain calls only. What still waits is read
+            # again, as someone may have decided from the command line meanwhile.
+            templates = DigestTemplates(context.config.templates_dir)
+            still = waiting_escalations(context.engine, context.config.units, templates)
+            result = apply_timeout(context.engine, still, policy, decided_by=f"{decided_by} (timeout)")
             _report(f"No answer within {seconds} s: on_timeout={policy.on_timeout}. {result.summary()}.", result)
             raise
         # Someone may have decided from the command line meanwhile: judge the answer against what still waits.
