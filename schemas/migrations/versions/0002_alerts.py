@@ -1,7 +1,7 @@
 """督办 review decisions
 
 Revision ID: 0002_alerts
-Revises: 0002_platforms
+Revises: 0002_incremental
 Create Date: 2026-11-28 09:30:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0002_alerts"
-down_revision = "0002_platforms"
+down_revision = "0002_incremental"
 branch_labels = None
 depends_on = None
 
