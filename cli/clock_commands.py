@@ -6,7 +6,7 @@ Neither needs Prefect; `evaluate` and `explain --cases` need no database either.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,7 +37,8 @@ from tasks.parsing import (
 if TYPE_CHECKING:
     from config.rules import RuleBook
     from tasks.calendar import WorkCalendar
-    from tasks.explain import Explanation
+    from tasks.clock_builders import ClockSet
+    from tasks.explain import Explanation, Subject
 
 OUTPUT_COLUMNS = ["case_id", "due_date", "elapsed", "remaining", "overdue_workdays", "level", "calendar"]
 # A code made only of these characters, and not a spelling of "empty", is already what the code parser would return.
@@ -104,43 +105,116 @@ def evaluate(
 def explain(
     ctx: typer.Context,
     clock: str | None = typer.Argument(
-        None, help="A case id (its case clock) or a clock id such as step:C1:2; read from the database."
+        None,
+        help="An id as printed in an alert: a case id, a push id (审管推送) or a project code; or a clock id such "
+        "as step:C1:2. Read from the database.",
+    ),
+    which: str | None = typer.Option(
+        None,
+        "--clock",
+        help="Which of the subject's clocks to explain: step:2, deferral, case, special:专家评审, or the label as "
+        "printed (环节「城市审批」). Default: the most urgent.",
     ),
     cases: Path | None = typer.Option(None, "--cases", help="Read the case from this file instead of the database."),
     suspensions: Path | None = typer.Option(None, "--suspensions", help="Suspensions file (with --cases)."),
     case_id: str | None = typer.Option(None, "--case-id", help="The case (or clock id) to explain (with --cases)."),
     as_of: str | None = typer.Option(None, "--as-of", help="As of the end of this day (default: yesterday)."),
 ) -> None:
-    """Why a clock has its due date and level: the counted days, pauses, holidays and make-up working days met."""
+    """Why a clock has its due date and level: the subject's clocks with their state, then the counted days, pauses,
+    holidays and make-up working days of the most urgent (or the one --clock names)."""
     from tasks.clock_builders import REJECT_COLUMNS, build_clocks
-    from tasks.explain import NotStartedError, explain_clock
+    from tasks.explain import parse_subject
 
     wanted = case_id or clock
     if wanted is None:
-        fail("name the case: `permitwatch explain CASE_ID`, or `--cases FILE --case-id CASE_ID`")
+        fail("name the case, push or project: `permitwatch explain ID`, or `--cases FILE --case-id CASE_ID`")
+    subject = parse_subject(wanted.strip())
     day = _as_of(as_of)
     rules, calendar = _rules_and_calendar(ctx)
     if cases is not None:
         tables, rejects = _read_inputs(cases, suspensions)
-        bad = pl.concat(rejects, how="vertical").filter(pl.col("case_id") == _case_of(wanted))
+        subject = subject if subject.kind else replace(subject, kind="case")
+        bad = pl.concat(rejects, how="vertical").filter(pl.col("case_id") == subject.id)
     else:
         if suspensions is not None:
             fail("--suspensions goes with --cases")
-        tables = _read_from_database(ctx, wanted)
+        subject, tables = _read_from_database(ctx, subject)
         bad = pl.DataFrame(schema=REJECT_COLUMNS)
     clock_set = build_clocks(tables, rules)
-    clock_id = wanted if ":" in wanted else f"case:{wanted}"
-    bad = pl.concat([bad, clock_set.rejects.filter(pl.col("case_id") == _case_of(wanted))], how="vertical")
+    if subject.kind == "case":
+        bad = pl.concat([bad, clock_set.rejects.filter(pl.col("case_id") == subject.id)], how="vertical")
+    _explain_subject(ctx, subject, which, tables, clock_set, calendar, day, bad["reason"].to_list())
+
+
+def _explain_subject(
+    ctx: typer.Context,
+    subject: Subject,
+    which: str | None,
+    tables: dict[str, pl.DataFrame],
+    clock_set: ClockSet,
+    calendar: WorkCalendar,
+    day: date,
+    rejected: list[str],
+) -> None:
+    """The subject's clocks with their state, then the account of the chosen (or most urgent) one."""
+    from tasks.clocks import evaluate_clocks
+    from tasks.explain import NotStartedError, choose_clock, explain_clock, subject_clocks
+
+    known = clock_set.known_at(day, calendar)
+    evaluated = evaluate_clocks(known.clocks, known.pauses, calendar, day)
+    listing = subject_clocks(evaluated, subject)
+    listing = listing.with_columns(_clock_labels(ctx, listing, tables).alias("label"))
+    try:
+        clock_id = choose_clock(listing, which or subject.clock_id)
+    except LookupError as exc:
+        reasons = "; ".join(rejected) or str(exc)
+        fail(f"{_subject_name(subject)}: {reasons}")
+    _print_clock_list(subject, listing, clock_id)
     try:
         account = explain_clock(clock_id, clock_set, calendar, day, _pause_labels(tables))
-    except KeyError:
-        reasons = "; ".join(bad["reason"].to_list()) or "not found"
-        fail(f"no clock {clock_id}: {reasons}")
     except NotStartedError as exc:
         fail(f"no clock on {day}: {exc}")
     _print_explanation(account)
-    for reason in bad["reason"].to_list():
+    for reason in rejected:
         console.print(f"[yellow]note:[/] a row of this case was rejected: {escape(reason)}", highlight=False)
+
+
+def _clock_labels(ctx: typer.Context, listing: pl.DataFrame, tables: dict[str, pl.DataFrame]) -> pl.Series:
+    """Each clock's label as the alerts print it (the vocabulary of the config's templates)."""
+    from tasks.digests import DigestTemplates, clock_label
+
+    templates = DigestTemplates(state(ctx).settings().config_dir / "templates")
+    steps = tables.get("steps")
+    named = listing
+    if steps is not None and not steps.is_empty():
+        names = steps.select(
+            pl.format("step:{}:{}", "case_id", "step_no").alias("clock_id"), pl.col("step_name").cast(pl.String)
+        )
+        named = listing.join(names, on="clock_id", how="left", maintain_order="left")
+    return named.select(clock_label(named, templates)).to_series()
+
+
+def _subject_name(subject: Subject) -> str:
+    return {"case": "case", "claim": "push", "project": "project"}.get(subject.kind, "id") + f" {subject.id}"
+
+
+def _print_clock_list(subject: Subject, listing: pl.DataFrame, chosen: str) -> None:
+    from tasks.explain import LEVEL_NAMES
+
+    table = Table("", "clock", "--clock", "level", "due date", "remaining", "overdue", title=_subject_name(subject),
+                  title_justify="left")
+    for row in listing.iter_rows(named=True):
+        table.add_row(
+            "→" if row["clock_id"] == chosen else "",
+            escape(row["label"]),
+            escape(row["selector"]),
+            LEVEL_NAMES.get(row["level"], row["level"]),
+            "—" if row["due_date"] is None else row["due_date"].isoformat()
+            + (" (预计)" if row["calendar"] == "provisional" else ""),
+            "" if row["remaining"] is None else str(row["remaining"]),
+            str(row["overdue_workdays"] or ""),
+        )
+    console.print(table)
 
 
 # -- inputs --------------------------------------------------------------------------------------------------------
@@ -297,15 +371,15 @@ def _parse_codes(column: pl.Series) -> pl.Series:
     return values
 
 
-def _read_from_database(ctx: typer.Context, wanted: str) -> dict[str, pl.DataFrame]:
-    """The stored rows a clock needs: the case with its steps, suspensions, deferral and pushes; for a project
-    clock, the project and all its cases."""
+def _read_from_database(ctx: typer.Context, subject: Subject) -> tuple[Subject, dict[str, pl.DataFrame]]:
+    """The subject an id names (a bare id is looked up as a case id, a push id, then a project code) and the stored
+    rows its clocks need: the case with its steps, suspensions, deferral and pushes; for a push, its case too; for a
+    project, the project and all its cases."""
     from sqlalchemy import select
 
     from schemas import tables as models
 
     engine = state(ctx).engine()
-    kind, _, rest = wanted.partition(":") if ":" in wanted else ("case", "", wanted)
     with engine.connect() as connection:
 
         def rows(model: type[models.Base], *conditions: object) -> pl.DataFrame:
@@ -313,21 +387,31 @@ def _read_from_database(ctx: typer.Context, wanted: str) -> dict[str, pl.DataFra
             result = connection.execute(select(table).where(*conditions)).mappings().all()  # type: ignore[arg-type]
             return pl.DataFrame([dict(row) for row in result], schema=_db_schema(table), orient="row")
 
-        if kind == "project":
-            projects = rows(models.Project, models.Project.project_code == rest)
-            cases = rows(models.Case, models.Case.project_code == rest)
-        elif kind == "claim":
-            pushes = rows(models.Push, models.Push.push_id == rest)
-            case_ids = pushes["case_id"].to_list()
-            cases = rows(models.Case, models.Case.case_id.in_(case_ids))
-            return {"cases": cases, "pushes": pushes}
+        if not subject.kind:
+            lookups = (
+                ("case", models.Case.case_id),
+                ("claim", models.Push.push_id),
+                ("project", models.Project.project_code),
+            )
+            for kind, column in lookups:
+                if connection.execute(select(column).where(column == subject.id).limit(1)).first() is not None:
+                    subject = replace(subject, kind=kind)
+                    break
+            else:
+                fail(f"{subject.id}: no case, push (审管推送) or project with this id in the database")
+        if subject.kind == "project":
+            projects = rows(models.Project, models.Project.project_code == subject.id)
+            cases = rows(models.Case, models.Case.project_code == subject.id)
+        elif subject.kind == "claim":
+            pushes = rows(models.Push, models.Push.push_id == subject.id)
+            cases = rows(models.Case, models.Case.case_id.in_(pushes["case_id"].to_list()))
+            return subject, {"cases": cases, "pushes": pushes}
         else:
-            case_id = _case_of(wanted)
-            cases = rows(models.Case, models.Case.case_id == case_id)
+            cases = rows(models.Case, models.Case.case_id == subject.id)
             codes = cases["project_code"].drop_nulls().to_list()
             projects = rows(models.Project, models.Project.project_code.in_(codes))
         case_ids = cases["case_id"].to_list()
-        return {
+        return subject, {
             "cases": cases,
             "projects": projects,
             "steps": rows(models.Step, models.Step.case_id.in_(case_ids)),
@@ -351,14 +435,6 @@ def _db_schema(table: object) -> dict[str, pl.DataType]:
         else:
             schema[column.name] = pl.String()
     return schema
-
-
-def _case_of(wanted: str) -> str:
-    """The case id in a case id or a clock id (case:C1, step:C1:2, deferral:C1, special:C1:…)."""
-    kind, _, rest = wanted.partition(":")
-    if kind in ("case", "step", "deferral", "special") and rest:
-        return rest.split(":")[0]
-    return wanted
 
 
 def _pause_labels(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:

@@ -17,6 +17,7 @@ from cli import (
     ingest_commands,
     pipeline_commands,
     report_commands,
+    review_commands,
     simulate_commands,
 )
 from cli.common import DEBUG, CliState, error_console
@@ -76,6 +77,7 @@ for module in (
     ingest_commands,
     alert_commands,
     report_commands,
+    review_commands,
     simulate_commands,
 ):
     module.register(app)

@@ -158,8 +158,8 @@ def backfill(
 
 
 def serve(ctx: typer.Context) -> None:
-    """Register the scheduled deployments (nightly 01:30, deliver 08:30, weekly-report Mon 09:00, Asia/Shanghai)
-    and the unscheduled backfill, and serve them until interrupted."""
+    """Register the scheduled deployments (nightly 01:30, review 07:30, deliver 08:30, weekly-report Mon 09:00,
+    Asia/Shanghai) and the unscheduled backfill, and serve them until interrupted."""
     cli = state(ctx)
     cli.config()
     _export_settings(cli)

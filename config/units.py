@@ -4,7 +4,7 @@
 - `units`: code, name, region, parent, tags (ops, supervisor, …), contacts
   (apprise URLs with ${ENV}, tagged sms|email|im) and aliases (the platforms' codes for the unit, config/aliases.py).
 - `alerting` (optional, defaults below): which levels make cards, routing, inhibition,
-  delivery window, retries, SMS size.
+  delivery window, retries, SMS size, and the optional 督办 review.
 Everything is checked at load; an error names the file and the unit.
 """
 
@@ -91,6 +91,18 @@ class Inhibition(_Strict):
     target: CardLevel
 
 
+class ReviewPolicy(_Strict):
+    """督办 review: new escalated cards bound for a supervisor wait (`awaiting_review`) until ops approve or hold them,
+    in the `review` flow's form in the Prefect UI or with `permitwatch review`. The owner unit's cards never wait.
+
+    `on_timeout` has no default: what happens when nobody answers the form in time must be a decision, not an
+    accident. `send` approves everything still waiting; `hold` holds it for the day (it is proposed again with the
+    next reminder)."""
+
+    on_timeout: Literal["send", "hold"]
+    timeout_minutes: int = Field(default=50, ge=1, le=24 * 60)
+
+
 class AlertingPolicy(_Strict):
     levels: tuple[CardLevel, ...] = CARD_LEVELS
     urgency: tuple[CardLevel, ...] = ("escalated", "overdue", "warning")
@@ -106,6 +118,7 @@ class AlertingPolicy(_Strict):
     max_attempts: int = Field(default=5, ge=1)
     parallel_sends: int = Field(default=4, ge=1, le=32)
     sms: SmsLimits = SmsLimits()
+    review: ReviewPolicy | None = None  # off unless configured
 
     @model_validator(mode="after")
     def _complete(self) -> AlertingPolicy:

@@ -1,4 +1,4 @@
-"""The deployments: three scheduled in Asia/Shanghai time (Flow.serve has no timezone argument, so each Cron carries
+"""The deployments: four scheduled in Asia/Shanghai time (Flow.serve has no timezone argument, so each Cron carries
 one), and `backfill` and `what-if`, unscheduled, for ops to run with their parameters.
 
 The same schedules are in prefect.yaml for a work-pool deployment. Cron cannot know 调休, so `deliver` runs every
@@ -13,12 +13,14 @@ from prefect.schedules import Cron
 from flows.backfill import backfill
 from flows.deliver import deliver_flow
 from flows.nightly import nightly
+from flows.review import review
 from flows.weekly_report import weekly_report
 from flows.what_if import what_if
 
 TIMEZONE_NAME = "Asia/Shanghai"
 SCHEDULES = {
     "nightly": "30 1 * * *",
+    "review": "30 7 * * *",
     "deliver": "30 8 * * *",
     "weekly-report": "0 9 * * 1",
 }
@@ -31,6 +33,8 @@ def deployments() -> list[RunnerDeployment]:
     return [
         nightly.to_deployment(name="nightly", schedules=cron("nightly"), tags=["permitwatch"], concurrency_limit=1,
                               description="Ingest, validate, store, evaluate, cards (sends nothing)."),
+        review.to_deployment(name="review", schedules=cron("review"), tags=["permitwatch"], concurrency_limit=1,
+                             description="督办 review: approve or hold escalations for supervisors (Resume form)."),
         deliver_flow.to_deployment(name="deliver", schedules=cron("deliver"), tags=["permitwatch"], concurrency_limit=1,
                                    description="Send pending cards on official working days, 08:30-18:00."),
         weekly_report.to_deployment(name="weekly-report", schedules=cron("weekly-report"), tags=["permitwatch"],

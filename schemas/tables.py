@@ -306,3 +306,22 @@ class SettledBasis(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))
     as_of: Mapped[date] = mapped_column(Date)
     run_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class ReviewDecision(Base):
+    """督办 review: ops approved or held an escalation (clock, level, due date) bound for supervisors. A hold keeps the
+    supervisors' copies of that escalation suppressed, reminders included, until its level or due date changes or
+    `until` has passed; the owner unit is alerted as usual."""
+
+    __tablename__ = "review_decisions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    clock_id: Mapped[str] = mapped_column(String(160))
+    level: Mapped[str] = mapped_column(String(20))
+    due_date: Mapped[date | None] = mapped_column(Date)
+    subject_id: Mapped[str] = mapped_column(String(64))
+    decision: Mapped[str] = mapped_column(String(10))  # approved | held
+    reason: Mapped[str | None] = mapped_column(Text)
+    until: Mapped[date | None] = mapped_column(Date)  # a hold's last day; none: until the level or due date changes
+    decided_by: Mapped[str] = mapped_column(String(200))
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    __table_args__ = (Index("ix_review_decisions_clock", "clock_id", "level", "due_date"),)

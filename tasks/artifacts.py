@@ -25,6 +25,7 @@ from sqlalchemy import Engine, func, select
 from config.sources import CANONICAL_COLUMNS, Source
 from config.units import UnitDirectory
 from schemas.tables import Delivery
+from tasks import review
 from tasks.delivery import DeliveryReport, display_target
 from tasks.ingest import LoadResult
 from tasks.pii import mask_name, mask_phone
@@ -36,6 +37,8 @@ PROGRESS_KEY = "nightly-progress"
 DELIVERY_KEY = "delivery-status"
 PLATFORM_KEY = "platform-disagreements"
 TOP_DISAGREEMENTS = 200
+REVIEW_KEY = "review-waiting"
+REVIEW_DECISION_KEY = "review-decision"
 TOP_OVERDUE = 50
 TOP_REJECTS = 100
 PII_MASKS: dict[str, Callable[[str | None], str | None]] = {"applicant_name": mask_name, "applicant_phone": mask_phone}
@@ -98,14 +101,24 @@ def overdue_by_unit(evaluations: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def most_overdue(evaluations: pl.DataFrame, limit: int = TOP_OVERDUE) -> pl.DataFrame:
-    """The open clocks furthest past their due date. Clocks carry no applicant data, so nothing needs masking."""
+def most_overdue(
+    evaluations: pl.DataFrame,
+    limit: int = TOP_OVERDUE,
+    unit_names: dict[str, str] | None = None,
+    matter_names: dict[str, str] | None = None,
+) -> pl.DataFrame:
+    """The open clocks furthest past their due date, with the unit's and the matter's name beside their codes (a code
+    without a known name keeps an empty name). Clocks carry no applicant data, so nothing needs masking."""
+    def name_of(column: str, names: dict[str, str] | None) -> pl.Expr:
+        return pl.col(column).replace_strict(names or {}, default=None, return_dtype=pl.String).fill_null("")
+
     return (
         evaluations.filter(pl.col("level").is_in(["escalated", "overdue"]))
         .sort("overdue_workdays", "clock_id", descending=[True, False])
         .head(limit)
-        .select("clock_id", "clock_type", "unit_code", "matter_code", "due_date", "overdue_workdays", "level",
-                "calendar")
+        .select("clock_id", "clock_type", "unit_code", name_of("unit_code", unit_names).alias("unit_name"),
+                "matter_code", name_of("matter_code", matter_names).alias("matter_name"), "due_date",
+                "overdue_workdays", "level", "calendar")
     )
 
 
@@ -233,6 +246,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         f"{cards.get('deliveries', 0):,}. They are sent by the `deliver` flow (08:30 on official working days).",
         f"Clocks whose due date moved since the last run: {summary.get('due_date_changed', 0):,}.",
     ]
+    if cards.get("awaiting_review"):
+        lines.append(f"Escalations to supervisors waiting for the 督办 review (the `review` flow, 07:30): "
+                     f"{cards['awaiting_review']:,} deliveries.")
     if summary.get("clock_reconciliation"):
         lines += [
             "",
@@ -258,10 +274,14 @@ def publish_nightly(
     results: list[LoadResult],
     sources: dict[str, Source],
     refused: pl.DataFrame | None = None,
+    names: dict[str, dict[str, str]] | None = None,
 ) -> None:
+    """`names`: {"unit": {code: name}, "matter": {code: name}} for the most-overdue table."""
     create_markdown_artifact(summary_markdown(summary), key=SUMMARY_KEY,
                              description=f"Nightly run as of {summary['as_of']}")
-    overdue = _jsonable(most_overdue(evaluations)) or [{"clock_id": "", "level": "no overdue clocks"}]
+    names = names or {}
+    top = most_overdue(evaluations, unit_names=names.get("unit"), matter_names=names.get("matter"))
+    overdue = _jsonable(top) or [{"clock_id": "", "level": "no overdue clocks"}]
     create_table_artifact(overdue, key=OVERDUE_KEY,
                           description=f"The {TOP_OVERDUE} most overdue clocks as of {summary['as_of']}")
     none = [{"source": "", "line": "", "reasons": "no rejects", "raw": ""}]
@@ -316,6 +336,18 @@ def _delivery_row(
 
 def publish_delivery(engine: Engine, report: DeliveryReport, units: UnitDirectory) -> None:
     create_table_artifact(delivery_rows(engine, report, units), key=DELIVERY_KEY, description=report.summary())
+
+
+def publish_review(waiting: pl.DataFrame, timeout_text: str) -> None:
+    """The escalations waiting for the 督办 review (unit, subject, clock, days overdue, reason) and what happens if
+    nobody answers. No applicant data: cards carry none."""
+    rows = review.waiting_table(waiting) or [{"责任单位": "", "编号": "", "督办原因": "nothing waiting for review"}]
+    create_table_artifact(rows, key=REVIEW_KEY, description=f"{waiting.height} escalation(s) wait for review. "
+                          + timeout_text)
+
+
+def publish_review_decision(text: str) -> None:
+    create_markdown_artifact(text, key=REVIEW_DECISION_KEY, description="督办 review: what was decided")
 
 
 def _jsonable(frame: pl.DataFrame) -> list[dict[str, Any]]:

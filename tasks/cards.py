@@ -26,6 +26,9 @@ CARD_KEY = ("clock_id", "level", "due_date", "reminder_no")
 # Card statuses. pending: deliveries outstanding; sent / failed: every delivery settled; suppressed: a silence
 # matched (stored, never sent); superseded: a newer state of the same clock replaced it before it was sent.
 PENDING, SENT, FAILED, SUPPRESSED, SUPERSEDED = "pending", "sent", "failed", "suppressed", "superseded"
+# A delivery of an escalated card to a supervisor, held for the 督办 review (alerting.review): delivery never picks
+# it up; the review makes it pending (approved) or suppressed (held).
+AWAITING_REVIEW = "awaiting_review"
 
 CARD_SCHEMA: dict[str, pl.DataType] = {
     "clock_id": pl.String(),
@@ -53,6 +56,14 @@ ROUTE_SCHEMA: dict[str, pl.DataType] = {
     "role": pl.String(),
     "channel": pl.String(),
     "target": pl.String(),
+    "status": pl.String(),  # the delivery's first status: pending, or awaiting_review / suppressed (督办 review)
+}
+# Standing review holds (tasks/review.py): the supervisors' copies of this (clock, level, due date) stay suppressed.
+HOLD_SCHEMA: dict[str, pl.DataType] = {
+    "clock_id": pl.String(),
+    "level": pl.String(),
+    "due_date": pl.Date(),
+    "until": pl.Date(),
 }
 EXISTING_SCHEMA: dict[str, pl.DataType] = {
     "card_id": pl.Int64(),
@@ -103,6 +114,7 @@ class CardPlan:
             "backfill": by_status.get("backfill", 0),
             SUPERSEDED: self.superseded.height,
             "deliveries": self.routes.height,
+            AWAITING_REVIEW: self.routes.filter(pl.col("status") == AWAITING_REVIEW).height,
         }
 
 
@@ -146,10 +158,14 @@ def plan_cards(
     as_of: date,
     existing: pl.DataFrame | None = None,
     silences: pl.DataFrame | None = None,
+    holds: pl.DataFrame | None = None,
     deliverable: bool = True,
 ) -> CardPlan:
     """The cards this run issues. A non-deliverable (backfill) plan lists what it would issue, with status backfill,
-    routes nothing and supersedes nothing; it is not meant to be stored."""
+    routes nothing and supersedes nothing; it is not meant to be stored.
+
+    With `alerting.review` on, an escalated card's supervisor routes start `awaiting_review`, or `suppressed` when a
+    standing review hold (`holds`, HOLD_SCHEMA) covers its clock, level and due date on `as_of`."""
     missing = [column for column in REQUIRED_EVALUATION_COLUMNS if column not in evaluations.columns]
     if missing:
         raise ValueError(f"evaluations frame lacks columns {missing}")
@@ -167,6 +183,8 @@ def plan_cards(
 
     cards = _apply_silences(new, silences, as_of).select(CARD_SCHEMA.keys())
     routes = _route(cards.filter(pl.col("status") == PENDING), units)
+    if policy.review is not None:
+        routes = _hold_for_review(routes, pl.DataFrame(schema=HOLD_SCHEMA) if holds is None else holds, as_of)
     superseded = _superseded(current, existing, evaluations, policy.inhibit)
     return CardPlan(as_of, True, cards, routes, superseded)
 
@@ -234,7 +252,33 @@ def _apply_silences(cards: pl.DataFrame, silences: pl.DataFrame, as_of: date) ->
 def _route(cards: pl.DataFrame, units: UnitDirectory) -> pl.DataFrame:
     """Recipients (owner and supervisors per level, redirected to a parent when a unit has no contacts) x targets."""
     recipients = cards.select(*CARD_KEY, "unit_code").join(units.routing_frame(), on=["unit_code", "level"])
-    return recipients.join(units.targets_frame(), on="recipient_unit").select(ROUTE_SCHEMA.keys())
+    return (
+        recipients.join(units.targets_frame(), on="recipient_unit")
+        .with_columns(pl.lit(PENDING).alias("status"))
+        .select(ROUTE_SCHEMA.keys())
+    )
+
+
+def _hold_for_review(routes: pl.DataFrame, holds: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    """Escalations bound for supervisors wait for the 督办 review, unless a standing hold already covers them."""
+    held = (
+        holds.filter(pl.col("until").is_null() | (pl.col("until") >= as_of))
+        .select("clock_id", "level", "due_date", pl.lit(True).alias("held"))
+        .unique(["clock_id", "level", "due_date"])
+    )
+    for_review = (pl.col("level") == "escalated") & (pl.col("role") == "supervisor")
+    return (
+        routes.join(held, on=["clock_id", "level", "due_date"], how="left", nulls_equal=True)
+        .with_columns(
+            pl.when(for_review & pl.col("held").fill_null(False))
+            .then(pl.lit(SUPPRESSED))
+            .when(for_review)
+            .then(pl.lit(AWAITING_REVIEW))
+            .otherwise(pl.col("status"))
+            .alias("status")
+        )
+        .select(ROUTE_SCHEMA.keys())
+    )
 
 
 def _superseded(

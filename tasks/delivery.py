@@ -41,6 +41,7 @@ from config.units import CHANNELS, Contact, DeliveryWindow, UnitDirectory
 from schemas.tables import Card, Case, Delivery, OpsNotice, Silence
 from tasks.calendar import WorkCalendar, load_work_calendar
 from tasks.cards import (
+    AWAITING_REVIEW,
     CARD_KEY,
     EXISTING_SCHEMA,
     FAILED,
@@ -60,6 +61,8 @@ from tasks.digests import Digest, DigestTemplates, build_digests, cut_sms, sms_l
 from tasks.idempotency import add_gateway_key, digest_key, install_message_id_hook, message_id
 from tasks.outbox import OUTBOX_SCHEME, outbox_url
 from tasks.pii import mask_phone
+from tasks.review import read_holds
+from tasks.subjects import add_subject_names
 
 logger = logging.getLogger("permitwatch.alerts")
 
@@ -130,7 +133,7 @@ def store_plan(engine: Engine, plan: CardPlan, run_id: int | None = None) -> dic
                 "recipient_unit",
                 "channel",
                 "target",
-                pl.lit(PENDING).alias("status"),
+                "status",
                 pl.lit(0).alias("attempts"),
             )
             if deliveries.height:
@@ -146,7 +149,7 @@ def store_plan(engine: Engine, plan: CardPlan, run_id: int | None = None) -> dic
         for chunk in _chunks(plan.superseded.get_column("card_id").to_list()):
             connection.execute(
                 update(Delivery)
-                .where(Delivery.card_id.in_(chunk), Delivery.status == PENDING)
+                .where(Delivery.card_id.in_(chunk), Delivery.status.in_([PENDING, AWAITING_REVIEW]))
                 .values(status=SUPERSEDED)
             )
     return {"cards": len(card_ids), "deliveries": delivery_count, "superseded": plan.superseded.height}
@@ -169,7 +172,15 @@ def issue_cards(
     if deliverable is None:
         deliverable = not is_backfill(as_of, now)
     existing, silences = read_card_state(engine)
-    plan = plan_cards(evaluations, units, as_of=as_of, existing=existing, silences=silences, deliverable=deliverable)
+    plan = plan_cards(
+        evaluations,
+        units,
+        as_of=as_of,
+        existing=existing,
+        silences=silences,
+        holds=read_holds(engine) if units.alerting.review is not None else None,
+        deliverable=deliverable,
+    )
     stored = store_plan(engine, plan, run_id)
     logger.info("cards as of %s: %s; stored %s", as_of, plan.counts, stored)
     return plan
@@ -386,6 +397,7 @@ def plan_delivery(engine: Engine, config: PermitwatchConfig, now: datetime) -> D
     items = _pending_items(engine)
     items = _suppress_silenced(engine, items, now, report)
     items = _drop_unknown_targets(engine, items, units, units.alerting.max_attempts, now.astimezone(UTC))
+    items = add_subject_names(engine, items)
     templates = DigestTemplates(config.templates_dir)
     digests = build_digests(items, units, templates, as_of=now.date()) if items.height else []
     return DeliveryPlan(now, digests, items.get_column("card_id").to_list(), report)

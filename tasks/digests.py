@@ -2,7 +2,13 @@
 
 Pure functions: a frame of pending items in, rendered messages out. The wording is in Jinja2 templates
 (config/templates/, falling back to the bundled ones per file): sms.txt.j2, email_subject.txt.j2, email.html.j2,
-im.md.j2, with shared words in _labels.j2. Applicant name and phone are masked before any template sees them.
+im.md.j2, with the vocabulary (levels, clock labels, states, what each level asks of the unit) in _labels.j2.
+Applicant name and phone are masked before any template sees them.
+
+The unit of an alert is its subject (对象): a case (办件), a push to a supervising department (审管推送) or a
+construction project (工程建设项目). Counts are distinct subjects, each at its most urgent level; the email lists a
+subject once with its clocks in alert under it; a digest holding other units' cards (a supervisor's 督办) is grouped
+by responsible unit.
 
 SMS size: a message in Chinese is UCS-2, 70 characters in one segment, 67 per segment once split. The SMS names
 as many of the most urgent ids as fit in one segment; if even the counts alone do not fit it may use up to
@@ -43,6 +49,22 @@ ITEM_COLUMNS = (
     "overdue_workdays",
     "calendar",
 )
+# Optional item columns: clock_id (names a special procedure), step_name, project_name, matter_code, matter_name,
+# applicant_name, applicant_phone, delivery_id.
+OPTIONAL_COLUMNS = {
+    "clock_id": pl.String,
+    "step_name": pl.String,
+    "project_name": pl.String,
+    "matter_code": pl.String,
+    "matter_name": pl.String,
+    "applicant_name": pl.String,
+    "applicant_phone": pl.String,
+    "delivery_id": pl.Int64,
+}
+# Which kind of subject each clock is about (a key of _labels.subject_names); any other clock is about a case.
+SUBJECT_KINDS = {"project": "project", "claim": "claim"}
+GROUP_KEY = ["recipient_unit", "channel", "target"]  # one digest each
+SUBJECT_KEY = ["subject_kind", "subject_id"]  # one block of the email each
 
 
 @dataclass(frozen=True)
@@ -74,13 +96,23 @@ class DigestTemplates:
         self.email = self.environment.get_template("email.html.j2")
         self.im = self.environment.get_template("im.md.j2")
         self.ops_failure = self.environment.get_template("ops_failure.txt.j2")
-        labels = self.environment.get_template("_labels.j2").module
-        self.level_names: dict[str, str] = labels.level_names  # type: ignore[attr-defined]
-        self.clock_type_names: dict[str, str] = labels.clock_type_names  # type: ignore[attr-defined]
-        self.status_formats: dict[str, str] = labels.status_formats  # type: ignore[attr-defined]
-        self.calendar_names: dict[str, str] = labels.calendar_names  # type: ignore[attr-defined]
-        self.columns: dict[str, str] = labels.columns  # type: ignore[attr-defined]
-        self.row_styles: dict[str, str] = labels.row_styles  # type: ignore[attr-defined]
+        labels: Any = self.environment.get_template("_labels.j2").module
+        self.level_names: dict[str, str] = labels.level_names
+        self.level_short: dict[str, str] = labels.level_short
+        self.clock_type_names: dict[str, str] = labels.clock_type_names
+        self.clock_detail_formats: dict[str, str] = labels.clock_detail_formats
+        self.step_number: str = labels.step_number
+        self.subject_names: dict[str, str] = labels.subject_names
+        self.status_formats: dict[str, str] = labels.status_formats
+        self.date_format: str = labels.date_format
+        self.calendar_names: dict[str, str] = labels.calendar_names
+        self.provisional_due: str = labels.provisional_due
+        self.asks: dict[str, dict[str, str]] = labels.asks
+        self.section_format: str = labels.section_format
+        self.subject_columns: dict[str, str] = labels.subject_columns
+        self.clock_columns: dict[str, str] = labels.clock_columns
+        self.columns: dict[str, str] = labels.columns
+        self.row_styles: dict[str, str] = labels.row_styles
 
 
 def sms_length(text: str) -> int:
@@ -106,37 +138,89 @@ def urgency_order(items: pl.DataFrame, policy: AlertingPolicy) -> pl.DataFrame:
     )
 
 
+def with_optional_columns(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with every optional item column present (null where it was missing)."""
+    return frame.with_columns(
+        pl.lit(None, dtype).alias(name) for name, dtype in OPTIONAL_COLUMNS.items() if name not in frame.columns
+    )
+
+
+def subject_kind(clock_type: pl.Expr) -> pl.Expr:
+    """The kind of subject a clock is about: a push for a claim, a project for a project clock, else a case."""
+    return clock_type.replace_strict(SUBJECT_KINDS, default=pl.lit("case"), return_dtype=pl.String)
+
+
+def clock_label(frame: pl.DataFrame, templates: DigestTemplates) -> pl.Expr:
+    """The clock as an alert names it: 办件, 环节「城市审批」, 容缺后补, 审管认领, 特别程序「专家评审」, 工程建设项目.
+
+    Needs clock_type, and for the details clock_id (step:C1:2, special:C1:专家评审:2026-03-02) and step_name."""
+    clock_type = pl.col("clock_type")
+    part = pl.col("clock_id").str.split(":").list.get(2, null_on_oob=True) if "clock_id" in frame.columns else None
+    step_name = pl.col("step_name") if "step_name" in frame.columns else pl.lit(None, pl.String)
+    plain = clock_type.replace_strict(templates.clock_type_names, default=clock_type, return_dtype=pl.String)
+    if part is None:
+        return plain
+    details = {
+        "step": pl.coalesce(step_name, pl.format(templates.step_number, part)),
+        "special": part,
+    }
+    label = plain
+    for kind, detail in details.items():
+        text = templates.clock_detail_formats.get(kind)
+        if text:
+            label = pl.when((clock_type == kind) & detail.is_not_null()).then(pl.format(text, detail)).otherwise(label)
+    return label
+
+
+def state_text(templates: DigestTemplates) -> pl.Expr:
+    """已超期12个工作日 / 剩余2个工作日，12月3日到期 / 12月3日到期，已无剩余工作日."""
+    status = templates.status_formats
+    due = pl.col("due_date").dt.strftime(templates.date_format)
+    return (
+        pl.when(pl.col("level").is_in(["overdue", "escalated"]))
+        .then(pl.format(status["overdue"], pl.col("overdue_workdays")))
+        .when(pl.col("remaining") <= 0)
+        .then(pl.format(status["last_day"], due))
+        .otherwise(pl.format(status["remaining"], pl.col("remaining"), due))
+    )
+
+
+def ask_text(templates: DigestTemplates, supervising: pl.Expr) -> pl.Expr:
+    """What the recipient is asked to do, by level and clock (`supervising`: a supervisor reading others' cards)."""
+    pairs = {
+        f"{level}/{clock_type}": text
+        for level, by_clock in templates.asks.items()
+        for clock_type, text in by_clock.items()
+    }
+    key = pl.when(supervising).then(pl.lit("supervise")).otherwise(pl.col("level")) + "/" + pl.col("clock_type")
+    return key.replace_strict(pairs, default="", return_dtype=pl.String)
+
+
 def display_rows(items: pl.DataFrame, units: UnitDirectory, templates: DigestTemplates) -> pl.DataFrame:
     """Display columns for tables and CSV, vectorised; applicant data masked here and nowhere later."""
+    items = with_optional_columns(items)
     unit_names = pl.DataFrame(
         {"unit_code": list(units.units), "unit_name": [unit.name for unit in units.units.values()]}
     )
-    status = templates.status_formats
-    remaining = pl.col("remaining")
-    optional = {
-        name: pl.col(name) if name in items.columns else pl.lit(None, pl.String)
-        for name in ("matter_code", "matter_name", "applicant_name", "applicant_phone")
-    }
-    matter = pl.coalesce(optional["matter_name"], optional["matter_code"], pl.lit(""))
+    due = pl.col("due_date").dt.to_string("%Y-%m-%d")
+    provisional = pl.col("calendar") == "provisional"
     return items.join(unit_names, on="unit_code", how="left").with_columns(
         pl.col("level").alias("level_code"),
         pl.col("level").replace_strict(templates.level_names, default=pl.col("level")).alias("level"),
-        pl.col("clock_type")
-        .replace_strict(templates.clock_type_names, default=pl.col("clock_type"))
-        .alias("clock_type"),
-        matter.alias("matter"),
+        subject_kind(pl.col("clock_type")).alias("subject_kind"),
+        subject_kind(pl.col("clock_type")).replace_strict(templates.subject_names, default="").alias("subject"),
+        clock_label(items, templates).alias("clock"),
+        pl.coalesce("matter_name", "project_name", "matter_code", pl.lit("")).alias("matter"),
         pl.col("unit_name").fill_null(pl.col("unit_code")),
-        pl.col("due_date").dt.to_string("%Y-%m-%d").alias("due_date"),
-        pl.when(pl.col("level").is_in(["overdue", "escalated"]))
-        .then(pl.format(status["overdue"], pl.col("overdue_workdays")))
-        .when(remaining <= 0)
-        .then(pl.lit(status["due_today"]))
-        .otherwise(pl.format(status["remaining"], remaining))
-        .alias("status"),
+        pl.col("due_date").alias("due_day"),
+        due.alias("due_date"),
+        pl.when(provisional).then(pl.format(templates.provisional_due, due)).otherwise(due).alias("due_shown"),
+        state_text(templates).alias("status"),
+        ask_text(templates, pl.col("unit_code") != pl.col("recipient_unit")).alias("ask"),
         pl.col("calendar").alias("calendar_code"),
         pl.col("calendar").replace_strict(templates.calendar_names, default=pl.col("calendar")).alias("calendar"),
-        mask_name(optional["applicant_name"].cast(pl.String)).alias("applicant_name"),
-        mask_phone(optional["applicant_phone"].cast(pl.String)).alias("applicant_phone"),
+        mask_name(pl.col("applicant_name").cast(pl.String)).alias("applicant_name"),
+        mask_phone(pl.col("applicant_phone").cast(pl.String)).alias("applicant_phone"),
     )
 
 
@@ -162,6 +246,45 @@ def _html_text(value: pl.Expr) -> pl.Expr:
     return value.fill_null("").str.replace_many(list(_HTML_ESCAPES), list(_HTML_ESCAPES.values()))
 
 
+def digest_rows(items: pl.DataFrame, units: UnitDirectory, templates: DigestTemplates) -> pl.DataFrame:
+    """One row per item, in digest order: per digest, sections (responsible units, when the digest holds other
+    units' cards) by their most urgent subject, subjects by their most urgent clock, clocks most urgent first.
+
+    Adds: rank (the subject's number in its digest), first_of_subject, subject_clocks (rowspan), subject_level,
+    section (unit code, or "" when the digest is not grouped), first_of_section, section_subjects."""
+    ordered = display_rows(urgency_order(items, units.alerting), units, templates)
+    # Windows over several string columns are slow on a quarter of a million rows: each grouping gets one hashed
+    # key, and once sorted, "first of its group" is a comparison with the previous row.
+    digest = pl.struct(GROUP_KEY).hash().alias("digest")
+    ordered = ordered.with_columns(digest).with_columns(
+        pl.int_range(pl.len()).over("digest").alias("position"),
+        pl.when((pl.col("unit_code") != pl.col("recipient_unit")).any().over("digest"))
+        .then(pl.col("unit_code"))
+        .otherwise(pl.lit(""))
+        .alias("section"),
+    )
+    ordered = ordered.with_columns(
+        pl.struct("digest", "section").hash().alias("section_key"),
+        pl.struct("digest", "section", *SUBJECT_KEY).hash().alias("subject_key"),
+    ).with_columns(
+        pl.col("position").min().over("section_key").alias("section_position"),
+        pl.col("position").min().over("subject_key").alias("subject_position"),
+    ).sort(["digest", "section_position", "subject_position", "position"])
+
+    def starts(key: str) -> pl.Expr:
+        return (pl.col(key) != pl.col(key).shift(1)).fill_null(True)
+
+    first_of_subject = starts("subject_key")
+    return ordered.with_columns(
+        first_of_subject.alias("first_of_subject"),
+        starts("section_key").alias("first_of_section"),
+        pl.len().over("subject_key").alias("subject_clocks"),
+        pl.col("level_code").first().over("subject_key").alias("subject_level"),
+        first_of_subject.sum().over("section_key").alias("section_subjects"),
+        first_of_subject.cum_sum().over("digest").cast(pl.String).alias("rank"),
+    )
+
+
 def build_digests(
     items: pl.DataFrame,
     units: UnitDirectory,
@@ -171,47 +294,98 @@ def build_digests(
 ) -> list[Digest]:
     """One digest per (recipient unit, channel, target) present in `items`.
 
-    `items`: one row per pending delivery (ITEM_COLUMNS, optional delivery_id, matter_code, matter_name,
-    applicant_name, applicant_phone). Everything per row — ordering, masking, the email's table rows and the CSV
-    lines — is computed in one vectorised pass; only the per-message templates are rendered one by one.
+    `items`: one row per pending delivery (ITEM_COLUMNS, and any of OPTIONAL_COLUMNS; with `as_of`, the cards'
+    as-of date, the messages say "as of" that day rather than `as_of`). Everything per row —
+    ordering, masking, labels, the email's table rows and the CSV lines — is computed in one vectorised pass; only
+    the per-message templates are rendered one by one.
     """
     missing = [column for column in ITEM_COLUMNS if column not in items.columns]
     if missing:
         raise ValueError(f"digest items lack columns {missing}")
     if items.height == 0:
         return []
-    if "delivery_id" not in items.columns:
-        items = items.with_columns(pl.lit(None, pl.Int64).alias("delivery_id"))
     policy = units.alerting
-    group_key = ["recipient_unit", "channel", "target"]
-    ordered = display_rows(urgency_order(items, policy), units, templates).with_columns(
-        pl.int_range(1, pl.len() + 1).over(group_key).cast(pl.String).alias("rank")
-    )
+    rows = digest_rows(items, units, templates)
     columns = list(templates.columns)
-    cells = [pl.col(name).cast(pl.String) for name in columns]
-    row_style = pl.col("level_code").replace_strict(templates.row_styles, default="", return_dtype=pl.String)
-    table_row = pl.concat_str(
+    csv_line = pl.concat_str(
+        [_csv_field(formula_safe(pl.col(name).cast(pl.String))) for name in columns], separator=","
+    )
+    # The table and CSV lines are built for email rows only (string building is most of the work).
+    is_email = pl.col("channel") == "email"
+    rows = pl.concat(
         [
-            pl.format('<tr style="{}"><td>', row_style),
-            pl.concat_str([_html_text(c) for c in cells], separator="</td><td>"),
-            pl.lit("</td></tr>"),
+            rows.filter(is_email).with_columns(
+                _email_table_rows(templates).alias("table_row"), csv_line.alias("csv_line")
+            ),
+            rows.filter(~is_email).with_columns(
+                pl.lit(None, pl.String).alias("table_row"), pl.lit(None, pl.String).alias("csv_line")
+            ),
         ]
     )
-    csv_line = pl.concat_str([_csv_field(formula_safe(c)) for c in cells], separator=",")
-    levels = policy.urgency
-    groups = ordered.group_by(group_key, maintain_order=True).agg(
+    overdue = pl.col("level_code").is_in(["overdue", "escalated"])
+    first = pl.col("first_of_subject")
+    groups = rows.group_by("digest", maintain_order=True).agg(
+        *[pl.col(name).first() for name in GROUP_KEY],
         pl.col("delivery_id").drop_nulls().alias("delivery_ids"),
         pl.len().alias("card_count"),
-        *[(pl.col("level_code") == level).sum().alias(f"count_{level}") for level in levels],
+        *[(first & (pl.col("subject_level") == level)).sum().alias(f"count_{level}") for level in policy.urgency],
         (pl.col("calendar_code") == "provisional").any().alias("provisional"),
-        pl.col("subject_id").unique(maintain_order=True).head(policy.sms.top_ids).alias("top_ids"),
-        pl.col("subject_id").n_unique().alias("subject_count"),
-        pl.when(pl.col("channel") == "email").then(table_row).str.join("\n").alias("table_rows"),
-        pl.when(pl.col("channel") == "email").then(csv_line).str.join("\r\n").alias("csv_lines"),
-        pl.struct(columns).head(IM_ROWS).alias("im_rows"),
+        pl.col("subject_id").filter(first).head(policy.sms.top_ids).alias("top_ids"),
+        first.sum().alias("subject_count"),
+        pl.col("section").filter(pl.col("section") != "").n_unique().alias("unit_count"),
+        pl.col("overdue_workdays").filter(overdue).max().alias("longest_overdue"),
+        pl.col("due_day").filter(~overdue).min().alias("earliest_due"),
+        (pl.col("as_of").max() if "as_of" in rows.columns else pl.lit(None, pl.Date)).alias("cards_as_of"),
+        pl.col("table_row").str.join("\n").alias("table_rows"),
+        pl.col("csv_line").str.join("\r\n").alias("csv_lines"),
+        pl.struct(
+            ["rank", "first_of_subject", "subject", "subject_id", "matter", "unit_name", *templates.clock_columns]
+        )
+        .head(IM_ROWS)
+        .alias("im_rows"),
     )
     header = ",".join(_quote_csv(label) for label in templates.columns.values())
     return [_render(group, header, units, templates, as_of) for group in groups.iter_rows(named=True)]
+
+
+def _email_table_rows(templates: DigestTemplates) -> pl.Expr:
+    """The <tr> rows of one item: a section heading before a responsible unit's first subject, the subject's cells
+    (spanning its clocks) on its first clock, then the clock's own cells."""
+    width = len(templates.subject_columns) + len(templates.clock_columns)
+    unit_name = _html_text(pl.col("unit_name"))
+    section = pl.when(pl.col("first_of_section") & (pl.col("section") != "")).then(
+        pl.format(
+            '<tr><td colspan="{}" style="font-weight: bold; background: #eeeeee;">{}</td></tr>\n',
+            pl.lit(width),
+            pl.format(templates.section_format, unit_name, pl.col("section_subjects")),
+        )
+    )
+    subject_cells = pl.when(pl.col("first_of_subject")).then(
+        pl.concat_str(
+            [
+                pl.format(
+                    '<td rowspan="{}">{}</td>', pl.col("subject_clocks"), _html_text(pl.col(name).cast(pl.String))
+                )
+                for name in templates.subject_columns
+            ]
+        )
+    )
+    clock_cells = pl.concat_str(
+        [
+            pl.format("<td>{}</td>", _html_text(pl.col("due_shown" if name == "due_date" else name).cast(pl.String)))
+            for name in templates.clock_columns
+        ]
+    )
+    style = pl.col("level_code").replace_strict(templates.row_styles, default="", return_dtype=pl.String)
+    return pl.concat_str(
+        [
+            section.otherwise(pl.lit("")),
+            pl.format('<tr style="{}">', style),
+            subject_cells.otherwise(pl.lit("")),
+            clock_cells,
+            pl.lit("</tr>"),
+        ]
+    )
 
 
 def _quote_csv(value: str) -> str:
@@ -223,10 +397,16 @@ def _render(
 ) -> Digest:
     policy = units.alerting
     counts = [[level, group[f"count_{level}"]] for level in policy.urgency if group[f"count_{level}"]]
+    earliest: date | None = group["earliest_due"]
+    # The states were computed as of the cards' date (yesterday at delivery); say so rather than the sending day.
+    as_of = group["cards_as_of"] or as_of
     context = {
         "unit": units[group["recipient_unit"]],
         "counts": counts,
-        "total": group["card_count"],
+        "total": group["subject_count"],
+        "unit_count": group["unit_count"],
+        "longest_overdue": group["longest_overdue"],
+        "earliest_due": earliest.strftime(templates.date_format) if earliest else None,
         "provisional": group["provisional"],
         "as_of": as_of.isoformat(),
     }

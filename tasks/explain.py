@@ -440,3 +440,83 @@ def _range(first: date, last: date) -> str:
     if first == last:
         return _day(first)
     return f"{_day(first)} – {_day(last)}"
+
+
+# -- which clock: the ids printed in alerts ------------------------------------------------------------------------
+# An alert names a subject (a case id, a push id or a project code) and its clocks by label (办件, 环节「城市审批」, …).
+# `explain` takes the subject and lists its clocks; a clock is chosen by its id, its id without the subject
+# (step:2, deferral, special:专家评审:2026-03-02), or its label as printed.
+
+# Most urgent first when a subject's clocks are listed and none is chosen.
+URGENCY = ("escalated", "overdue", "warning", "paused", "normal", "completed_late", "completed_on_time")
+# Clock ids that name their subject's case after the prefix (step:C1:2, special:C1:专家评审:2026-03-02).
+CASE_CLOCK_PREFIXES = ("case", "step", "deferral", "special")
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What an id names: a case, a push (审管推送) or a project, and the clock id it spelled out, if any."""
+
+    kind: str  # case | claim | project
+    id: str
+    clock_id: str | None = None
+
+
+def parse_subject(text: str) -> Subject:
+    """An id as typed: a bare id (its kind is looked up later: kind "") or a clock id with its prefix."""
+    prefix, _, rest = text.partition(":")
+    if rest and prefix in CASE_CLOCK_PREFIXES:
+        return Subject("case", rest.split(":")[0], text)
+    if rest and prefix in ("claim", "project"):
+        return Subject(prefix, rest, text)
+    return Subject("", text)
+
+
+def subject_clocks(evaluated: pl.DataFrame, subject: Subject) -> pl.DataFrame:
+    """The evaluated clocks of `subject`, most urgent first, with `selector` (the id without its subject)."""
+    if subject.kind == "case":
+        mine = evaluated.filter((pl.col("case_id") == subject.id) & (pl.col("clock_type") != "project"))
+    else:
+        mine = evaluated.filter((pl.col("clock_type") == subject.kind) & (pl.col("subject_id") == subject.id))
+    ranks = {level: rank for rank, level in enumerate(URGENCY)}
+    return mine.with_columns(
+        pl.col("level").replace_strict(ranks, default=len(ranks), return_dtype=pl.Int32).alias("urgency"),
+        clock_selector(subject.id).alias("selector"),
+    ).sort(["urgency", "overdue_workdays", "remaining", "clock_id"], descending=[False, True, False, False],
+           nulls_last=True)
+
+
+def clock_selector(subject_id: str) -> pl.Expr:
+    """step:C1:2 → step:2, case:C1 → case, special:C1:专家评审:2026-03-02 → special:专家评审:2026-03-02; a claim
+    keeps its push id (a case may have several pushes), a project clock is `project`."""
+    without = pl.col("clock_id").str.replace(":" + subject_id, "", literal=True, n=1)
+    clock_type = pl.col("clock_type")
+    return (
+        pl.when(clock_type == "project")
+        .then(clock_type)
+        .when(clock_type == "claim")
+        .then(pl.col("clock_id"))
+        .otherwise(without)
+    )
+
+
+def choose_clock(listing: pl.DataFrame, wanted: str | None) -> str:
+    """The clock id `wanted` names among `listing` (subject_clocks with a `label` column), or the most urgent.
+
+    Raises LookupError naming the choices when `wanted` matches none or several."""
+    if listing.is_empty():
+        raise LookupError("no clock has started by the as-of date")
+    if wanted is None:
+        return listing.get_column("clock_id")[0]
+    text = wanted.strip()
+    for column in ("clock_id", "selector", "label"):
+        found = listing.filter(pl.col(column) == text)
+        if found.height == 1:
+            return found.get_column("clock_id")[0]
+    # A prefix of the selector: special:专家评审 or step (when the case has one step in alert).
+    found = listing.filter(pl.col("selector").str.starts_with(text + ":") | (pl.col("clock_type") == text))
+    if found.height == 1:
+        return found.get_column("clock_id")[0]
+    choices = ", ".join(f"{selector} ({label})" for selector, label in listing.select("selector", "label").iter_rows())
+    several = "several clocks match" if found.height > 1 else "no clock matches"
+    raise LookupError(f"{several} --clock {text!r}; choose one of: {choices}")

@@ -41,12 +41,14 @@ from tasks.delivery import (
     send_digests,
     settle_delivery,
 )
+from tasks.digests import DigestTemplates
 from tasks.evaluations import due_date_changes, previous_due_dates, store_evaluations
 from tasks.freshness import Freshness, judge, last_loads
 from tasks.ingest import LoadResult, case_reference, load_source
 from tasks.platform_check import pausing_suspensions, platform_disagreements
 from tasks.platform_codes import KnownCodes
 from tasks.reconcile import clock_rejects
+from tasks.review import waiting_escalations
 from tasks.runs import nightly_ledger, nightly_problem
 from tasks.settled import (
     EvaluationPlan,
@@ -381,10 +383,25 @@ def publish_nightly_artifacts(
     disagreements: pl.DataFrame,
 ) -> None:
     sources = {source.name: source for source in context.config.sources.sources}
-    artifacts.publish_nightly(summary, evaluations, results, sources, refused)
+    names = {
+        "unit": {code: unit.name for code, unit in context.config.units.units.items()},
+        "matter": {matter.code: matter.name for matter in context.config.rules.matters},
+    }
+    artifacts.publish_nightly(summary, evaluations, results, sources, refused, names)
     artifacts.publish_platform_disagreements(disagreements, summary["as_of"])
 
 
 @task(name="publish-delivery-artifact", **STAGE)
 def publish_delivery_artifact(context: RunContext, report: DeliveryReport) -> None:
     artifacts.publish_delivery(context.engine, report, context.config.units)
+
+
+@task(name="review-waiting", **STAGE)
+def review_waiting(context: RunContext) -> pl.DataFrame:
+    """The escalations waiting for the 督办 review."""
+    return waiting_escalations(context.engine, context.config.units, DigestTemplates(context.config.templates_dir))
+
+
+@task(name="publish-review-artifact", **STAGE)
+def publish_review_artifact(context: RunContext, waiting: pl.DataFrame, timeout_text: str) -> None:
+    artifacts.publish_review(waiting, timeout_text)

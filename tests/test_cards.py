@@ -270,3 +270,62 @@ def test_levels_routes_and_inhibition_are_configuration(tmp_path: Path) -> None:
         frame(clock("C2", "escalated", unit="LOW", overdue=6)), custom, as_of=AS_OF, existing=stored(overdue_first)
     )
     assert escalated.superseded["superseded_by"].to_list() == ["superseded: clock is now escalated"]
+
+
+def test_with_review_on_escalations_wait_for_review_only_on_their_way_to_supervisors(tmp_path: Path) -> None:
+    document = yaml.safe_load((BUNDLED_CONFIG_DIR / "units.yaml").read_text(encoding="utf-8"))
+    document["alerting"]["review"] = {"on_timeout": "hold"}
+    (tmp_path / "units.yaml").write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+    reviewed = load_units(tmp_path)
+    evaluations = frame(clock("C1", "overdue", overdue=2), clock("C2", "escalated", overdue=6))
+
+    plan = plan_cards(evaluations, reviewed, as_of=AS_OF)
+
+    statuses = sorted(set(plan.routes.select("clock_id", "role", "status").rows()))
+    assert statuses == [("case:C1", "owner", "pending"), ("case:C2", "owner", "pending"),
+                        ("case:C2", "supervisor", "awaiting_review")]
+    without_review = plan_cards(evaluations, load_units(BUNDLED_CONFIG_DIR), as_of=AS_OF)
+    assert set(without_review.routes["status"]) == {"pending"}
+
+
+def test_a_standing_review_hold_suppresses_the_same_escalation_until_its_due_date_changes_or_it_expires(
+    tmp_path: Path,
+) -> None:
+    from tasks.cards import HOLD_SCHEMA
+
+    document = yaml.safe_load((BUNDLED_CONFIG_DIR / "units.yaml").read_text(encoding="utf-8"))
+    document["alerting"]["review"] = {"on_timeout": "send"}
+    (tmp_path / "units.yaml").write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+    reviewed = load_units(tmp_path)
+    holds = pl.DataFrame(
+        [
+            ("case:C1", "escalated", DUE, None),
+            ("case:C2", "escalated", DUE, AS_OF),
+            ("case:C3", "escalated", DUE, date(2026, 3, 1)),
+        ],
+        schema=HOLD_SCHEMA,
+        orient="row",
+    )
+    evaluations = frame(
+        clock("C1", "escalated", overdue=9),  # a later reminder of the held escalation: still held
+        clock("C2", "escalated", overdue=6, due=date(2026, 2, 20)),  # its due date moved: proposed again
+        clock("C3", "escalated", overdue=6),  # the hold ended before the as-of date: proposed again
+    )
+
+    plan = plan_cards(evaluations, reviewed, as_of=AS_OF, holds=holds)
+
+    supervisor = dict(plan.routes.filter(pl.col("role") == "supervisor").select("clock_id", "status").unique().rows())
+    assert supervisor == {"case:C1": "suppressed", "case:C2": "awaiting_review", "case:C3": "awaiting_review"}
+    assert set(plan.routes.filter(pl.col("role") == "owner")["status"]) == {"pending"}
+
+
+def test_a_review_without_a_timeout_policy_is_refused_at_load(tmp_path: Path) -> None:
+    document = yaml.safe_load((BUNDLED_CONFIG_DIR / "units.yaml").read_text(encoding="utf-8"))
+    document["alerting"]["review"] = {"timeout_minutes": 30}
+    (tmp_path / "units.yaml").write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(ConfigError, match="on_timeout"):
+        load_units(tmp_path)
+    document["alerting"]["review"] = {"on_timeout": "later"}
+    (tmp_path / "units.yaml").write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(ConfigError, match="on_timeout"):
+        load_units(tmp_path)

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
+
+from schemas.database import ensure_schema, make_engine, upgrade
 
 EXPECTED_TABLES = {
     "runs", "cases", "steps", "suspensions", "projects", "deferrals", "pushes",
-    "change_history", "rejects", "evaluations", "cards", "deliveries", "silences",
+    "change_history", "rejects", "evaluations", "cards", "deliveries", "silences", "review_decisions",
 }
 
 
@@ -13,10 +15,6 @@ def test_migrations_create_every_table(engine: Engine) -> None:
 
 
 def test_an_existing_database_is_upgraded_keeping_its_rows(database_url: str) -> None:
-    from sqlalchemy import text
-
-    from schemas.database import ensure_schema, make_engine, upgrade
-
     old = make_engine(database_url)
     upgrade(old, "0001")
     with old.begin() as connection:
@@ -32,3 +30,17 @@ def test_an_existing_database_is_upgraded_keeping_its_rows(database_url: str) ->
             assert connection.execute(text("SELECT case_id, platform_due_date FROM cases")).all() == [("C1", None)]
     finally:
         engine.dispose()
+
+
+def test_a_database_at_the_first_schema_is_upgraded_on_first_use(database_url: str) -> None:
+    old = make_engine(database_url)
+    upgrade(old, "0001")
+    assert "review_decisions" not in inspect(old).get_table_names()
+    old.dispose()
+
+    engine = ensure_schema(database_url)
+
+    assert set(inspect(engine).get_table_names()) >= EXPECTED_TABLES
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM review_decisions")).scalar_one() == 0
+    engine.dispose()

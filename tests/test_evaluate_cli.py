@@ -214,6 +214,9 @@ def test_explain_from_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("PERMITWATCH_DATABASE_URL", url)
     code, output = run("explain", "DB1", "--as-of", "2026-02-13")
     assert code == 0, output
+    assert "step:1" in output and "step:2" in output  # a case id lists all the case's clocks
+    code, output = run("explain", "DB1", "--clock", "case", "--as-of", "2026-02-13")
+    assert code == 0, output
     # 8 working days from Tue 02-10: 02-11, 02-12, 02-13, Sat 02-14 (调休), then 春节 to 02-23, 02-24..02-27.
     assert "Due date: 2026-02-27 (Fri)" in output
     code, output = run("explain", "step:DB1:2", "--as-of", "2026-02-24")
@@ -223,7 +226,7 @@ def test_explain_from_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert "Due date: 2026-02-24 (Tue)" in output
     code, output = run("explain", "NOPE", "--as-of", "2026-02-24")
     assert code == 2
-    assert "no clock case:NOPE" in output
+    assert "NOPE: no case, push (审管推送) or project with this id" in output
 
 
 def test_rows_missing_a_matter_or_case_id_are_rejected_with_a_reason(tmp_path: Path) -> None:

@@ -144,6 +144,8 @@ def test_nightly_publishes_summary_overdue_rejects_and_progress_artifacts(
     expected = pipeline.rows("SELECT clock_id FROM evaluations WHERE level IN ('overdue', 'escalated') "
                              "ORDER BY overdue_workdays DESC, clock_id LIMIT 50")
     assert [row["clock_id"] for row in overdue] == [row.clock_id for row in expected]
+    assert all(row["unit_name"] for row in overdue)  # names beside the codes
+    assert any(row["matter_name"] for row in overdue)
 
     # The clock builder's refusals: in `rejects` with the file, line and reason of the row, and in the artifact.
     refused = pipeline.rows("SELECT source, target_table, line, reasons FROM rejects "
@@ -413,15 +415,16 @@ def test_deployments_are_registered_with_their_cron_and_timezone() -> None:
 
     registered = asyncio.run(register_and_read())
 
-    assert set(registered) == {"nightly", "deliver", "weekly-report", "backfill", "what-if"}
+    assert set(registered) == {"nightly", "review", "deliver", "weekly-report", "backfill", "what-if"}
     for name, cron in SCHEDULES.items():
         schedules = [(entry.schedule.cron, entry.schedule.timezone, entry.active)
                      for entry in registered[name].schedules]
         assert schedules == [(cron, "Asia/Shanghai", True)], name
-    assert SCHEDULES == {"nightly": "30 1 * * *", "deliver": "30 8 * * *", "weekly-report": "0 9 * * 1"}
+    assert SCHEDULES == {"nightly": "30 1 * * *", "review": "30 7 * * *", "deliver": "30 8 * * *",
+                         "weekly-report": "0 9 * * 1"}
     assert registered["backfill"].schedules == [], "backfill runs only when ops start it"
     assert registered["what-if"].schedules == [], "what-if runs only when ops start it"
-    for name in ("nightly", "deliver", "backfill"):
+    for name in ("nightly", "review", "deliver", "backfill"):
         limit = registered[name].global_concurrency_limit
         assert limit is not None and limit.limit == 1, name
 
@@ -435,7 +438,8 @@ def test_prefect_yaml_has_the_same_schedules_as_serve() -> None:
     assert found == {**{name: [(cron, "Asia/Shanghai")] for name, cron in SCHEDULES.items()}, "backfill": [],
                      "what-if": []}
     entrypoints = {entry["name"]: entry["entrypoint"] for entry in document["deployments"]}
-    assert entrypoints == {"nightly": "flows/nightly.py:nightly", "deliver": "flows/deliver.py:deliver_flow",
+    assert entrypoints == {"nightly": "flows/nightly.py:nightly", "review": "flows/review.py:review",
+                           "deliver": "flows/deliver.py:deliver_flow",
                            "weekly-report": "flows/weekly_report.py:weekly_report",
                            "backfill": "flows/backfill.py:backfill", "what-if": "flows/what_if.py:what_if"}
 
