@@ -1,6 +1,6 @@
 """delivery leases, the claim on a delivery row, notices ops get once
 
-Revision ID: 0002_delivery
+Revision ID: 0002
 Revises: 0001
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_delivery"
+revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None

@@ -1,7 +1,7 @@
 """cases.platform_due_date: the platform's own due date, checked against ours
 
-Revision ID: 0002_platforms
-Revises: 0002_delivery
+Revision ID: 0003
+Revises: 0002
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_platforms"
-down_revision = "0002_delivery"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """settled groups: what an incremental nightly run need not evaluate again
 
-Revision ID: 0002_incremental
-Revises: 0002_platforms
+Revision ID: 0004
+Revises: 0003
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_incremental"
-down_revision = "0002_platforms"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """督办 review decisions
 
-Revision ID: 0002_alerts
-Revises: 0002_incremental
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-28 09:30:00
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_alerts"
-down_revision = "0002_incremental"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
