@@ -50,14 +50,12 @@ def deliver(
     moment = _parse_now(now) if now is not None else datetime.now(TIMEZONE)
     _export_settings(cli)
     from flows.deliver import deliver_flow
-    from tasks.delivery import DeliveryIncomplete
+    from tasks.runs import state_summary
 
     final = deliver_flow(now=moment, force=now is not None, return_state=True)
-    report = final.result(raise_on_failure=False)
-    if isinstance(report, DeliveryIncomplete):
-        report = report.report
-    if not isinstance(report, dict):  # the flow stopped before it had a report (its message says why)
-        fail(f"deliver: {final.name}: {final.message or report}", code=1)
+    report = state_summary(final.result(raise_on_failure=False))
+    if not report:  # the flow stopped before it had a report (its message says why)
+        fail(f"deliver: {final.name}: {final.message}", code=1)
     if report["skipped"]:
         console.print(f"Nothing sent: {escape(report['skipped'])}. Use --now to send anyway.", highlight=False)
         return

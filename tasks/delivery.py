@@ -62,6 +62,7 @@ from tasks.idempotency import add_gateway_key, digest_key, install_message_id_ho
 from tasks.outbox import OUTBOX_SCHEME, outbox_url
 from tasks.pii import mask_phone
 from tasks.review import read_holds
+from tasks.runs import RunIncomplete
 from tasks.subjects import add_subject_names
 
 logger = logging.getLogger("permitwatch.alerts")
@@ -319,16 +320,8 @@ class DeliveryReport:
         return data
 
 
-class DeliveryIncomplete(RuntimeError):
-    """Some messages were not sent. The data of a Failed `deliver` run, so that Prefect resolves the state into this
-    exception (one line, the report attached) rather than a TypeError about the data."""
-
-    def __init__(self, message: str, report: dict[str, Any]) -> None:
-        super().__init__(message, report)
-        self.report = report
-
-    def __str__(self) -> str:
-        return str(self.args[0])
+class DeliveryIncomplete(RunIncomplete):
+    """Some messages were not sent: the data of a Failed `deliver` run, its summary the delivery report."""
 
 
 @dataclass

@@ -666,7 +666,7 @@ def test_a_failed_delivery_shows_in_prefect_with_its_reasons_and_no_traceback(
     assert "500" in final.message and "\n" not in final.message
     incomplete = final.result(raise_on_failure=False)
     assert isinstance(incomplete, DeliveryIncomplete) and str(incomplete) == final.message
-    assert incomplete.report["messages_failed"] == 3 and incomplete.report["messages_sent"] == 3
+    assert incomplete.summary["messages_failed"] == 3 and incomplete.summary["messages_sent"] == 3
     with pytest.raises(DeliveryIncomplete, match=r"^3 of 3 messages not sent: 360"):  # not a TypeError about the data
         deliver_flow(now=datetime(2026, 3, 5, 11, 0, tzinfo=TIMEZONE), force=True)
 
