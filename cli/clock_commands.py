@@ -158,12 +158,16 @@ def _explain_subject(
 ) -> None:
     """The subject's clocks with their state, then the account of the chosen (or most urgent) one."""
     from tasks.clocks import evaluate_clocks
-    from tasks.explain import NotStartedError, choose_clock, explain_clock, subject_clocks
+    from tasks.explain import NotStartedError, choose_clock, explain_clock, of_subject, subject_clocks
 
     known = clock_set.known_at(day, calendar)
     evaluated = evaluate_clocks(known.clocks, known.pauses, calendar, day)
     listing = subject_clocks(evaluated, subject)
     listing = listing.with_columns(_clock_labels(ctx, listing, tables).alias("label"))
+    later = clock_set.clocks.filter(of_subject(subject) & (pl.col("start_date") > day)).sort("start_date")
+    if listing.is_empty() and not later.is_empty() and not rejected:  # recorded, but not started by the as-of date
+        first = later.row(0, named=True)
+        fail(f"{first['clock_id']} starts on {first['start_date']}, after {day}: it does not exist on that day yet")
     try:
         clock_id = choose_clock(listing, which or subject.clock_id)
     except LookupError as exc:

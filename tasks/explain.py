@@ -472,12 +472,16 @@ def parse_subject(text: str) -> Subject:
     return Subject("", text)
 
 
+def of_subject(subject: Subject) -> pl.Expr:
+    """The clocks of `subject`: a case's own clocks (not its project's), or the push's or project's clock."""
+    if subject.kind == "case":
+        return (pl.col("case_id") == subject.id) & (pl.col("clock_type") != "project")
+    return (pl.col("clock_type") == subject.kind) & (pl.col("subject_id") == subject.id)
+
+
 def subject_clocks(evaluated: pl.DataFrame, subject: Subject) -> pl.DataFrame:
     """The evaluated clocks of `subject`, most urgent first, with `selector` (the id without its subject)."""
-    if subject.kind == "case":
-        mine = evaluated.filter((pl.col("case_id") == subject.id) & (pl.col("clock_type") != "project"))
-    else:
-        mine = evaluated.filter((pl.col("clock_type") == subject.kind) & (pl.col("subject_id") == subject.id))
+    mine = evaluated.filter(of_subject(subject))
     ranks = {level: rank for rank, level in enumerate(URGENCY)}
     return mine.with_columns(
         pl.col("level").replace_strict(ranks, default=len(ranks), return_dtype=pl.Int32).alias("urgency"),
