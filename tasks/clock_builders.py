@@ -36,13 +36,13 @@ import numpy as np
 import polars as pl
 
 from config.rules import DEFAULT_RESTART_KINDS, RuleBook
+from schemas.contracts import MAX_LIMIT_DAYS
 from tasks.calendar import CALENDAR_FIRST_DATE, WorkCalendar
 from tasks.clocks import CLOCK_COLUMNS, PAUSE_COLUMNS, _rows_of
 
 # Dates accepted on input. The calendar runs further (tasks/calendar.py) so that a start this late, a long pause and
 # the largest limit still find their due date inside it.
 LATEST_INPUT_DATE = date(2040, 12, 31)
-MAX_LIMIT_DAYS = 3650
 LIMIT_KIND_NAMES = {"workday": "workday", "calendar": "calendar", "工作日": "workday", "自然日": "calendar"}
 REJECT_COLUMNS = {"table": pl.String, "row_key": pl.String, "case_id": pl.String, "reason": pl.String}
 FAR_FUTURE = date(9999, 12, 31)  # "never" for an open end while intervals are combined
