@@ -27,7 +27,14 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from config.sources import CANONICAL_COLUMNS, PII_COLUMNS, TABLES, Source
-from schemas.contracts import duplicate_violations, empty_frame, key_columns, pause_violations, violations
+from schemas.contracts import (
+    LIMIT_KIND_SPELLINGS,
+    duplicate_violations,
+    empty_frame,
+    key_columns,
+    pause_violations,
+    violations,
+)
 from tasks.events import EventColumns, pair_events
 from tasks.freshness import content_hash
 from tasks.parsing import ColumnKind, fold_width, parse_columns
@@ -52,13 +59,7 @@ _DECODE_CHUNK = 1 << 24
 _NEWLINE, _CARRIAGE_RETURN, _QUOTE = ord("\n"), ord("\r"), ord('"')
 # Canonical values of 时限类型; the contract rejects anything else.
 LIMIT_KIND_VALUES = {
-    "工作日": "workday",
-    "workday": "workday",
-    "working day": "workday",
-    "自然日": "calendar",
-    "日历日": "calendar",
-    "calendar": "calendar",
-    "calendar day": "calendar",
+    **LIMIT_KIND_SPELLINGS,
     # Units a platform may give (中间库 PROMISETIMEUNIT 3, 4, 5) that no clock counts in: rejected with a reason.
     "小时": "hours",
     "hours": "hours",
