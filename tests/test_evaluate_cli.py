@@ -266,3 +266,17 @@ def test_evaluate_accepts_every_limit_kind_spelling_the_nightly_load_accepts(tmp
     # days end inside it, so they fall due on the first working day after it.
     expected = {"workday": "2025-10-16", "calendar": "2025-10-09"}
     assert due == {f"K{n}": expected[kind] for n, kind in enumerate(nightly.values())}
+
+
+def test_evaluate_matches_headers_as_the_nightly_load_does(tmp_path: Path) -> None:
+    # Case, width, a BOM or zero-width space and stray blanks do not hide a header, here as in the nightly load.
+    cases = tmp_path / "cases.csv"
+    cases.write_text(
+        "\ufeffCase_ID,ＭＡＴＴＥＲ＿ＣＯＤＥ,承办单位编码\u200b, 受理时间 ,LIMIT_DAYS,时限类型\n"
+        "H1,UNKNOWN,360702SPJ,2025-09-26,10,日历日\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out.csv"
+    code, output = run("evaluate", str(cases), "--as-of", "2025-10-20", "-o", str(out))
+    assert code == 0, output
+    assert pl.read_csv(out, infer_schema=False).select("case_id", "due_date").rows() == [("H1", "2025-10-09")]
