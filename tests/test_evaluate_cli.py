@@ -159,7 +159,7 @@ def test_explain_from_files_shows_the_days_that_matter(files: tuple[Path, Path])
     assert "paused (专家评审)" in output
     assert "2025-10-01 – 2025-10-05 国庆节" in output
     assert "Due date: 2025-10-17 (Fri)" in output
-    assert "overdue (红牌)" in output
+    assert "overdue (红牌超期)" in output  # the alerts' name of the level
 
 
 def test_explain_a_rejected_case_says_why(files: tuple[Path, Path]) -> None:
