@@ -29,6 +29,7 @@ from tasks.parsing import (
     PROBLEM_SCHEMA,
     ColumnKind,
     ParseResult,
+    header_key,
     parse_columns,
 )
 
@@ -268,9 +269,9 @@ def _read_table(path: Path, table: str) -> _Read:
     unreadable value become rejects naming their line."""
     from tasks.clock_builders import REJECT_COLUMNS
 
-    mapping = default_header_map(table)
+    mapping = {header_key(header): canonical for header, canonical in default_header_map(table).items()}
     raw = _read_file(path, mapping)
-    renamed = {name: mapping[name.strip()] for name in raw.columns}
+    renamed = {name: mapping[header_key(name)] for name in raw.columns}
     raw = raw.select(pl.col(name).alias(canonical) for name, canonical in renamed.items())
     columns = {column.name: column for column in CANONICAL_COLUMNS[table]}
     missing = [name for name, column in columns.items() if column.required and name not in raw.columns]
@@ -304,15 +305,15 @@ def _read_table(path: Path, table: str) -> _Read:
 
 
 def _read_file(path: Path, mapping: dict[str, str]) -> pl.DataFrame:
-    """The file's columns that have a canonical header (a Parquet file reads only those)."""
+    """The file's columns whose header_key is in `mapping` (a Parquet file reads only those)."""
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
-            wanted = [name for name in pl.read_parquet_schema(path) if name.strip() in mapping]
+            wanted = [name for name in pl.read_parquet_schema(path) if header_key(name) in mapping]
             return pl.read_parquet(path, columns=wanted).rechunk()  # one chunk: later gathers are much faster
         if suffix == ".csv":
             frame = pl.read_csv(io.BytesIO(_utf8(path.read_bytes())), infer_schema=False)
-            return frame.select(name for name in frame.columns if name.strip() in mapping)
+            return frame.select(name for name in frame.columns if header_key(name) in mapping)
     except (OSError, pl.exceptions.PolarsError) as exc:
         fail(f"{path}: cannot read: {exc}")
     fail(f"{path}: the file must be .csv or .parquet")

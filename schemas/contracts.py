@@ -30,6 +30,16 @@ REGION_CODE = r"^\d{6}$"
 # The time code is the year (YYYY) on codes issued before GB/T 40058-2021 and year+month (YYMM) since.
 PROJECT_CODE = r"^(?:(?:19|20)\d{2}|\d{2}(?:0[1-9]|1[0-2]))-\d{6}-\d{2}-\d{2}-\d{6}$"
 LIMIT_KINDS = ("workday", "calendar")
+# Every spelling of 时限类型 (limit kind) accepted on input, nightly load and `evaluate` alike, to its canonical kind.
+LIMIT_KIND_SPELLINGS = {
+    "工作日": "workday",
+    "workday": "workday",
+    "working day": "workday",
+    "自然日": "calendar",
+    "日历日": "calendar",
+    "calendar": "calendar",
+    "calendar day": "calendar",
+}
 MAX_LIMIT_DAYS = 3650
 
 VIOLATION_SCHEMA = {"row": pl.UInt32, "column": pl.String, "reason": pl.String}

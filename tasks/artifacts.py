@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-import unicodedata
 from collections.abc import Callable, Iterable
 from datetime import UTC
 from typing import Any
@@ -28,6 +27,7 @@ from schemas.tables import Delivery
 from tasks import review
 from tasks.delivery import DeliveryReport, display_target
 from tasks.ingest import LoadResult
+from tasks.parsing import header_key
 from tasks.pii import mask_name, mask_phone
 
 SUMMARY_KEY = "nightly-summary"
@@ -122,10 +122,6 @@ def most_overdue(
     )
 
 
-def _header_key(header: str) -> str:
-    return unicodedata.normalize("NFKC", header).replace("\ufeff", "").replace("\u200b", "").strip().lower()
-
-
 def pii_headers(source: Source | None) -> dict[str, str]:
     """Source header (normalised) -> PII column, for the headers of `source` that hold an applicant's name or phone.
     Without the source's config, the canonical names and the default Chinese headers."""
@@ -134,7 +130,7 @@ def pii_headers(source: Source | None) -> dict[str, str]:
     else:
         mapping = {header: column.name for column in CANONICAL_COLUMNS["cases"]
                    for header in (column.name, *column.headers)}
-    return {_header_key(header): column for header, column in mapping.items() if column in PII_MASKS}
+    return {header_key(header): column for header, column in mapping.items() if column in PII_MASKS}
 
 
 def masked_raw(raw: str | None, pii: dict[str, str]) -> str:
@@ -152,7 +148,7 @@ def masked_raw(raw: str | None, pii: dict[str, str]) -> str:
     if not isinstance(values, dict):
         return "(not shown: unparsed record)"
     keys = list(values)
-    pii_positions = [index for index, key in enumerate(keys) if _header_key(key) in pii]
+    pii_positions = [index for index, key in enumerate(keys) if header_key(key) in pii]
     if SHIFTED in values and pii_positions:
         for key in keys[pii_positions[0]:]:
             values[key] = "***"
@@ -160,7 +156,7 @@ def masked_raw(raw: str | None, pii: dict[str, str]) -> str:
         for index in pii_positions:
             key = keys[index]
             value = values[key]
-            values[key] = PII_MASKS[pii[_header_key(key)]](value if isinstance(value, str) or value is None
+            values[key] = PII_MASKS[pii[header_key(key)]](value if isinstance(value, str) or value is None
                                                              else str(value))
     return json.dumps(values, ensure_ascii=False)
 

@@ -36,14 +36,14 @@ import numpy as np
 import polars as pl
 
 from config.rules import DEFAULT_RESTART_KINDS, RuleBook
+from schemas.contracts import LIMIT_KIND_SPELLINGS, MAX_LIMIT_DAYS
 from tasks.calendar import CALENDAR_FIRST_DATE, WorkCalendar
 from tasks.clocks import CLOCK_COLUMNS, PAUSE_COLUMNS, _rows_of
 
 # Dates accepted on input. The calendar runs further (tasks/calendar.py) so that a start this late, a long pause and
 # the largest limit still find their due date inside it.
 LATEST_INPUT_DATE = date(2040, 12, 31)
-MAX_LIMIT_DAYS = 3650
-LIMIT_KIND_NAMES = {"workday": "workday", "calendar": "calendar", "工作日": "workday", "自然日": "calendar"}
+_SPELLINGS = "|".join(LIMIT_KIND_SPELLINGS)
 REJECT_COLUMNS = {"table": pl.String, "row_key": pl.String, "case_id": pl.String, "reason": pl.String}
 FAR_FUTURE = date(9999, 12, 31)  # "never" for an open end while intervals are combined
 MEMBER_COLUMNS = {"project_code": pl.String, "case_id": pl.String, "accepted_at": pl.Date, "completed_at": pl.Date}
@@ -223,19 +223,19 @@ def build_clocks(
 
 
 def normalize_limit_kind(column: str = "limit_kind") -> pl.Expr:
-    """workday / calendar from workday|calendar|工作日|自然日 (trimmed); anything else null."""
-    return pl.col(column).str.strip_chars().replace_strict(LIMIT_KIND_NAMES, default=None, return_dtype=pl.String)
+    """workday / calendar from any spelling in LIMIT_KIND_SPELLINGS (trimmed); anything else null."""
+    return pl.col(column).str.strip_chars().replace_strict(LIMIT_KIND_SPELLINGS, default=None, return_dtype=pl.String)
 
 
 def _limit_kinds(frame: pl.DataFrame, column: str = "limit_kind") -> pl.Expr:
     """normalize_limit_kind(column) for this frame. When every spelling present is exact (no stray space, the usual
     case), one comparison per spelling replaces trimming and looking up each of a million values."""
     present = frame[column].drop_nulls().unique().to_list()
-    if not all(spelling in LIMIT_KIND_NAMES for spelling in present):
+    if not all(spelling in LIMIT_KIND_SPELLINGS for spelling in present):
         return normalize_limit_kind(column)
     kinds = pl.lit(None, pl.String)
     for spelling in present:
-        kinds = pl.when(pl.col(column) == spelling).then(pl.lit(LIMIT_KIND_NAMES[spelling])).otherwise(kinds)
+        kinds = pl.when(pl.col(column) == spelling).then(pl.lit(LIMIT_KIND_SPELLINGS[spelling])).otherwise(kinds)
     return kinds
 
 
@@ -313,7 +313,7 @@ class _Builder:
             ),
             (
                 pl.col("limit_kind").is_not_null() & pl.col("own_kind").is_null(),
-                pl.format("unknown limit_kind '{}' (workday|calendar|工作日|自然日)", "limit_kind"),
+                pl.format(f"unknown limit_kind '{{}}' ({_SPELLINGS})", "limit_kind"),
             ),
             (
                 pl.col("clock_limit").is_null() & ~pl.col("matter_code").is_in(rules["matter_code"].implode()),

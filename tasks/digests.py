@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,13 @@ class DigestTemplates:
         self.clock_columns: dict[str, str] = labels.clock_columns
         self.columns: dict[str, str] = labels.columns
         self.row_styles: dict[str, str] = labels.row_styles
+
+
+@cache
+def bundled_templates() -> DigestTemplates:
+    """The bundled templates: the one vocabulary (_labels.j2) of levels and clock types for outputs that are not
+    alerts (`permitwatch explain`, the periodic report)."""
+    return DigestTemplates()
 
 
 def sms_length(text: str) -> int:

@@ -15,25 +15,29 @@ import polars as pl
 from tasks.calendar import MAKEUP_NOTE, WorkCalendar
 from tasks.clock_builders import ClockSet, extension_days
 from tasks.clocks import evaluate_clocks
+from tasks.digests import bundled_templates
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_LABELS = bundled_templates()
+# English, with the templates' Chinese term beside it where the alerts have one.
 LEVEL_NAMES = {
     "normal": "normal",
-    "warning": "warning (黄牌)",
-    "overdue": "overdue (红牌)",
-    "escalated": "escalated (督办)",
+    "warning": f"warning ({_LABELS.level_names['warning']})",
+    "overdue": f"overdue ({_LABELS.level_names['overdue']})",
+    "escalated": f"escalated ({_LABELS.level_names['escalated']})",
     "paused": "paused (特别程序 in progress)",
     "completed_on_time": "completed on time",
     "completed_late": "completed late",
 }
-CLOCK_NAMES = {
-    "case": "Case (办件)",
-    "step": "Step (环节)",
-    "project": "Project (工程建设项目)",
-    "deferral": "Deferred materials (容缺后补)",
-    "claim": "Supervision claim (审管互动认领)",
-    "special": "Special procedure (特别程序)",
+_CLOCK_WORDS = {
+    "case": "Case",
+    "step": "Step",
+    "project": "Project",
+    "deferral": "Deferred materials",
+    "claim": "Supervision claim",
+    "special": "Special procedure",
 }
+CLOCK_NAMES = {kind: f"{word} ({_LABELS.clock_type_names[kind]})" for kind, word in _CLOCK_WORDS.items()}
 KIND_NAMES = {"workday": "working days (工作日)", "calendar": "calendar days (自然日)"}
 PROJECT_GAP_LABEL = "no member case open and unsuspended"
 

@@ -27,10 +27,17 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from config.sources import CANONICAL_COLUMNS, PII_COLUMNS, TABLES, Source
-from schemas.contracts import duplicate_violations, empty_frame, key_columns, pause_violations, violations
+from schemas.contracts import (
+    LIMIT_KIND_SPELLINGS,
+    duplicate_violations,
+    empty_frame,
+    key_columns,
+    pause_violations,
+    violations,
+)
 from tasks.events import EventColumns, pair_events
 from tasks.freshness import content_hash
-from tasks.parsing import ColumnKind, fold_width, parse_columns
+from tasks.parsing import ColumnKind, header_key, parse_columns
 from tasks.platform_codes import KnownCodes, keep_platform_sentinel, resolve_codes, unsupported_limit_units
 
 # (what, done, total): a stage description and how far it got; the CLI draws rich bars, flows write an artifact.
@@ -52,13 +59,7 @@ _DECODE_CHUNK = 1 << 24
 _NEWLINE, _CARRIAGE_RETURN, _QUOTE = ord("\n"), ord("\r"), ord('"')
 # Canonical values of 时限类型; the contract rejects anything else.
 LIMIT_KIND_VALUES = {
-    "工作日": "workday",
-    "workday": "workday",
-    "working day": "workday",
-    "自然日": "calendar",
-    "日历日": "calendar",
-    "calendar": "calendar",
-    "calendar day": "calendar",
+    **LIMIT_KIND_SPELLINGS,
     # Units a platform may give (中间库 PROMISETIMEUNIT 3, 4, 5) that no clock counts in: rejected with a reason.
     "小时": "hours",
     "hours": "hours",
@@ -522,19 +523,13 @@ def read_raw(source: Source, path: Path | None, label: str, watermark: datetime 
 # ---------------------------------------------------------------------------------------------------------- mapping
 
 
-def _header_key(header: str) -> str:
-    """Headers compare width-folded, trimmed, case-insensitive, without BOM or zero-width characters."""
-    folded = pl.select(fold_width(pl.lit(header))).item()
-    return folded.replace("\ufeff", "").replace("\u200b", "").strip().lower()
-
-
 def map_headers(source: Source, headers: Sequence[str], label: str) -> dict[str, str]:
     """Source header → canonical column; a required column that is missing fails the source."""
-    lookup = {_header_key(header): canonical for header, canonical in source.header_map().items()}
+    lookup = {header_key(header): canonical for header, canonical in source.header_map().items()}
     mapped: dict[str, str] = {}
     taken: dict[str, str] = {}
     for header in headers:
-        canonical = lookup.get(_header_key(header))
+        canonical = lookup.get(header_key(header))
         if canonical is None:
             continue
         if canonical in taken:
@@ -723,11 +718,11 @@ def load_source(
 def _paired(source: Source, raw: _RawTable) -> _RawTable:
     """An events source's rows paired into suspensions (tasks/events.py); unpaired rows join the structural rejects."""
     assert source.events is not None
-    lookup = {_header_key(header): canonical for header, canonical in source.header_map().items()}
+    lookup = {header_key(header): canonical for header, canonical in source.header_map().items()}
     by_canonical: dict[str, str] = {}
     ended = []
     for header in raw.frame.columns:
-        canonical = lookup.get(_header_key(header))
+        canonical = lookup.get(header_key(header))
         if canonical == "ended_at":
             ended.append(header)
         elif canonical is not None:
@@ -735,9 +730,9 @@ def _paired(source: Source, raw: _RawTable) -> _RawTable:
     needed = {"case_id": "the case", "started_at": "the event time"}
     absent = [f"{name} ({what})" for name, what in needed.items() if name not in by_canonical]
     # Event columns compare like headers: Oracle, for one, returns OPERATETYPE for `operatetype`.
-    headers = {_header_key(header): header for header in raw.frame.columns}
+    headers = {header_key(header): header for header in raw.frame.columns}
     wanted = [source.events.column, *source.events.within]
-    absent += [f"{name} (events)" for name in wanted if _header_key(name) not in headers]
+    absent += [f"{name} (events)" for name in wanted if header_key(name) not in headers]
     if absent:
         raise SourceError(
             f"{raw.label}: missing column(s) {', '.join(absent)} for an events source; "
@@ -749,7 +744,7 @@ def _paired(source: Source, raw: _RawTable) -> _RawTable:
         kind=by_canonical.get("kind", "kind"),
         ended=ended,
     )
-    found = [headers[_header_key(name)] for name in wanted]
+    found = [headers[header_key(name)] for name in wanted]
     pairing = source.events.model_copy(update={"column": found[0], "within": tuple(found[1:])})
     paired = pair_events(raw.frame, raw.lines, pairing, columns, raw.label)
     return replace(

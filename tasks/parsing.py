@@ -20,6 +20,7 @@ SHANGHAI = "Asia/Shanghai"
 # Full-width ASCII (U+FF01..U+FF5E) and the ideographic space fold to their half-width forms, as NFKC would.
 _FULL_WIDTH = [chr(code) for code in range(0xFF01, 0xFF5F)] + ["\u3000"]
 _HALF_WIDTH = [chr(code - 0xFEE0) for code in range(0xFF01, 0xFF5F)] + [" "]
+_WIDTH_FOLD = str.maketrans(dict(zip(_FULL_WIDTH, _HALF_WIDTH, strict=True)))
 
 _WIDE_OR_ODD_SPACE = "[\uff01-\uff5e\u3000\u00a0]"
 # Spellings of "no value" seen in exports. Applied to codes, numbers and dates only: in free text "无" is a real answer.
@@ -85,6 +86,13 @@ def message(*parts: str | pl.Expr) -> pl.Expr:
 def fold_width(expr: pl.Expr) -> pl.Expr:
     """Full-width digits, letters, punctuation and spaces to half-width (１２３ → 123, （ → ()."""
     return expr.str.replace_many(_FULL_WIDTH, _HALF_WIDTH)
+
+
+def header_key(header: str) -> str:
+    """The form in which export headers are compared, by the nightly load, the PII masking of rejected rows and
+    `permitwatch evaluate` alike: width-folded (as fold_width), trimmed, case-insensitive, without BOM or zero-width
+    characters."""
+    return header.translate(_WIDTH_FOLD).replace("\ufeff", "").replace("\u200b", "").strip().lower()
 
 
 def normalize_text(expr: pl.Expr) -> pl.Expr:

@@ -35,6 +35,7 @@ from config.units import UnitDirectory
 from tasks.calendar import WorkCalendar, load_work_calendar
 from tasks.clock_builders import build_clocks
 from tasks.clocks import evaluate_clocks
+from tasks.digests import bundled_templates
 from tasks.metrics import TOTAL, Dimensions, MetricInputs, Period, PeriodKind, ReportViews, build_views, report_periods
 
 CJK_FAMILY = "Noto Sans CJK SC"
@@ -74,7 +75,7 @@ VALUE_LABELS: dict[str, dict[str, str]] = {
         "county_forward_city_handle": "服务窗口前移",
         "city": "市级办理",
     },
-    "level": {"overdue": "超期", "escalated": "督办"},
+    "level": bundled_templates().level_short,  # the alerts' short level names
 }
 
 # Sheet / section titles, in the order they appear.

@@ -130,7 +130,7 @@ def test_bad_cases_are_rejected_with_their_reason(rules: RuleBook) -> None:
     )
     assert reasons(clock_set) == {
         "late": "completed_at 2025-03-01 is before accepted_at 2025-03-03",
-        "kind": "unknown limit_kind 'weeks' (workday|calendar|工作日|自然日)",
+        "kind": "unknown limit_kind 'weeks' (工作日|workday|working day|自然日|日历日|calendar|calendar day)",
         "matter": "unknown matter 'NOPE' and no limit_days",
         "early": "no rule for matter 'SXTQ-A001' in force on 2021-06-01 and no limit_days",
         "old": "accepted_at 2003-12-31 outside 2004-01-01..2040-12-31",

@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from config.settings import BUNDLED_CONFIG_DIR
 from config.units import SmsLimits, UnitDirectory, load_units
 from tasks.digests import DigestTemplates, build_digests, escape_formula, sms_length, sms_segments
+from tasks.explain import CLOCK_NAMES, LEVEL_NAMES
+from tasks.report import display_frame
 
 AS_OF = date(2026, 3, 5)
 LIMITS = SmsLimits()
@@ -325,3 +327,14 @@ def test_only_a_provisional_due_date_is_marked_and_the_csv_says_which_calendar(
     email = build_digests(items(*rows), units, templates, as_of=AS_OF)[0]
     assert email.body.count("2026-03-02（预计）") == 1 and email.body.count("<td>2026-03-02</td>") == 1
     assert {row["编号"]: row["日历"] for row in csv_rows(email)} == {"C1": "预计", "C2": "正式"}
+
+
+def test_explain_and_report_name_levels_and_clocks_as_the_alerts_do(templates: DigestTemplates) -> None:
+    for level, name in templates.level_names.items():
+        assert LEVEL_NAMES[level] == f"{level} ({name})"
+    assert set(CLOCK_NAMES) == set(templates.clock_type_names)
+    for kind, name in templates.clock_type_names.items():
+        assert CLOCK_NAMES[kind].endswith(f" ({name})")
+    levels = list(templates.level_short)
+    shown = display_frame("overdue_cases", pl.DataFrame({"level": [*levels, "normal"]}))
+    assert shown.to_series().to_list() == [*(templates.level_short[level] for level in levels), "normal"]

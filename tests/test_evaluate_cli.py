@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from schemas.contracts import canonical_schema
 from schemas.database import ensure_schema
+from tasks.ingest import LIMIT_KIND_VALUES
 from tasks.store import store_table
 
 HEADER = "办件编号,事项编码,承办单位编码,受理时间,办结时间,承诺时限,时限类型\n"
@@ -96,7 +97,7 @@ def test_evaluate_csv_gives_exactly_the_output_columns(files: tuple[Path, Path],
         "cases.csv line 8": "accepted_at: not a date '下周一'",
         "C3": "unknown matter 'UNKNOWN' and no limit_days",
         "C5": "completed_at 2025-09-20 is before accepted_at 2025-09-26",
-        "C6": "unknown limit_kind '每周' (workday|calendar|工作日|自然日)",
+        "C6": "unknown limit_kind '每周' (工作日|workday|working day|自然日|日历日|calendar|calendar day)",
         "C9 公示 2025-09-29": "no case 'C9' among the cases",
     }
     # read = evaluated + rejected (the suspension of C1 is not a case row)
@@ -158,7 +159,7 @@ def test_explain_from_files_shows_the_days_that_matter(files: tuple[Path, Path])
     assert "paused (专家评审)" in output
     assert "2025-10-01 – 2025-10-05 国庆节" in output
     assert "Due date: 2025-10-17 (Fri)" in output
-    assert "overdue (红牌)" in output
+    assert "overdue (红牌超期)" in output  # the alerts' name of the level
 
 
 def test_explain_a_rejected_case_says_why(files: tuple[Path, Path]) -> None:
@@ -247,3 +248,35 @@ def test_rows_missing_a_matter_or_case_id_are_rejected_with_a_reason(tmp_path: P
     assert "Rejected 2 row(s)" in output
     reasons = pl.read_csv(rejects, infer_schema=False)["reason"]
     assert reasons.null_count() == 0 and (reasons.str.len_chars() > 0).all()
+
+
+def test_evaluate_accepts_every_limit_kind_spelling_the_nightly_load_accepts(tmp_path: Path) -> None:
+    # The nightly load's spellings of 时限类型 that give a clock (hours, minutes and months are refused there).
+    nightly = {spelling: kind for spelling, kind in LIMIT_KIND_VALUES.items() if kind in ("workday", "calendar")}
+    assert nightly["日历日"] == "calendar"
+    rows = [f"K{n},UNKNOWN,360702SPJ,2025-09-26,,10,{spelling}" for n, spelling in enumerate(nightly)]
+    cases = tmp_path / "cases.csv"
+    cases.write_text(HEADER + "\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "out.csv"
+    code, output = run("evaluate", str(cases), "--as-of", "2025-10-20", "-o", str(out))
+    assert code == 0, output
+    assert "Rejected 0 row(s)" in output
+    due = dict(pl.read_csv(out, infer_schema=False).select("case_id", "due_date").iter_rows())
+    # 10 working days from 09-26 skip the National Day holiday (09-28 and 10-11 are make-up working days); 10 calendar
+    # days end inside it, so they fall due on the first working day after it.
+    expected = {"workday": "2025-10-16", "calendar": "2025-10-09"}
+    assert due == {f"K{n}": expected[kind] for n, kind in enumerate(nightly.values())}
+
+
+def test_evaluate_matches_headers_as_the_nightly_load_does(tmp_path: Path) -> None:
+    # Case, width, a BOM or zero-width space and stray blanks do not hide a header, here as in the nightly load.
+    cases = tmp_path / "cases.csv"
+    cases.write_text(
+        "\ufeffCase_ID,ＭＡＴＴＥＲ＿ＣＯＤＥ,承办单位编码\u200b, 受理时间 ,LIMIT_DAYS,时限类型\n"
+        "H1,UNKNOWN,360702SPJ,2025-09-26,10,日历日\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out.csv"
+    code, output = run("evaluate", str(cases), "--as-of", "2025-10-20", "-o", str(out))
+    assert code == 0, output
+    assert pl.read_csv(out, infer_schema=False).select("case_id", "due_date").rows() == [("H1", "2025-10-09")]

@@ -370,8 +370,8 @@ def test_limits_in_hours_or_months_are_rejected_not_guessed(rules: RuleBook) -> 
     )
     clock_set = build_clocks({"cases": cases}, rules)
     assert dict(zip(clock_set.rejects["row_key"], clock_set.rejects["reason"], strict=True)) == {
-        "H": "unknown limit_kind '小时' (workday|calendar|工作日|自然日)",
-        "M": "unknown limit_kind '个月' (workday|calendar|工作日|自然日)",
+        "H": "unknown limit_kind '小时' (工作日|workday|working day|自然日|日历日|calendar|calendar day)",
+        "M": "unknown limit_kind '个月' (工作日|workday|working day|自然日|日历日|calendar|calendar day)",
     }
     assert clock_set.clocks["clock_id"].to_list() == ["case:W"]
 

@@ -11,7 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ingest_fixtures import with_empty_chunk
 
-from tasks.parsing import ColumnKind, dates, fold_width, local_datetimes, message, parse_columns, parse_dates
+from tasks.parsing import (
+    ColumnKind,
+    dates,
+    fold_width,
+    header_key,
+    local_datetimes,
+    message,
+    parse_columns,
+    parse_dates,
+)
 
 JAN_20 = date(2023, 1, 20)
 
@@ -201,3 +210,15 @@ def test_any_supported_spelling_of_any_date_reads_back(values: list[tuple[date, 
     result = parse_dates(pl.DataFrame({"d": texts}), ["d"])
     assert result.frame["d"].to_list() == [day for day, _ in values]
     assert result.problems.height == 0
+
+
+@given(st.text(alphabet=st.sampled_from("ａＡ１＿（ 　\ufeff\u200bAb办件 \t"), max_size=12))
+def test_header_key_folds_width_as_the_value_parser_does(header: str) -> None:
+    folded = pl.select(fold_width(pl.lit(header))).item()
+    assert header_key(header) == folded.replace("\ufeff", "").replace("\u200b", "").strip().lower()
+
+
+def test_header_key_matches_export_spellings_of_one_header() -> None:
+    assert {header_key(spelling) for spelling in ("case_id", "\ufeffCase_ID ", "ＣＡＳＥ＿ＩＤ", "case\u200b_id")} == {
+        "case_id"
+    }
