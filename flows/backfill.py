@@ -13,7 +13,7 @@ from prefect import flow, get_run_logger
 
 from config.settings import load_settings, yesterday_in_shanghai
 from tasks.pipeline import RunContext, evaluate_history, make_clocks, read_stored
-from tasks.runs import close_run, open_run
+from tasks.runs import recorded_run
 
 MAX_BACKFILL_DAYS = 400
 
@@ -41,16 +41,12 @@ def backfill(start: date, end: date) -> dict[str, int]:
     if end > yesterday_in_shanghai():
         raise ValueError(f"backfill end {end} is after yesterday ({yesterday_in_shanghai()}): that day is not over")
     context = RunContext.prepare(load_settings(), end)
-    run_id = open_run(context.engine, "backfill", start)
     stored: dict[str, int] = {}
-    try:
+    with recorded_run(context.engine, "backfill", start) as run:
+        run.close("completed", {"start": str(start), "end": str(end), "stored": stored})  # filled in month by month
         clock_set = make_clocks(context, context.io(read_stored)(context))
         for first, last in months(start, end):
-            stored.update(context.io(evaluate_history)(context, clock_set, first, last, run_id))
-    except BaseException as exc:
-        close_run(context.engine, run_id, "failed", {"error": f"{type(exc).__name__}: {exc}", "stored": stored})
-        raise
-    close_run(context.engine, run_id, "completed", {"start": str(start), "end": str(end), "stored": stored})
+            stored.update(context.io(evaluate_history)(context, clock_set, first, last, run.run_id))
     get_run_logger().info("backfill %s..%s: %d days, %d evaluations stored, no cards", start, end, len(stored),
                           sum(stored.values()))
     return stored

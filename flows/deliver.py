@@ -29,7 +29,7 @@ from tasks.pipeline import (
     send_planned,
     settle,
 )
-from tasks.runs import close_run, open_run
+from tasks.runs import recorded_run
 
 
 def deliver_run_name() -> str:
@@ -46,15 +46,11 @@ def deliver_flow(now: datetime | None = None, force: bool = False) -> State:
     run's: a DeliveryIncomplete carrying it)."""
     moment = local_moment(now or datetime.now(TIMEZONE))
     context = RunContext.prepare(load_settings(), moment.date())
-    run_id = open_run(context.engine, "deliver", moment.date())
-    try:
+    with recorded_run(context.engine, "deliver", moment.date()) as run:
         report = _deliver(context, moment, force)
         publish_delivery_artifact(context, report)
-    except BaseException as exc:
-        close_run(context.engine, run_id, "failed", {"error": f"{type(exc).__name__}: {exc}"})
-        raise
-    status = "skipped" if report.skipped else "failed" if report.messages_failed else "completed"
-    close_run(context.engine, run_id, status, {"report": report.summary(), "errors": report.errors[:20]})
+        status = "skipped" if report.skipped else "failed" if report.messages_failed else "completed"
+        run.close(status, {"report": report.summary(), "errors": report.errors[:20]})
     if report.messages_failed:
         line = report.failure_line()
         return Failed(message=line, data=DeliveryIncomplete(line, report.as_dict()))

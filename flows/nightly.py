@@ -45,7 +45,7 @@ from tasks.pipeline import (
 )
 from tasks.platform_check import cause_counts
 from tasks.reconcile import reconciliation
-from tasks.runs import RunIncomplete, RunLocked, close_run, open_run, run_lock
+from tasks.runs import RunIncomplete, RunLocked, recorded_run, run_lock
 from tasks.settled import EvaluationPlan, Settlement, settled_totals
 
 NIGHTLY_LOCK = "nightly"
@@ -72,19 +72,17 @@ def nightly(
     context = RunContext.prepare(load_settings(), check_as_of(as_of) if as_of else None)
     selected = context.select_sources(sources)
     log = get_run_logger()
-    run_id = open_run(context.engine, "nightly", context.as_of)
-    try:
-        with run_lock(context.engine, NIGHTLY_LOCK, holder=f"{flow_run.get_name() or 'nightly'} (run {run_id})"):
-            summary = _nightly_stages(context, run_id, selected, deliverable, full)
-    except RunLocked as exc:
-        close_run(context.engine, run_id, "skipped", {"reason": str(exc)})
-        log.warning("standing down, nothing done: %s", exc)
-        return Completed(message=f"skipped: {exc}", data={"as_of": str(context.as_of), "skipped": str(exc)})
-    except BaseException as exc:
-        close_run(context.engine, run_id, "failed", {"error": f"{type(exc).__name__}: {exc}"})
-        raise
-    failure = run_failure(summary)
-    close_run(context.engine, run_id, "failed" if failure else "completed", summary)
+    with recorded_run(context.engine, "nightly", context.as_of) as run:
+        holder = f"{flow_run.get_name() or 'nightly'} (run {run.run_id})"
+        try:
+            with run_lock(context.engine, NIGHTLY_LOCK, holder=holder):
+                summary = _nightly_stages(context, run.run_id, selected, deliverable, full)
+        except RunLocked as exc:
+            run.close("skipped", {"reason": str(exc)})
+            log.warning("standing down, nothing done: %s", exc)
+            return Completed(message=f"skipped: {exc}", data={"as_of": str(context.as_of), "skipped": str(exc)})
+        failure = run_failure(summary)
+        run.close("failed" if failure else "completed", summary)
     if failure:
         return Failed(message=failure, data=RunIncomplete(failure, summary))
     return Completed(message=f"nightly run as of {context.as_of} completed", data=summary)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -61,6 +62,32 @@ def close_run(engine: Engine, run_id: int, status: str, summary: dict[str, Any])
             .where(Run.run_id == run_id)
             .values(status=status, finished_at=now_local(), summary=summary)
         )
+
+
+@dataclass
+class LedgerEntry:
+    """One flow run's row in the ledger, as the run decides how it ends (`close`)."""
+
+    run_id: int
+    status: str = "completed"
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def close(self, status: str, summary: dict[str, Any]) -> None:
+        self.status, self.summary = status, summary
+
+
+@contextmanager
+def recorded_run(engine: Engine, flow: str, as_of: date) -> Iterator[LedgerEntry]:
+    """Record the block as one run of `flow` in the ledger. It is `running` while the block runs, then closed with
+    what the block set through `LedgerEntry.close`; if the block raises (a bug, a crash, an interrupt), it is closed
+    `failed` with the error, so the ledger never shows a dead run as still running."""
+    entry = LedgerEntry(open_run(engine, flow, as_of))
+    try:
+        yield entry
+    except BaseException as exc:
+        close_run(engine, entry.run_id, "failed", {**entry.summary, "error": f"{type(exc).__name__}: {exc}"})
+        raise
+    close_run(engine, entry.run_id, entry.status, entry.summary)
 
 
 @contextmanager

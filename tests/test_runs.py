@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import Engine, insert, select
 
 from schemas.tables import Run, RunLock
-from tasks.runs import STALE_LOCK_AFTER, RunLocked, close_run, now_local, open_run, run_lock
+from tasks.runs import STALE_LOCK_AFTER, RunLocked, close_run, now_local, open_run, recorded_run, run_lock
 
 
 def test_second_holder_is_refused_until_the_first_releases(engine: Engine) -> None:
@@ -46,3 +46,25 @@ def test_run_ledger_records_status_and_summary(engine: Engine) -> None:
         ).one()
     assert (run.flow, run.status, run.summary) == ("nightly", "failed", {"failed_sources": ["cases"]})
     assert run.finished_at is not None
+
+
+def ledger(engine: Engine) -> list[tuple[str, str, dict[str, object]]]:
+    with engine.connect() as connection:
+        rows = connection.execute(select(Run.flow, Run.status, Run.summary).order_by(Run.run_id))
+        return [(row.flow, row.status, row.summary) for row in rows]
+
+
+def test_a_recorded_run_ends_as_its_block_says_or_failed_with_the_error(engine: Engine) -> None:
+    with recorded_run(engine, "deliver", date(2026, 11, 24)) as run:
+        assert ledger(engine) == [("deliver", "running", None)]
+        run.close("skipped", {"reason": "outside the delivery window"})
+    with recorded_run(engine, "nightly", date(2026, 11, 24)):
+        pass
+    with pytest.raises(KeyboardInterrupt), recorded_run(engine, "backfill", date(2026, 11, 1)) as run:
+        run.close("completed", {"stored": {"2026-11-01": 3}})
+        raise KeyboardInterrupt("stopped by ops")
+    assert ledger(engine) == [
+        ("deliver", "skipped", {"reason": "outside the delivery window"}),
+        ("nightly", "completed", {}),
+        ("backfill", "failed", {"stored": {"2026-11-01": 3}, "error": "KeyboardInterrupt: stopped by ops"}),
+    ]
