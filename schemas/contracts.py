@@ -40,6 +40,9 @@ LIMIT_KIND_SPELLINGS = {
     "calendar": "calendar",
     "calendar day": "calendar",
 }
+# Units a platform may give (中间库 PROMISETIMEUNIT 3, 4, 5) that no clock counts in: rejected with a reason, never
+# converted by guess.
+UNSUPPORTED_LIMIT_UNITS = {"hours": "小时", "minutes": "分钟", "months": "月"}
 MAX_LIMIT_DAYS = 3650
 
 VIOLATION_SCHEMA = {"row": pl.UInt32, "column": pl.String, "reason": pl.String}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -10,6 +12,9 @@ from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Values per `IN (…)` list: well under the bound parameters SQLite and PostgreSQL accept in one statement.
+IN_LIST_SIZE = 5000
+ValueT = TypeVar("ValueT")
 
 
 def make_engine(url: str) -> Engine:
@@ -58,3 +63,9 @@ def _behind_head(engine: Engine) -> bool:
     head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision() != head
+
+
+def in_batches(values: Sequence[ValueT], size: int = IN_LIST_SIZE) -> Iterator[Sequence[ValueT]]:
+    """`values` in slices of at most `size`, one `IN (…)` list each."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]

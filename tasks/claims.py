@@ -28,13 +28,13 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, insert, or_, select, update
 
+from schemas.database import in_batches
 from schemas.tables import Delivery, DeliveryLease
 from tasks.cards import PENDING
 
 logger = logging.getLogger("permitwatch.alerts")
 
 SENDING = "sending"
-_CHUNK = 5000
 _PROC = Path("/proc")
 
 
@@ -151,7 +151,7 @@ def claim(engine: Engine, attempt: Attempt, delivery_ids: Sequence[int], stamp: 
     try:
         with engine.begin() as connection:
             claimed = 0
-            for chunk in _chunks(ids):
+            for chunk in in_batches(ids):
                 claimed += connection.execute(
                     update(Delivery)
                     .where(Delivery.id.in_(chunk), Delivery.status == PENDING)
@@ -212,7 +212,7 @@ def release_run(engine: Engine, flow_run_id: str) -> int:
 def release_attempts(engine: Engine, attempt_ids: Sequence[str | None], why: str) -> int:
     """`sending` → `pending` for the rows these attempts hold (None: rows claimed without an attempt)."""
     named = [attempt_id for attempt_id in attempt_ids if attempt_id is not None]
-    holders = [Delivery.claimed_by.in_(chunk) for chunk in _chunks(named)]
+    holders = [Delivery.claimed_by.in_(chunk) for chunk in in_batches(named)]
     if None in attempt_ids:
         holders.append(Delivery.claimed_by.is_(None))
     if not holders:
@@ -244,7 +244,3 @@ def _utc(moment: datetime) -> datetime:
     """SQLite hands back stored UTC times without an offset; PostgreSQL with one."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
-
-def _chunks(values: list[Any]) -> Iterator[list[Any]]:
-    for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]

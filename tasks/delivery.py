@@ -19,7 +19,7 @@ import logging
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
@@ -38,6 +38,7 @@ from sqlalchemy import Engine, case, func, insert, select, update
 from config.bundle import PermitwatchConfig
 from config.settings import TIMEZONE, Settings, load_settings
 from config.units import CHANNELS, Contact, DeliveryWindow, UnitDirectory
+from schemas.database import in_batches
 from schemas.tables import Card, Case, Delivery, OpsNotice, Silence
 from tasks.calendar import WorkCalendar, load_work_calendar
 from tasks.cards import (
@@ -67,7 +68,6 @@ from tasks.subjects import add_subject_names
 
 logger = logging.getLogger("permitwatch.alerts")
 
-_CHUNK = 5000
 # apprise's own fields of a json:// or form:// body (`:message=content` renames one); any other `:name=value` of a
 # contact URL is a field of its own, usually the recipient's number.
 _APPRISE_FIELDS = frozenset({"message", "title", "version", "type", "attachments"})
@@ -101,7 +101,7 @@ def read_card_state(engine: Engine, clock_ids: Sequence[str] | None = None) -> t
         else:
             rows = [
                 row
-                for chunk in _chunks(list(dict.fromkeys(clock_ids)))
+                for chunk in in_batches(list(dict.fromkeys(clock_ids)))
                 for row in connection.execute(select(*columns).where(Card.clock_id.in_(chunk))).all()
             ]
     existing = pl.DataFrame([tuple(row) for row in rows], schema=EXISTING_SCHEMA, orient="row")
@@ -141,13 +141,13 @@ def store_plan(engine: Engine, plan: CardPlan, run_id: int | None = None) -> dic
                 connection.execute(insert(Delivery), deliveries.to_dicts())
             delivery_count = deliveries.height
         for reason, card_ids in _by_reason(plan.superseded, "superseded_by"):
-            for chunk in _chunks(card_ids):
+            for chunk in in_batches(card_ids):
                 connection.execute(
                     update(Card)
                     .where(Card.card_id.in_(chunk), Card.status == PENDING)
                     .values(status=SUPERSEDED, suppressed_by=reason[:200])
                 )
-        for chunk in _chunks(plan.superseded.get_column("card_id").to_list()):
+        for chunk in in_batches(plan.superseded.get_column("card_id").to_list()):
             connection.execute(
                 update(Delivery)
                 .where(Delivery.card_id.in_(chunk), Delivery.status.in_([PENDING, AWAITING_REVIEW]))
@@ -522,11 +522,11 @@ def _suppress_silenced(engine: Engine, items: pl.DataFrame, now: datetime, repor
         return items
     with engine.begin() as connection:
         for reason, card_ids in _by_reason(matched, "suppressed_by"):
-            for chunk in _chunks(card_ids):
+            for chunk in in_batches(card_ids):
                 connection.execute(
                     update(Card).where(Card.card_id.in_(chunk)).values(status=SUPPRESSED, suppressed_by=reason)
                 )
-        for chunk in _chunks(matched.get_column("card_id").to_list()):
+        for chunk in in_batches(matched.get_column("card_id").to_list()):
             connection.execute(
                 update(Delivery)
                 .where(Delivery.card_id.in_(chunk), Delivery.status == PENDING)
@@ -546,7 +546,7 @@ def _drop_unknown_targets(
         return items
     ids = orphans.get_column("delivery_id").to_list()
     with engine.begin() as connection:
-        for chunk in _chunks(ids):
+        for chunk in in_batches(ids):
             connection.execute(
                 update(Delivery)
                 .where(Delivery.id.in_(chunk))
@@ -603,7 +603,7 @@ def _record(
     retrying = 0
     attempts = 0
     with engine.begin() as connection:
-        for chunk in _chunks(ids):
+        for chunk in in_batches(ids):
             recorded += connection.execute(
                 update(Delivery)
                 .where(Delivery.id.in_(chunk), mine)
@@ -685,7 +685,7 @@ def _settle_cards(engine: Engine, card_ids: Iterable[int]) -> None:
     if not ids:
         return
     with engine.begin() as connection:
-        for chunk in _chunks(ids):
+        for chunk in in_batches(ids):
             rows = connection.execute(
                 select(Delivery.card_id, Delivery.status, func.count())
                 .where(Delivery.card_id.in_(chunk))
@@ -864,7 +864,3 @@ def _by_reason(frame: pl.DataFrame, column: str) -> list[tuple[str, list[int]]]:
     grouped = frame.group_by(column, maintain_order=True).agg(pl.col("card_id").unique())
     return [(reason, card_ids) for reason, card_ids in grouped.iter_rows()]
 
-
-def _chunks(values: list[Any]) -> Iterator[list[Any]]:
-    for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]

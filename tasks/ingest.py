@@ -29,6 +29,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from config.sources import CANONICAL_COLUMNS, PII_COLUMNS, TABLES, Source
 from schemas.contracts import (
     LIMIT_KIND_SPELLINGS,
+    UNSUPPORTED_LIMIT_UNITS,
     duplicate_violations,
     empty_frame,
     key_columns,
@@ -60,13 +61,8 @@ _NEWLINE, _CARRIAGE_RETURN, _QUOTE = ord("\n"), ord("\r"), ord('"')
 # Canonical values of 时限类型; the contract rejects anything else.
 LIMIT_KIND_VALUES = {
     **LIMIT_KIND_SPELLINGS,
-    # Units a platform may give (中间库 PROMISETIMEUNIT 3, 4, 5) that no clock counts in: rejected with a reason.
-    "小时": "hours",
-    "hours": "hours",
-    "分钟": "minutes",
-    "minutes": "minutes",
-    "月": "months",
-    "months": "months",
+    **{unit: unit for unit in UNSUPPORTED_LIMIT_UNITS},
+    **{chinese: unit for unit, chinese in UNSUPPORTED_LIMIT_UNITS.items()},
 }
 
 

@@ -19,9 +19,9 @@ import polars as pl
 
 from config.bundle import PermitwatchConfig
 from config.sources import MATTER_CODE_COLUMNS, UNIT_CODE_COLUMNS, Source
+from schemas.contracts import UNSUPPORTED_LIMIT_UNITS
 from tasks.parsing import local_datetimes, message
 
-UNSUPPORTED_LIMIT_KINDS = {"hours": "小时", "minutes": "分钟", "months": "月"}
 # A 12-digit 区划代码 (down to township and village) is stored as its 6-digit county prefix.
 LONG_REGION_CODE = r"^\d{12}$"
 REGION_COLUMNS = {"cases": "region_code", "projects": "region_code"}
@@ -106,8 +106,8 @@ def unsupported_limit_units(table: str, frame: pl.DataFrame) -> pl.DataFrame:
     """Reasons (row, column, reason) for limits in hours, minutes or months: never converted by guess."""
     if table != "cases":
         return pl.DataFrame(schema=_REASON_SCHEMA)
-    unsupported = pl.col("limit_kind").is_in(list(UNSUPPORTED_LIMIT_KINDS))
-    chinese = pl.col("limit_kind").replace_strict(UNSUPPORTED_LIMIT_KINDS, default="", return_dtype=pl.String)
+    unsupported = pl.col("limit_kind").is_in(list(UNSUPPORTED_LIMIT_UNITS))
+    chinese = pl.col("limit_kind").replace_strict(UNSUPPORTED_LIMIT_UNITS, default="", return_dtype=pl.String)
     reason = message(
         "limit_kind: a limit in ", pl.col("limit_kind"), " (", chinese, ") is not supported: only 工作日 or 自然日"
     )

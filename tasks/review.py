@@ -12,7 +12,7 @@ The owner unit's own cards never wait. Every decision is a row of `review_decisi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
@@ -22,6 +22,7 @@ from sqlalchemy import Engine, insert, select, update
 
 from config.settings import TIMEZONE
 from config.units import ReviewPolicy, UnitDirectory
+from schemas.database import in_batches
 from schemas.tables import Card, Case, Delivery, ReviewDecision
 from tasks.cards import AWAITING_REVIEW, FAILED, HOLD_SCHEMA, PENDING, SENT, SUPERSEDED, SUPPRESSED
 from tasks.digests import DigestTemplates, clock_label, state_text
@@ -29,7 +30,6 @@ from tasks.subjects import add_subject_names
 
 APPROVED, HELD = "approved", "held"
 Decision = Literal["approved", "held"]
-_CHUNK = 5000
 # What a waiting escalation shows: the artifact's and `review list`'s columns, in order, with their headings.
 WAITING_COLUMNS = {
     "unit_name": "责任单位",
@@ -200,7 +200,7 @@ def decide(
     ).to_dicts()
     with engine.begin() as connection:
         connection.execute(insert(ReviewDecision), decisions)
-        for chunk in _chunks(older):
+        for chunk in in_batches(older):
             result.superseded += connection.execute(
                 update(Delivery)
                 .where(Delivery.id.in_(chunk), Delivery.status == AWAITING_REVIEW)
@@ -208,13 +208,13 @@ def decide(
             ).rowcount
         new_status = PENDING if decision == APPROVED else SUPPRESSED
         changed = 0
-        for chunk in _chunks(deliveries):
+        for chunk in in_batches(deliveries):
             changed += connection.execute(
                 update(Delivery)
                 .where(Delivery.id.in_(chunk), Delivery.status == AWAITING_REVIEW)
                 .values(status=new_status)
             ).rowcount
-        for chunk in _chunks(cards):
+        for chunk in in_batches(cards):
             if decision == APPROVED:
                 connection.execute(
                     update(Card).where(Card.card_id.in_(chunk), Card.status.in_([SENT, FAILED])).values(status=PENDING)
@@ -270,7 +270,3 @@ def _suppress_idle_cards(connection: Any, card_ids: list[int], reason: str) -> N
             update(Card).where(Card.card_id.in_(idle)).values(status=SUPPRESSED, suppressed_by=reason)
         )
 
-
-def _chunks(values: list[Any]) -> Iterator[list[Any]]:
-    for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]

@@ -3,15 +3,16 @@ project clock, read from the stored tables for the items of a delivery (cards ca
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import polars as pl
 from sqlalchemy import Engine, select, tuple_
 
+from schemas.database import in_batches
 from schemas.tables import Project, Step
 
-_CHUNK = 2000
+# Two bound parameters per (case_id, step_no) key.
+_STEP_KEYS_PER_QUERY = 2000
 
 
 def add_subject_names(engine: Engine, items: pl.DataFrame) -> pl.DataFrame:
@@ -26,7 +27,7 @@ def add_subject_names(engine: Engine, items: pl.DataFrame) -> pl.DataFrame:
     project_rows: list[tuple[Any, ...]] = []
     with engine.connect() as connection:
         keys = list(steps.select("case_id", "step_no").iter_rows())
-        for chunk in _chunks(keys):
+        for chunk in in_batches(keys, _STEP_KEYS_PER_QUERY):
             step_rows.extend(
                 connection.execute(
                     select(Step.case_id, Step.step_no, Step.step_name).where(
@@ -34,7 +35,7 @@ def add_subject_names(engine: Engine, items: pl.DataFrame) -> pl.DataFrame:
                     )
                 ).all()
             )
-        for chunk in _chunks(projects):
+        for chunk in in_batches(projects):
             project_rows.extend(
                 connection.execute(
                     select(Project.project_code, Project.project_name).where(Project.project_code.in_(chunk))
@@ -55,7 +56,3 @@ def add_subject_names(engine: Engine, items: pl.DataFrame) -> pl.DataFrame:
         .join(project_names, on=["clock_type", "subject_id"], how="left")
     )
 
-
-def _chunks(values: list[Any]) -> Iterator[list[Any]]:
-    for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]
