@@ -29,8 +29,8 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tasks.calendar import default_work_calendar  # noqa: E402
-from tasks.clocks import CLOCK_COLUMNS, evaluate_clocks  # noqa: E402
+from tasks.clocks.calendar import default_work_calendar  # noqa: E402
+from tasks.clocks.engine import CLOCK_COLUMNS, evaluate_clocks  # noqa: E402
 
 EPOCH = date(1970, 1, 1)
 FIRST_START = date(2025, 1, 2)

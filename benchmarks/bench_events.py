@@ -23,7 +23,7 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config.sources import Source
-from tasks.ingest import load_source
+from tasks.ingest.load import load_source
 
 
 def write_events(path: Path, rows: int, seed: int = 7) -> None:

@@ -125,8 +125,8 @@ def child(args: argparse.Namespace) -> None:
     """One measurement: a first load and then an unchanged rerun into a fresh database."""
     from config.sources import Source
     from schemas.database import ensure_schema
-    from tasks.ingest import load_source
-    from tasks.store import store_rejects, store_table
+    from tasks.ingest.load import load_source
+    from tasks.store.upsert import store_rejects, store_table
 
     source = Source(name="bench", kind="csv", table="cases", path=args.file)
     engine = ensure_schema(args.url)

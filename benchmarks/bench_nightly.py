@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 from config.bundle import load_config  # noqa: E402
 from config.settings import BUNDLED_CONFIG_DIR  # noqa: E402
-from tasks.calendar import load_work_calendar  # noqa: E402
-from tasks.sample import SampleSpec, generate_sample, write_sample  # noqa: E402
+from tasks.clocks.calendar import load_work_calendar  # noqa: E402
+from tasks.ingest.sample import SampleSpec, generate_sample, write_sample  # noqa: E402
 
 FIRST_NIGHT = date(2026, 11, 2)
 PERMITWATCH = str(ROOT / ".venv" / "bin" / "permitwatch")

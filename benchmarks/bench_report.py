@@ -2,9 +2,9 @@
 
     .venv/bin/python benchmarks/bench_report.py [--cases 1000000] [--repeat 3] [--period week]
 
-Input: `tasks/sample.py` data (vectorised), checked once through the ingestion code into canonical tables (not timed).
-Timed, each repeat: the deadline engine (clocks built, evaluated at the as-of date and at every trend period's end),
-the metric views, and the XLSX + HTML + PNG files. Prints the median of each stage and of the total.
+Input: `tasks/ingest/sample.py` data (vectorised), checked once through the ingestion code into canonical tables (not
+timed). Timed, each repeat: the deadline engine (clocks built, evaluated at the as-of date and at every trend period's
+end), the metric views, and the XLSX + HTML + PNG files. Prints the median of each stage and of the total.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import polars as pl
 from config.bundle import load_config
 from config.settings import BUNDLED_CONFIG_DIR
 from config.sources import TABLES, Source
-from tasks.calendar import load_work_calendar
-from tasks.ingest import load_sources
-from tasks.metrics import MetricInputs, build_views, report_periods
-from tasks.report import dimensions_from_config, evaluate_for_report, write_report
-from tasks.sample import SampleSpec, generate_sample
+from tasks.clocks.calendar import load_work_calendar
+from tasks.ingest.load import load_sources
+from tasks.ingest.sample import SampleSpec, generate_sample
+from tasks.reports.metrics import MetricInputs, build_views, report_periods
+from tasks.reports.report import dimensions_from_config, evaluate_for_report, write_report
 
 TREND_PERIODS = 8
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_simulate.py [--cases 1000000] [--repeat 3]
 
-Input: `tasks/sample.py` data checked through the ingestion code into canonical tables, as bench_report.py makes
+Input: `tasks/ingest/sample.py` data checked through the ingestion code into canonical tables, as bench_report.py makes
 it (not timed). Timed, each repeat: every clock built and evaluated under the rules in force, the kinds of clock the
 proposal touches built and evaluated again under the retrospective and the merged rules, the comparison and its
 views (`simulate`), then the XLSX + HTML + PNG. The proposal is the README's: Rongjiang engineering projects 75 → 60
@@ -24,10 +24,10 @@ from bench_report import canonical_tables
 from config.bundle import load_config
 from config.proposal import load_proposal
 from config.settings import BUNDLED_CONFIG_DIR
-from tasks.calendar import load_work_calendar
-from tasks.report import dimensions_from_config
-from tasks.simulate import simulate
-from tasks.simulate_report import write_what_if
+from tasks.clocks.calendar import load_work_calendar
+from tasks.reports.report import dimensions_from_config
+from tasks.reports.simulate import simulate
+from tasks.reports.simulate_report import write_what_if
 
 PROPOSAL = """
 project_categories:

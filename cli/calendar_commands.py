@@ -25,8 +25,8 @@ from config.settings import yesterday_in_shanghai
 # The calendar itself (numpy, polars, the calendar packages) is imported by the functions that build one, so that
 # other commands start fast.
 if TYPE_CHECKING:
-    from tasks.calendar import WorkCalendar, YearCoverage
-    from tasks.holiday_notice import ParsedNotice
+    from tasks.clocks.calendar import WorkCalendar, YearCoverage
+    from tasks.clocks.holiday_notice import ParsedNotice
 
 _WEEKDAY_NAMES = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")
 
@@ -52,8 +52,8 @@ def import_notice(
     dry_run: bool = typer.Option(False, "--dry-run", help="Read and compare only; write nothing."),
 ) -> None:
     """Read a holiday notice, check it, show what changes, and write config/calendar/YYYY.yaml."""
-    from tasks.calendar import load_work_calendar
-    from tasks.holiday_notice import NoticeError, read_notice
+    from tasks.clocks.calendar import load_work_calendar
+    from tasks.clocks.holiday_notice import NoticeError, read_notice
 
     try:
         parsed = read_notice(notice)
@@ -81,7 +81,7 @@ def import_notice(
 @calendar_app.command("show")
 def show(ctx: typer.Context, year: int = typer.Argument(..., help="The year to show.")) -> None:
     """A year's holidays and make-up workdays, with their source and counts."""
-    from tasks.calendar import load_work_calendar
+    from tasks.clocks.calendar import load_work_calendar
 
     files = _load_files(ctx)
     work_calendar = load_work_calendar(files)
@@ -131,7 +131,7 @@ def check(
 
     The years needed are the reference date's year and the next: a clock started now can end there.
     """
-    from tasks.calendar import load_work_calendar
+    from tasks.clocks.calendar import load_work_calendar
 
     reference = _reference_date(as_of)
     files = _load_files(ctx)
@@ -228,7 +228,7 @@ def _print_notice(parsed: ParsedNotice) -> None:
 
 
 def _print_changes(before: WorkCalendar, after: WorkCalendar, calendar: CalendarFile) -> None:
-    from tasks.holiday_notice import calendar_changes, notice_window
+    from tasks.clocks.holiday_notice import calendar_changes, notice_window
 
     first, last = notice_window(calendar)
     previous = {entry.year: entry for entry in before.coverage()}[calendar.year]
@@ -259,8 +259,8 @@ def _print_changes(before: WorkCalendar, after: WorkCalendar, calendar: Calendar
 
 def _warn_if_overriding_package(calendar: CalendarFile, work_calendar: WorkCalendar) -> None:
     """A file for a year chinese-calendar covers replaces the package's data: say where they differ."""
-    from tasks.calendar import PACKAGE_SOURCE, load_work_calendar
-    from tasks.holiday_notice import calendar_changes, notice_window
+    from tasks.clocks.calendar import PACKAGE_SOURCE, load_work_calendar
+    from tasks.clocks.holiday_notice import calendar_changes, notice_window
 
     package = load_work_calendar(())
     if any(entry.year == calendar.year and entry.source == PACKAGE_SOURCE for entry in package.coverage()):
@@ -279,7 +279,7 @@ def _reference_date(as_of: str | None) -> date:
 
 
 def _kind(entry: YearCoverage) -> str:
-    from tasks.calendar import PACKAGE_SOURCE
+    from tasks.clocks.calendar import PACKAGE_SOURCE
 
     if entry.provisional:
         return "PROVISIONAL"

@@ -22,7 +22,7 @@ from config.loader import ConfigError
 from config.rules import load_rules
 from config.settings import yesterday_in_shanghai
 from config.sources import CANONICAL_COLUMNS, default_header_map
-from tasks.parsing import (
+from tasks.ingest.parsing import (
     EARLIEST_DATE,
     LATEST_DATE,
     NULL_TOKENS,
@@ -37,9 +37,9 @@ from tasks.parsing import (
 # itself: every other command starts faster.
 if TYPE_CHECKING:
     from config.rules import RuleBook
-    from tasks.calendar import WorkCalendar
-    from tasks.clock_builders import ClockSet
-    from tasks.explain import Explanation, Subject
+    from tasks.clocks.builders import ClockSet
+    from tasks.clocks.calendar import WorkCalendar
+    from tasks.clocks.explain import Explanation, Subject
 
 OUTPUT_COLUMNS = ["case_id", "due_date", "elapsed", "remaining", "overdue_workdays", "level", "calendar"]
 # A code made only of these characters, and not a spelling of "empty", is already what the code parser would return.
@@ -63,8 +63,8 @@ def evaluate(
     rejects_path: Path | None = typer.Option(None, "--rejects", help="Also write every rejected row here (.csv)."),
 ) -> None:
     """Evaluate case clocks from files: due_date, elapsed, remaining, overdue_workdays, level, calendar per case."""
-    from tasks.clock_builders import build_clocks
-    from tasks.clocks import evaluate_clocks
+    from tasks.clocks.builders import build_clocks
+    from tasks.clocks.engine import evaluate_clocks
 
     if output.suffix.lower() not in (".csv", ".parquet"):
         fail(f"{output}: the output must be .csv or .parquet")
@@ -123,8 +123,8 @@ def explain(
 ) -> None:
     """Why a clock has its due date and level: the subject's clocks with their state, then the counted days, pauses,
     holidays and make-up working days of the most urgent (or the one --clock names)."""
-    from tasks.clock_builders import REJECT_COLUMNS, build_clocks
-    from tasks.explain import parse_subject
+    from tasks.clocks.builders import REJECT_COLUMNS, build_clocks
+    from tasks.clocks.explain import parse_subject
 
     wanted = case_id or clock
     if wanted is None:
@@ -158,8 +158,8 @@ def _explain_subject(
     rejected: list[str],
 ) -> None:
     """The subject's clocks with their state, then the account of the chosen (or most urgent) one."""
-    from tasks.clocks import evaluate_clocks
-    from tasks.explain import NotStartedError, choose_clock, explain_clock, of_subject, subject_clocks
+    from tasks.clocks.engine import evaluate_clocks
+    from tasks.clocks.explain import NotStartedError, choose_clock, explain_clock, of_subject, subject_clocks
 
     known = clock_set.known_at(day, calendar)
     evaluated = evaluate_clocks(known.clocks, known.pauses, calendar, day)
@@ -186,7 +186,7 @@ def _explain_subject(
 
 def _clock_labels(ctx: typer.Context, listing: pl.DataFrame, tables: dict[str, pl.DataFrame]) -> pl.Series:
     """Each clock's label as the alerts print it (the vocabulary of the config's templates)."""
-    from tasks.digests import DigestTemplates, clock_label
+    from tasks.alerts.digests import DigestTemplates, clock_label
 
     templates = DigestTemplates(state(ctx).settings().config_dir / "templates")
     steps = tables.get("steps")
@@ -204,7 +204,7 @@ def _subject_name(subject: Subject) -> str:
 
 
 def _print_clock_list(subject: Subject, listing: pl.DataFrame, chosen: str) -> None:
-    from tasks.explain import LEVEL_NAMES
+    from tasks.clocks.explain import LEVEL_NAMES
 
     table = Table("", "clock", "--clock", "level", "due date", "remaining", "overdue", title=_subject_name(subject),
                   title_justify="left")
@@ -236,7 +236,7 @@ def _as_of(text: str | None) -> date:
 
 def _rules_and_calendar(ctx: typer.Context) -> tuple[RuleBook, WorkCalendar]:
     """Only what the clocks need from the config directory (rules and calendar files), checked."""
-    from tasks.calendar import load_work_calendar
+    from tasks.clocks.calendar import load_work_calendar
 
     config_dir = state(ctx).settings().config_dir
     try:
@@ -265,9 +265,9 @@ class _Read:
 
 
 def _read_table(path: Path, table: str) -> _Read:
-    """A CSV or Parquet file as a canonical frame: headers mapped, values parsed by tasks.parsing; rows with an
+    """A CSV or Parquet file as a canonical frame: headers mapped, values parsed by tasks.ingest.parsing; rows with an
     unreadable value become rejects naming their line."""
-    from tasks.clock_builders import REJECT_COLUMNS
+    from tasks.clocks.builders import REJECT_COLUMNS
 
     mapping = {header_key(header): canonical for header, canonical in default_header_map(table).items()}
     raw = _read_file(path, mapping)
@@ -320,7 +320,7 @@ def _read_file(path: Path, mapping: dict[str, str]) -> pl.DataFrame:
 
 
 def _parse_column(values: pl.Series, kind: ColumnKind) -> tuple[pl.Series, pl.DataFrame]:
-    """One column through tasks.parsing: (parsed values, problems), doing only the work the values need."""
+    """One column through tasks.ingest.parsing: (parsed values, problems), doing only the work the values need."""
     name = values.name
     if kind is ColumnKind.DATE and values.dtype == pl.Date:
         low, high = values.min(), values.max()
@@ -513,7 +513,7 @@ def _print_summary(evaluations: pl.DataFrame, rejects: pl.DataFrame, calendar: W
 
 
 def _print_explanation(account: Explanation) -> None:
-    from tasks.explain import stretch_text
+    from tasks.clocks.explain import stretch_text
 
     console.print(f"[bold]{escape(account.headline())}[/]", highlight=False)
     for line in account.facts():

@@ -20,7 +20,7 @@ from config.sources import TABLES, Encoding, Source, adhoc_source
 # Loading (pandera, SQLAlchemy) and spreadsheet escaping (the alert templates) are imported by the commands that use
 # them, so that other commands start fast.
 if TYPE_CHECKING:
-    from tasks.ingest import LoadResult, ProgressCallback
+    from tasks.ingest.load import LoadResult, ProgressCallback
 
 
 @contextmanager
@@ -69,7 +69,7 @@ def rejected_for_output(result: LoadResult) -> pl.DataFrame:
 
 def _write(frame: pl.DataFrame, path: Path) -> None:
     """CSV (UTF-8 with BOM, so Excel reads the Chinese), XLSX or Parquet by suffix."""
-    from tasks.digests import escape_formula
+    from tasks.alerts.digests import escape_formula
 
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
@@ -122,8 +122,8 @@ def register(app: typer.Typer) -> None:
         encoding: str = typer.Option("auto", "--encoding", help="auto|utf-8|utf-8-sig|gb18030|gbk"),
     ) -> None:
         """Dry run: check FILE against the contract of --kind; print counts and the most common reasons."""
-        from tasks.ingest import load_source
-        from tasks.platform_codes import KnownCodes
+        from tasks.ingest.load import load_source
+        from tasks.ingest.platform_codes import KnownCodes
 
         if kind not in TABLES:
             fail(f"--kind must be one of {', '.join(TABLES)}, not {kind!r}")

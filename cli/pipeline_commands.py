@@ -19,7 +19,7 @@ from config.settings import TIMEZONE
 # Prefect, SQLAlchemy and the sample generator (numpy, the calendar, apprise through the units) are imported by the
 # commands that use them: `permitwatch` itself, and every other command, start without them.
 if TYPE_CHECKING:
-    from tasks.sample import SampleSpec
+    from tasks.ingest.sample import SampleSpec
 
 DEMO_CASES = 4000
 
@@ -46,7 +46,7 @@ def sample(
     ),
 ) -> None:
     """Write deterministic sample data (Ganzhou's units and matters) in the canonical columns."""
-    from tasks.sample import DEFAULT_FIRST_DATE, SampleSpec
+    from tasks.ingest.sample import DEFAULT_FIRST_DATE, SampleSpec
 
     cli = state(ctx)
     first = date_option(first_date, "--from") or DEFAULT_FIRST_DATE
@@ -58,8 +58,8 @@ def sample(
 
 
 def _write_sample(cli: CliState, spec: SampleSpec, out: Path) -> dict[str, int]:
-    from tasks.calendar import load_work_calendar
-    from tasks.sample import generate_sample, write_sample
+    from tasks.clocks.calendar import load_work_calendar
+    from tasks.ingest.sample import generate_sample, write_sample
 
     config = cli.config()
     tables = generate_sample(spec, config.rules, config.units, load_work_calendar(config.calendar_files))
@@ -98,7 +98,7 @@ def demo(
     seed: int = typer.Option(7, "--seed"),
 ) -> None:
     """Sample data, then the nightly run and a delivery on the embedded default (SQLite, ephemeral Prefect, outbox)."""
-    from tasks.sample import SampleSpec
+    from tasks.ingest.sample import SampleSpec
 
     started = time.perf_counter()
     cli = state(ctx)
@@ -274,6 +274,6 @@ def _print_outputs(cli: CliState) -> None:
 
 def _state_summary(final: Any) -> dict[str, Any]:
     """The run summary a nightly flow put in its final state (empty when it crashed before making one)."""
-    from tasks.runs import state_summary
+    from tasks.store.runs import state_summary
 
     return state_summary(final.result(raise_on_failure=False))

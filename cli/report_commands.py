@@ -41,8 +41,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Statistics report: on-time rates, time used, overdue cases, deferrals, claims (统计报表)."""
         # Imported here, not with the module: matplotlib, pandera and SQLAlchemy would slow every other command.
-        from tasks.report import build_report, display_overview, period_title, write_report
-        from tasks.store import read_tables
+        from tasks.reports.report import build_report, display_overview, period_title, write_report
+        from tasks.store.upsert import read_tables
 
         cli = state(ctx)
         settings = cli.settings()
@@ -67,7 +67,7 @@ def register(app: typer.Typer) -> None:
 
 def _tables_from_directory(directory: Path) -> dict[str, pl.DataFrame]:
     """The canonical tables from `<table>.csv` files, read and checked by the ingestion code (cases.csv required)."""
-    from tasks.ingest import load_sources
+    from tasks.ingest.load import load_sources
 
     if not directory.is_dir():
         fail(f"--data {directory}: not a directory")

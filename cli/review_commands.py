@@ -26,8 +26,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _waiting(ctx: typer.Context) -> pl.DataFrame:
-    from tasks.digests import DigestTemplates
-    from tasks.review import waiting_escalations
+    from tasks.alerts.digests import DigestTemplates
+    from tasks.alerts.review import waiting_escalations
 
     cli = state(ctx)
     config = cli.config()
@@ -44,7 +44,7 @@ def _decided_by() -> str:
 @review_app.command("list")
 def list_waiting(ctx: typer.Context) -> None:
     """The escalations waiting for review: unit, subject, clock, days overdue and why."""
-    from tasks.review import WAITING_COLUMNS, waiting_table
+    from tasks.alerts.review import WAITING_COLUMNS, waiting_table
 
     waiting = _waiting(ctx)
     if waiting.is_empty():
@@ -66,7 +66,7 @@ def approve(
     approve_all: bool = typer.Option(False, "--all", help="Approve every waiting escalation."),
 ) -> None:
     """Let escalations reach the supervisors: they go out with the next delivery."""
-    from tasks.review import APPROVED, decide, select_subjects
+    from tasks.alerts.review import APPROVED, decide, select_subjects
 
     if approve_all == bool(subjects):
         fail("name the subjects to approve, or use --all (not both)")
@@ -87,7 +87,7 @@ def hold(
     ),
 ) -> None:
     """Keep escalations from the supervisors: stored as suppressed with the reason; the owner unit is still alerted."""
-    from tasks.review import HELD, decide, select_subjects
+    from tasks.alerts.review import HELD, decide, select_subjects
 
     last_day = date_option(until, "--until")
     if not reason.strip():
@@ -109,7 +109,7 @@ def hold(
 
 
 def _check_known(waiting: pl.DataFrame, subjects: list[str]) -> None:
-    from tasks.review import unknown_subjects
+    from tasks.alerts.review import unknown_subjects
 
     unknown = unknown_subjects(waiting, subjects)
     if unknown:

@@ -30,12 +30,12 @@ def register(app: typer.Typer) -> None:
         # Imported here, not with the module: matplotlib, polars and SQLAlchemy would slow every other command.
         from config.loader import ConfigError
         from config.proposal import load_proposal
-        from tasks.calendar import load_work_calendar
-        from tasks.report import dimensions_from_config
-        from tasks.simulate import simulate as run_simulation
-        from tasks.simulate import window_start
-        from tasks.simulate_report import summary_lines, write_what_if
-        from tasks.store import read_tables
+        from tasks.clocks.calendar import load_work_calendar
+        from tasks.reports.report import dimensions_from_config
+        from tasks.reports.simulate import simulate as run_simulation
+        from tasks.reports.simulate import window_start
+        from tasks.reports.simulate_report import summary_lines, write_what_if
+        from tasks.store.upsert import read_tables
 
         cli = state(ctx)
         settings = cli.settings()

@@ -1,7 +1,7 @@
 """Official calendar files: config/calendar/YYYY.yaml, one per year, each transcribing a State Council holiday notice.
 
 The one calendar-file format of the product. `permitwatch calendar import` writes it (`dump_calendar_file`), the config
-bundle reads it (`load_calendar_files`), and the working-day calendar (tasks/calendar.py) applies it.
+bundle reads it (`load_calendar_files`), and the working-day calendar (tasks/clocks/calendar.py) applies it.
 
 Meaning of a file for YEAR:
 - `holidays`: every date of every announced holiday span (放假), weekend dates inside a span and 补休 days included.

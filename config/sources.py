@@ -4,7 +4,7 @@ A source is a named export: its kind (csv|xlsx|parquet|jsonl|sql), where it is (
 directory, or a SQLAlchemy URL from the environment plus a query), its target table, a header mapping, value maps,
 per-source defaults, an encoding, extra date formats and the largest reject fraction it may have before nothing from
 it is stored. A platform's source may also reject unit and matter codes that no alias knows (`unknown_codes`), and a
-suspensions source may be written as start and end events (`events`, paired by tasks/events.py).
+suspensions source may be written as start and end events (`events`, paired by tasks/ingest/events.py).
 
 The Chinese headers of the canonical tables (README, "Sources and ingestion") are accepted for every source by
 default, so a raw export of the approval platform loads with no mapping at all.
@@ -26,7 +26,7 @@ SOURCES_FILE = "sources.yaml"
 SourceKind = Literal["csv", "xlsx", "parquet", "jsonl", "sql"]
 TableName = Literal["cases", "steps", "suspensions", "projects", "deferrals", "pushes"]
 Encoding = Literal["auto", "utf-8", "utf-8-sig", "gb18030", "gbk"]
-# Value kinds understood by tasks.parsing.ColumnKind.
+# Value kinds understood by tasks.ingest.parsing.ColumnKind.
 ValueKind = Literal["text", "code", "date", "datetime", "integer"]
 
 
@@ -59,7 +59,7 @@ CANONICAL_COLUMNS: dict[str, tuple[CanonicalColumn, ...]] = {
         _column("updated_at", "datetime", "更新时间", "最后更新时间"),
         _column("applicant_name", "text", "申请人", "申请人姓名"),
         _column("applicant_phone", "code", "联系电话", "申请人电话", "手机号码"),
-        # The platform's own 承诺办结时间, kept to check its timers against ours (tasks/platform_check.py).
+        # The platform's own 承诺办结时间, kept to check its timers against ours (tasks/clocks/platform_check.py).
         _column("platform_due_date", "date", "承诺办结时间", "承诺办结日期", "平台承诺办结日期"),
     ),
     "steps": (  # 环节

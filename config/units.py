@@ -20,7 +20,7 @@ import apprise
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-import tasks.outbox  # registers the outbox:// scheme with apprise before URLs are checked
+import tasks.alerts.outbox  # registers the outbox:// scheme with apprise before URLs are checked
 from config.aliases import alias_table
 from config.loader import ConfigError, expand_env, load_model, read_yaml
 
@@ -329,7 +329,7 @@ def _check_url(url: str, channel: str) -> str | None:
     if instance is None:
         return "not a valid apprise URL"
     schema = url.split("://", 1)[0].lower()
-    if schema == tasks.outbox.OUTBOX_SCHEME:
+    if schema == tasks.alerts.outbox.OUTBOX_SCHEME:
         host = url.split("://", 1)[1].split("?", 1)[0].strip("/")
         if host != channel:
             return f"an outbox contact must be outbox://{channel} for tag {channel}"

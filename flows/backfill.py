@@ -13,7 +13,7 @@ from prefect import flow, get_run_logger
 
 from config.settings import load_settings, yesterday_in_shanghai
 from tasks.pipeline import RunContext, evaluate_history, make_clocks, read_stored
-from tasks.runs import recorded_run
+from tasks.store.runs import recorded_run
 
 MAX_BACKFILL_DAYS = 400
 

@@ -20,7 +20,7 @@ from prefect.states import Completed, Failed, State
 
 from config.settings import TIMEZONE, load_settings
 from flows.hooks import alert_ops_on_failure, release_delivery_claims
-from tasks.delivery import DeliveryIncomplete, DeliveryReport, local_moment, outside_window
+from tasks.alerts.delivery import DeliveryIncomplete, DeliveryReport, local_moment, outside_window
 from tasks.pipeline import (
     RunContext,
     check_nightly,
@@ -29,7 +29,7 @@ from tasks.pipeline import (
     send_planned,
     settle,
 )
-from tasks.runs import recorded_run
+from tasks.store.runs import recorded_run
 
 
 def deliver_run_name() -> str:

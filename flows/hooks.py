@@ -14,8 +14,8 @@ from config.bundle import load_config
 from config.loader import ConfigError
 from config.settings import TIMEZONE, load_settings
 from schemas.database import ensure_schema
-from tasks.claims import release_run
-from tasks.delivery import notify_ops
+from tasks.alerts.claims import release_run
+from tasks.alerts.delivery import notify_ops
 
 
 def failure_message(flow_name: str, run_name: str, run_id: str, state: State) -> tuple[str, str]:

@@ -2,7 +2,7 @@
 
 The UI graph shows one ingest, validate and store task per source, then read-back, build-clocks, evaluate, settle,
 store-evaluations, cards and publish-artifacts. Only the clocks that can change are read back and evaluated: open
-ones and those whose rows changed (tasks/settled.py); `full=True`, a rule or calendar change, or the first run
+ones and those whose rows changed (tasks/store/settled.py); `full=True`, a rule or calendar change, or the first run
 evaluate every clock. A source that fails (after its retries) or trips its reject threshold does not stop the
 others: everything else is stored, evaluated and carded, and then the run ends Failed so that it is red in the UI
 and ops are alerted. Only one nightly run works at a time (a database lock); a second
@@ -25,7 +25,9 @@ from config.settings import check_as_of, load_settings
 from config.sources import Source
 from flows.hooks import alert_ops_on_failure
 from tasks.artifacts import PROGRESS_KEY, RunProgress, level_table, overdue_by_unit
-from tasks.ingest import LoadResult
+from tasks.clocks.platform_check import cause_counts
+from tasks.clocks.reconcile import reconciliation
+from tasks.ingest.load import LoadResult
 from tasks.pipeline import (
     RunContext,
     SourceRefused,
@@ -43,10 +45,8 @@ from tasks.pipeline import (
     store_source,
     validate_source,
 )
-from tasks.platform_check import cause_counts
-from tasks.reconcile import reconciliation
-from tasks.runs import RunIncomplete, RunLocked, recorded_run, run_lock
-from tasks.settled import EvaluationPlan, Settlement, settled_totals
+from tasks.store.runs import RunIncomplete, RunLocked, recorded_run, run_lock
+from tasks.store.settled import EvaluationPlan, Settlement, settled_totals
 
 NIGHTLY_LOCK = "nightly"
 TOP_OVERDUE_UNITS = 10

@@ -28,9 +28,8 @@ from config.settings import TIMEZONE, load_settings
 from config.units import ReviewPolicy
 from flows.hooks import alert_ops_on_failure
 from tasks import artifacts
-from tasks.digests import DigestTemplates
-from tasks.pipeline import RunContext, publish_review_artifact, review_waiting
-from tasks.review import (
+from tasks.alerts.digests import DigestTemplates
+from tasks.alerts.review import (
     APPROVED,
     HELD,
     ReviewResult,
@@ -40,6 +39,7 @@ from tasks.review import (
     unknown_subjects,
     waiting_escalations,
 )
+from tasks.pipeline import RunContext, publish_review_artifact, review_waiting
 
 
 class ReviewForm(RunInput):

@@ -1,6 +1,6 @@
 """The `weekly-report` flow: build the statistics report, mail it to the supervisors, publish the key table.
 
-- The report (tasks/report.py) is built from the database with the same deadline engine as the nightly run.
+- The report (tasks/reports/report.py) is built from the database with the same deadline engine as the nightly run.
 - Every unit tagged `supervisor` in units.yaml gets one email per email contact, the XLSX and HTML attached, through
   the alerts' apprise sender (so `outbox://email` contacts land in the outbox folder, like alert digests).
 - A Prefect markdown artifact with the key figures is published under a stable key (`weekly-report`, or
@@ -23,11 +23,11 @@ from config.bundle import PermitwatchConfig, load_config
 from config.settings import Settings, load_settings
 from flows.hooks import alert_ops_on_failure
 from schemas.database import ensure_schema
-from tasks.delivery import send_message
-from tasks.digests import Digest
-from tasks.metrics import PeriodKind, ReportViews
-from tasks.report import ReportFiles, build_report, markdown_table, period_title, render_html, write_report
-from tasks.store import read_tables
+from tasks.alerts.delivery import send_message
+from tasks.alerts.digests import Digest
+from tasks.reports.metrics import PeriodKind, ReportViews
+from tasks.reports.report import ReportFiles, build_report, markdown_table, period_title, render_html, write_report
+from tasks.store.upsert import read_tables
 
 ARTIFACT_KEYS = {"week": "weekly-report", "month": "monthly-report"}
 SUPERVISOR_TAG = "supervisor"

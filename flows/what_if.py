@@ -2,7 +2,7 @@
 
 The proposed rules are a parameter: YAML text in the format of rules.yaml (only the entries that change) or the path
 of such a file on the machine that runs the flow. They are checked before anything is read. The run writes the XLSX,
-HTML and chart (tasks/simulate_report.py) and publishes its summary as the markdown artifact `what-if`.
+HTML and chart (tasks/reports/simulate_report.py) and publishes its summary as the markdown artifact `what-if`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from prefect.artifacts import create_markdown_artifact
 from config.proposal import ProposedRules, load_proposal
 from config.settings import load_settings
 from tasks.pipeline import STAGE, RunContext, read_stored
-from tasks.report import dimensions_from_config
-from tasks.simulate import WhatIf, simulate, window_start
-from tasks.simulate_report import WhatIfFiles, markdown_summary, summary_lines, write_what_if
+from tasks.reports.report import dimensions_from_config
+from tasks.reports.simulate import WhatIf, simulate, window_start
+from tasks.reports.simulate_report import WhatIfFiles, markdown_summary, summary_lines, write_what_if
 
 ARTIFACT_KEY = "what-if"
 

@@ -1,8 +1,9 @@
 """Data contracts (pandera, polars backend): one DataFrameModel per canonical table, and the row checks around them.
 
-A contract is checked on a canonical frame: every canonical column present and already parsed (tasks.parsing), with
-`row` positions referring back to the frame. `violations(table, frame)` returns one row per broken rule (row, reason);
-a row with any reason is rejected, the others are accepted. Checks that need more than one row live beside the models:
+A contract is checked on a canonical frame: every canonical column present and already parsed (tasks.ingest.parsing),
+with `row` positions referring back to the frame. `violations(table, frame)` returns one row per broken rule
+(row, reason); a row with any reason is rejected, the others are accepted.
+Checks that need more than one row live beside the models:
 - duplicate keys within one load (`duplicate_violations`): the newest by `updated_at` is kept (cases; the other
   tables have no `updated_at`, so the last line of the load wins), every other copy is rejected "duplicate of line N";
 - a pause within its case's life (`pause_violations`): checked against the cases of the same load, then those already
@@ -22,7 +23,7 @@ from sqlalchemy import String
 
 from config.sources import CANONICAL_COLUMNS
 from schemas import tables
-from tasks.parsing import message
+from tasks.ingest.parsing import message
 
 REGION_CODE = r"^\d{6}$"
 # National fixed-assets investment project code (全国投资项目在线审批监管平台 项目代码, GB/T 40058-2021):
@@ -275,7 +276,7 @@ def _pandera_violations(table: str, frame: pl.DataFrame) -> pl.DataFrame:
         )
         raise ValueError(f"{table}: frame does not fit the contract: {problems}")
     # pandera's failure cases are pieces of the checked frame, empty chunks included: both wordings are built over
-    # whole columns first (see tasks.parsing.message), then the condition only picks one.
+    # whole columns first (see tasks.ingest.parsing.message), then the condition only picks one.
     check = pl.col("check").replace(_BUILTIN_MESSAGES)
     worded = failures.with_columns(
         message(pl.col("column"), ": ", check).alias("__bare"),

@@ -284,7 +284,7 @@ class SettledGroup(Base):
     kind: Mapped[str] = mapped_column(String(10), primary_key=True)
     group_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     counts: Mapped[str] = mapped_column(Text)
-    digest: Mapped[int | None] = mapped_column(BigInteger)  # of the group's final evaluations (tasks/settled.py)
+    digest: Mapped[int | None] = mapped_column(BigInteger)  # of the group's final evaluations (tasks/store/settled.py)
     run_id: Mapped[int | None] = mapped_column(Integer)
 
 

@@ -24,10 +24,10 @@ from sqlalchemy import Engine, func, select
 from config.sources import CANONICAL_COLUMNS, Source
 from config.units import UnitDirectory
 from schemas.tables import Delivery
-from tasks import review
-from tasks.delivery import DeliveryReport, display_target
-from tasks.ingest import LoadResult
-from tasks.parsing import header_key
+from tasks.alerts import review
+from tasks.alerts.delivery import DeliveryReport, display_target
+from tasks.ingest.load import LoadResult
+from tasks.ingest.parsing import header_key
 from tasks.pii import mask_name, mask_phone
 
 SUMMARY_KEY = "nightly-summary"
@@ -76,7 +76,8 @@ class RunProgress:
 
 def level_table(evaluations: pl.DataFrame) -> pl.DataFrame:
     """One row per level (most urgent first), one column per clock type, and the total. `evaluations` is one row
-    per clock, or already counted (a `clocks` column per level and clock type, as tasks.settled.settled_totals)."""
+    per clock, or already counted (a `clocks` column per level and clock type, as
+    tasks.store.settled.settled_totals)."""
     if "clocks" in evaluations.columns:
         counts = evaluations.group_by("level", "clock_type").agg(pl.col("clocks").sum().cast(pl.UInt32))
     else:
@@ -287,7 +288,7 @@ def publish_nightly(
 
 
 def publish_platform_disagreements(disagreements: pl.DataFrame, as_of: str) -> None:
-    """The open cases whose platform due date differs from ours (tasks/platform_check.py): case, both dates, the
+    """The open cases whose platform due date differs from ours (tasks/clocks/platform_check.py): case, both dates, the
     difference in working days and a likely cause. Cases carry no applicant data here."""
     rows = _jsonable(disagreements.head(TOP_DISAGREEMENTS)) or [{"case_id": "", "likely_cause": "no disagreements"}]
     create_table_artifact(

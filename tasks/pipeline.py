@@ -27,11 +27,8 @@ from config.settings import Settings
 from config.sources import Source
 from schemas.database import ensure_schema
 from tasks import artifacts
-from tasks.calendar import WorkCalendar, load_work_calendar
-from tasks.cards import CardPlan
-from tasks.clock_builders import ClockSet, build_clocks
-from tasks.clocks import evaluate_clocks
-from tasks.delivery import (
+from tasks.alerts.cards import CardPlan
+from tasks.alerts.delivery import (
     DeliveryPlan,
     DeliveryReport,
     SendOptions,
@@ -41,16 +38,19 @@ from tasks.delivery import (
     send_digests,
     settle_delivery,
 )
-from tasks.digests import DigestTemplates
-from tasks.evaluations import due_date_changes, previous_due_dates, store_evaluations
-from tasks.freshness import Freshness, judge, last_loads
-from tasks.ingest import LoadResult, case_reference, load_source
-from tasks.platform_check import pausing_suspensions, platform_disagreements
-from tasks.platform_codes import KnownCodes
-from tasks.reconcile import clock_rejects
-from tasks.review import waiting_escalations
-from tasks.runs import nightly_ledger, nightly_problem
-from tasks.settled import (
+from tasks.alerts.digests import DigestTemplates
+from tasks.alerts.review import waiting_escalations
+from tasks.clocks.builders import ClockSet, build_clocks
+from tasks.clocks.calendar import WorkCalendar, load_work_calendar
+from tasks.clocks.engine import evaluate_clocks
+from tasks.clocks.platform_check import pausing_suspensions, platform_disagreements
+from tasks.clocks.reconcile import clock_rejects
+from tasks.ingest.freshness import Freshness, judge, last_loads
+from tasks.ingest.load import LoadResult, case_reference, load_source
+from tasks.ingest.platform_codes import KnownCodes
+from tasks.store.evaluations import due_date_changes, previous_due_dates, store_evaluations
+from tasks.store.runs import nightly_ledger, nightly_problem
+from tasks.store.settled import (
     EvaluationPlan,
     Settlement,
     plan_evaluation,
@@ -58,7 +58,7 @@ from tasks.settled import (
     record_settlement,
     settle_groups,
 )
-from tasks.store import (
+from tasks.store.upsert import (
     count_rows,
     read_case_reference,
     read_open_tables,
@@ -147,7 +147,7 @@ class Verdict:
     source: str
     table: str
     quarantined: int
-    warning: str | None = None  # stored, but not as fresh as it should be (tasks.freshness)
+    warning: str | None = None  # stored, but not as fresh as it should be (tasks.ingest.freshness)
 
 
 @dataclass(frozen=True)
@@ -239,7 +239,7 @@ def read_stored(context: RunContext) -> dict[str, pl.DataFrame]:
 
 @task(name="read-back", **STAGE)
 def read_back(context: RunContext, full: bool = False) -> ReadBack:
-    """The nightly run's read-back: the stored rows of the groups that have not settled (tasks/settled.py), or, on
+    """The nightly run's read-back: the stored rows of the groups that have not settled (tasks/store/settled.py), or, on
     the full path, every row."""
     plan = plan_evaluation(context.engine, context.config, context.calendar, context.as_of, full=full)
     get_run_logger().info("evaluation: %s", plan.reason)
@@ -258,7 +258,7 @@ def make_clocks(context: RunContext, tables: dict[str, pl.DataFrame]) -> ClockSe
 
 @task(name="quarantine-clock-rejects", **STAGE)
 def store_clock_rejects(context: RunContext, clock_set: ClockSet, loads: list[LoadResult], run_id: int) -> pl.DataFrame:
-    """The rows the clock builder refused, into `rejects` with their file, line and reason (tasks.reconcile)."""
+    """The rows the clock builder refused, into `rejects` with their file, line and reason (tasks.clocks.reconcile)."""
     refused = clock_rejects(clock_set.rejects, loads)
     store_rejects(context.engine, refused, run_id)
     if refused.height:

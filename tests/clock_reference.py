@@ -1,8 +1,8 @@
 """A slow, obviously correct clock evaluator: one day at a time, straight from the deadline rules (README "The
 deadline rules"), for all six kinds of clock built from canonical rows as known at a date.
 
-It shares nothing with tasks/clocks.py or tasks/clock_builders.py but the day statuses, which it asks for one date at
-a time.
+It shares nothing with tasks/clocks/engine.py or tasks/clocks/builders.py but the day statuses, which it asks for one
+date at a time.
 """
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ from sqlalchemy import Engine, text
 from config.bundle import load_config
 from config.settings import BUNDLED_CONFIG_DIR
 from schemas.database import ensure_schema
-from tasks.calendar import load_work_calendar
-from tasks.sample import SampleSpec, generate_sample, write_sample
+from tasks.clocks.calendar import load_work_calendar
+from tasks.ingest.sample import SampleSpec, generate_sample, write_sample
 
 # A Friday, an official working day, late enough in 2026 that some due dates fall in 2027 (provisional calendar).
 AS_OF = date(2026, 11, 20)

@@ -27,10 +27,10 @@ from sqlalchemy import create_engine, text
 
 from config.bundle import load_config
 from config.settings import BUNDLED_CONFIG_DIR
-from tasks.calendar import WorkCalendar, load_work_calendar
-from tasks.clock_builders import build_clocks
-from tasks.clocks import evaluate_clocks
-from tasks.platform_check import MISSING_HOLIDAY, MISSING_MAKEUP_DAY, PAUSE_ENDS_TWICE, SENTINEL
+from tasks.clocks.builders import build_clocks
+from tasks.clocks.calendar import WorkCalendar, load_work_calendar
+from tasks.clocks.engine import evaluate_clocks
+from tasks.clocks.platform_check import MISSING_HOLIDAY, MISSING_MAKEUP_DAY, PAUSE_ENDS_TWICE, SENTINEL
 
 AS_OF = date(2026, 11, 20)
 FIRST_ACCEPTANCE = date(2026, 1, 5)

@@ -11,8 +11,8 @@ from datetime import date
 
 import polars as pl
 
-from tasks.clocks import CLOCK_COLUMNS, EVALUATION_COLUMNS
-from tasks.metrics import Dimensions
+from tasks.clocks.engine import CLOCK_COLUMNS, EVALUATION_COLUMNS
+from tasks.reports.metrics import Dimensions
 
 AS_OF = date(2026, 3, 11)
 # 投资项目代码 (national project codes): P1 an enterprise investment project, P2 a simple low-risk one.

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.calendar import (
+from tasks.clocks.calendar import (
     PACKAGE_SOURCE,
     PROVISIONAL_SOURCE,
     WorkCalendar,

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from cli.main import app
 from config.calendar_files import CalendarFile, dump_calendar_file, load_calendar_file, load_calendar_files
 from config.loader import ConfigError
-from tasks.calendar import load_work_calendar
-from tasks.holiday_notice import read_notice
+from tasks.clocks.calendar import load_work_calendar
+from tasks.clocks.holiday_notice import read_notice
 
 NOTICES = Path(__file__).resolve().parent / "fixtures" / "notices"
 PUBLISHED = Path(__file__).resolve().parent / "fixtures" / "notices" / "published"

@@ -11,12 +11,12 @@ import polars as pl
 from config.rules import load_rules
 from config.settings import BUNDLED_CONFIG_DIR
 from config.units import load_units
-from tasks.calendar import default_work_calendar, load_work_calendar
-from tasks.cards import CARD_KEY, plan_cards
-from tasks.clock_builders import build_clocks
-from tasks.clocks import evaluate_clocks
-from tasks.evaluations import due_date_changes
-from tasks.holiday_notice import read_notice
+from tasks.alerts.cards import CARD_KEY, plan_cards
+from tasks.clocks.builders import build_clocks
+from tasks.clocks.calendar import default_work_calendar, load_work_calendar
+from tasks.clocks.engine import evaluate_clocks
+from tasks.clocks.holiday_notice import read_notice
+from tasks.store.evaluations import due_date_changes
 
 NOTICE_2027 = Path(__file__).resolve().parent / "fixtures" / "notices" / "invented-2027.txt"
 AS_OF = date(2026, 12, 31)

@@ -1,4 +1,5 @@
-"""tasks/cards.py: which cards a run issues, to whom, which it suppresses or supersedes. Pure: frames in, frames out."""
+"""tasks/alerts/cards.py: which cards a run issues, to whom, which it suppresses or supersedes. Pure: frames in, frames
+out."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import yaml
 from config.loader import ConfigError
 from config.settings import BUNDLED_CONFIG_DIR, TIMEZONE
 from config.units import UnitDirectory, load_units
-from tasks.cards import CARD_KEY, EXISTING_SCHEMA, SILENCE_SCHEMA, is_backfill, plan_cards
+from tasks.alerts.cards import CARD_KEY, EXISTING_SCHEMA, SILENCE_SCHEMA, is_backfill, plan_cards
 
 AS_OF = date(2026, 3, 4)
 DUE = date(2026, 2, 26)
@@ -291,7 +292,7 @@ def test_with_review_on_escalations_wait_for_review_only_on_their_way_to_supervi
 def test_a_standing_review_hold_suppresses_the_same_escalation_until_its_due_date_changes_or_it_expires(
     tmp_path: Path,
 ) -> None:
-    from tasks.cards import HOLD_SCHEMA
+    from tasks.alerts.cards import HOLD_SCHEMA
 
     document = yaml.safe_load((BUNDLED_CONFIG_DIR / "units.yaml").read_text(encoding="utf-8"))
     document["alerting"]["review"] = {"on_timeout": "send"}

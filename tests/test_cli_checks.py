@@ -18,7 +18,7 @@ from cli.main import ANALYTICS_SETTING, app
 from config.settings import BUNDLED_CONFIG_DIR, yesterday_in_shanghai
 from schemas.contracts import empty_frame
 from schemas.database import ensure_schema
-from tasks.store import store_table
+from tasks.store.upsert import store_table
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PERMITWATCH = Path(sys.executable).parent / "permitwatch"

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config.rules import RuleBook, load_rules
-from tasks.calendar import WorkCalendar, default_work_calendar
-from tasks.clock_builders import ClockSet, build_clocks
-from tasks.clocks import CLOCK_COLUMNS, PAUSE_COLUMNS, evaluate_clocks
+from tasks.clocks.builders import ClockSet, build_clocks
+from tasks.clocks.calendar import WorkCalendar, default_work_calendar
+from tasks.clocks.engine import CLOCK_COLUMNS, PAUSE_COLUMNS, evaluate_clocks
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 CASE_SCHEMA = {

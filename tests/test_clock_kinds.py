@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config.rules import RuleBook, SuspensionKind, load_rules
-from tasks.calendar import WorkCalendar, default_work_calendar
-from tasks.clock_builders import build_clocks
-from tasks.clocks import evaluate_clocks
+from tasks.clocks.builders import build_clocks
+from tasks.clocks.calendar import WorkCalendar, default_work_calendar
+from tasks.clocks.engine import evaluate_clocks
 from tests.clock_reference import (
     RefCase,
     RefDeferral,

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import tasks.clocks as clocks_module
-from tasks.calendar import WorkCalendar, default_work_calendar
-from tasks.clocks import LEVELS, empty_clocks, empty_pauses, evaluate_clocks
+import tasks.clocks.engine as clocks_module
+from tasks.clocks.calendar import WorkCalendar, default_work_calendar
+from tasks.clocks.engine import LEVELS, empty_clocks, empty_pauses, evaluate_clocks
 from tests.clock_reference import RefClock, RefPause, RefResult, evaluate_one
 
 

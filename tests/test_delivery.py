@@ -24,8 +24,8 @@ from sqlalchemy import Engine, insert, select, update
 from config.bundle import PermitwatchConfig, load_config
 from config.settings import BUNDLED_CONFIG_DIR, TIMEZONE, load_settings
 from schemas.tables import Card, Case, Delivery, DeliveryLease, Run
-from tasks.claims import Attempt, claim, holder_alive, process_start
-from tasks.delivery import (
+from tasks.alerts.claims import Attempt, claim, holder_alive, process_start
+from tasks.alerts.delivery import (
     TIMEOUT_ERROR,
     DeliveryIncomplete,
     SendOptions,
@@ -36,9 +36,9 @@ from tasks.delivery import (
     list_silences,
     remove_silence,
 )
-from tasks.digests import Digest
-from tasks.idempotency import digest_key
-from tasks.runs import close_run, open_run
+from tasks.alerts.digests import Digest
+from tasks.alerts.idempotency import digest_key
+from tasks.store.runs import close_run, open_run
 
 NOW = datetime(2026, 3, 5, 10, 0, tzinfo=TIMEZONE)  # Thursday, a working day
 AS_OF = date(2026, 3, 4)

@@ -1,4 +1,4 @@
-"""tasks/digests.py: one message per unit and channel, most urgent first; SMS size; email table, masking, CSV."""
+"""tasks/alerts/digests.py: one message per unit and channel, most urgent first; SMS size; email table, masking, CSV."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from config.settings import BUNDLED_CONFIG_DIR
 from config.units import SmsLimits, UnitDirectory, load_units
-from tasks.digests import DigestTemplates, build_digests, escape_formula, sms_length, sms_segments
-from tasks.explain import CLOCK_NAMES, LEVEL_NAMES
-from tasks.report import display_frame
+from tasks.alerts.digests import DigestTemplates, build_digests, escape_formula, sms_length, sms_segments
+from tasks.clocks.explain import CLOCK_NAMES, LEVEL_NAMES
+from tasks.reports.report import display_frame
 
 AS_OF = date(2026, 3, 5)
 LIMITS = SmsLimits()

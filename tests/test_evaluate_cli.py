@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from cli.main import app
 from schemas.contracts import canonical_schema
 from schemas.database import ensure_schema
-from tasks.ingest import LIMIT_KIND_VALUES
-from tasks.store import store_table
+from tasks.ingest.load import LIMIT_KIND_VALUES
+from tasks.store.upsert import store_table
 
 HEADER = "办件编号,事项编码,承办单位编码,受理时间,办结时间,承诺时限,时限类型\n"
 CASES = [

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from config.calendar_files import CalendarFile, dump_calendar_file, load_calendar_file
-from tasks.holiday_notice import NoticeError, parse_notice, read_notice
+from tasks.clocks.holiday_notice import NoticeError, parse_notice, read_notice
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = Path(__file__).resolve().parent / "fixtures" / "notices" / "published"

@@ -25,17 +25,17 @@ from config.sources import TABLES, Source
 from flows.nightly import nightly
 from schemas.contracts import key_columns
 from schemas.database import ensure_schema
+from tasks.alerts.delivery import issue_cards
 from tasks.artifacts import level_table, overdue_by_unit
-from tasks.calendar import WorkCalendar, load_work_calendar
-from tasks.clock_builders import build_clocks
-from tasks.clocks import evaluate_clocks
-from tasks.delivery import issue_cards
-from tasks.evaluations import due_date_changes, previous_due_dates, read_evaluations, store_evaluations
-from tasks.ingest import load_source, load_sources
-from tasks.runs import open_run
-from tasks.sample import SampleSpec, generate_sample, write_sample
-from tasks.settled import plan_evaluation, read_settled_counts, record_settlement, settle_groups, settled_totals
-from tasks.store import read_open_tables, read_tables, store_table, stored_watermark
+from tasks.clocks.builders import build_clocks
+from tasks.clocks.calendar import WorkCalendar, load_work_calendar
+from tasks.clocks.engine import evaluate_clocks
+from tasks.ingest.load import load_source, load_sources
+from tasks.ingest.sample import SampleSpec, generate_sample, write_sample
+from tasks.store.evaluations import due_date_changes, previous_due_dates, read_evaluations, store_evaluations
+from tasks.store.runs import open_run
+from tasks.store.settled import plan_evaluation, read_settled_counts, record_settlement, settle_groups, settled_totals
+from tasks.store.upsert import read_open_tables, read_tables, store_table, stored_watermark
 from tests.conftest import POSTGRES_URL
 
 FIRST_NIGHT = date(2026, 10, 15)

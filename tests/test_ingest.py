@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from cli.main import app
 from config.loader import ConfigError
 from config.sources import Source, SourceCatalog, adhoc_source, load_sources
-from tasks.ingest import LoadResult, load_source
-from tasks.ingest import load_sources as load_all
+from tasks.ingest.load import LoadResult, load_source
+from tasks.ingest.load import load_sources as load_all
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ingest"
 JAN_20 = date(2023, 1, 20)

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from config.sources import Source
-from tasks.freshness import LastLoad, content_hash, judge, last_loads
-from tasks.ingest import load_source
-from tasks.store import store_rejects, store_table
+from tasks.ingest.freshness import LastLoad, content_hash, judge, last_loads
+from tasks.ingest.load import load_source
+from tasks.store.upsert import store_rejects, store_table
 
 HEADER = "case_id,matter_code,matter_name,unit_code,accepted_at,applicant_name,applicant_phone"
 NAME, PHONE = "张小三", "13812345678"

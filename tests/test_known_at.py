@@ -11,10 +11,10 @@ import polars as pl
 import pytest
 
 from config.rules import RuleBook, load_rules
-from tasks.calendar import WorkCalendar, default_work_calendar
-from tasks.clock_builders import ClockSet, build_clocks
-from tasks.clocks import evaluate_clocks
-from tasks.explain import NotStartedError, explain_clock
+from tasks.clocks.builders import ClockSet, build_clocks
+from tasks.clocks.calendar import WorkCalendar, default_work_calendar
+from tasks.clocks.engine import evaluate_clocks
+from tasks.clocks.explain import NotStartedError, explain_clock
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 CASE_SCHEMA = {
@@ -134,8 +134,8 @@ def test_a_member_accepted_after_t_does_not_hide_a_late_project(rules: RuleBook,
 
 
 def test_the_report_evaluates_what_was_known_at_its_date(rules: RuleBook, calendar: WorkCalendar) -> None:
-    from tasks.metrics import report_periods
-    from tasks.report import evaluate_for_report
+    from tasks.reports.metrics import report_periods
+    from tasks.reports.report import evaluate_for_report
 
     as_of = date(2025, 9, 28)
     cases = frame(
@@ -337,8 +337,8 @@ def test_run_as_of_a_past_day_and_a_backfill_of_it_store_the_same_evaluations(
 
     from flows.backfill import backfill
     from flows.nightly import nightly
-    from tasks.evaluations import read_evaluations
-    from tasks.store import read_tables
+    from tasks.store.evaluations import read_evaluations
+    from tasks.store.upsert import read_tables
 
     day = AS_OF - timedelta(days=10)  # the sample runs to AS_OF: cases, steps, pushes … start after this day
     pipeline = make_pipeline(tmp_path, monkeypatch, sample_tables())

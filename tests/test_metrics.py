@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 import report_fixtures as fx
 
-from tasks.metrics import (
+from tasks.reports.metrics import (
     TOTAL,
     MetricInputs,
     Period,

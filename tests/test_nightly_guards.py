@@ -27,7 +27,7 @@ from prefect.states import State
 
 from flows.nightly import nightly
 from tasks.artifacts import SUMMARY_KEY
-from tasks.runs import state_summary
+from tasks.store.runs import state_summary
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

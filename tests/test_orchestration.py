@@ -46,8 +46,8 @@ from tasks.artifacts import (
     pii_headers,
     summary_markdown,
 )
-from tasks.evaluations import read_evaluations
-from tasks.runs import run_lock, state_summary
+from tasks.store.evaluations import read_evaluations
+from tasks.store.runs import run_lock, state_summary
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NIGHTLY_KEYS = {SUMMARY_KEY, OVERDUE_KEY, REJECTS_KEY, PROGRESS_KEY}

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ingest_fixtures import with_empty_chunk
 
-from tasks.parsing import (
+from tasks.ingest.parsing import (
     ColumnKind,
     dates,
     fold_width,

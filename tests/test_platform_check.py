@@ -9,8 +9,8 @@ import pytest
 
 from config.rules import load_rules
 from config.settings import BUNDLED_CONFIG_DIR as CONFIG
-from tasks.calendar import default_work_calendar
-from tasks.platform_check import (
+from tasks.clocks.calendar import default_work_calendar
+from tasks.clocks.platform_check import (
     MISSING_HOLIDAY,
     MISSING_MAKEUP_DAY,
     PAUSE_ENDS_TWICE,

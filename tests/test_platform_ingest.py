@@ -19,9 +19,9 @@ from config.loader import ConfigError
 from config.rules import load_rules
 from config.sources import EventPairing, Source
 from config.units import load_units
-from tasks.events import ENDED_AT, EventColumns, pair_events
-from tasks.ingest import LoadResult, load_source
-from tasks.platform_codes import KnownCodes
+from tasks.ingest.events import ENDED_AT, EventColumns, pair_events
+from tasks.ingest.load import LoadResult, load_source
+from tasks.ingest.platform_codes import KnownCodes
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
 UNIT_GUID = "5B0E6A42-9C1D-4F3E-8A7B-2C9D0E1F3A4B"

@@ -28,12 +28,12 @@ from config.bundle import PermitwatchConfig, load_config
 from config.settings import BUNDLED_CONFIG_DIR
 from config.sources import Source
 from tasks.artifacts import PLATFORM_KEY
-from tasks.calendar import load_work_calendar
-from tasks.clock_builders import build_clocks
-from tasks.clocks import evaluate_clocks
-from tasks.ingest import LoadResult, load_sources
-from tasks.platform_check import pausing_suspensions, platform_disagreements
-from tasks.platform_codes import KnownCodes
+from tasks.clocks.builders import build_clocks
+from tasks.clocks.calendar import load_work_calendar
+from tasks.clocks.engine import evaluate_clocks
+from tasks.clocks.platform_check import pausing_suspensions, platform_disagreements
+from tasks.ingest.load import LoadResult, load_sources
+from tasks.ingest.platform_codes import KnownCodes
 
 EXAMPLES = BUNDLED_CONFIG_DIR / "examples"
 PLATFORMS: dict[str, tuple[str, str, Callable[[Path, str | None], PlatformFixture]]] = {

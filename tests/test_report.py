@@ -22,11 +22,11 @@ from cli.main import app
 from config.bundle import load_config
 from config.settings import BUNDLED_CONFIG_DIR
 from schemas.database import ensure_schema
-from tasks.calendar import WorkCalendar, load_work_calendar
-from tasks.clock_builders import ClockSet, build_clocks
-from tasks.clocks import evaluate_clocks
-from tasks.metrics import TOTAL, MetricInputs, ReportViews, build_views
-from tasks.report import (
+from tasks.clocks.builders import ClockSet, build_clocks
+from tasks.clocks.calendar import WorkCalendar, load_work_calendar
+from tasks.clocks.engine import evaluate_clocks
+from tasks.reports.metrics import TOTAL, MetricInputs, ReportViews, build_views
+from tasks.reports.report import (
     CJK_FAMILY,
     VIEW_TITLES,
     build_report,
@@ -36,7 +36,7 @@ from tasks.report import (
     render_charts,
     write_report,
 )
-from tasks.store import store_table
+from tasks.store.upsert import store_table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Views whose row order is part of the result (ranked, or longest overdue first).

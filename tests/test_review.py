@@ -26,8 +26,8 @@ from config.settings import TIMEZONE
 from flows.deliver import deliver_flow
 from flows.nightly import nightly
 from flows.review import review
+from tasks.alerts.review import APPROVED, HELD, apply_timeout, waiting_escalations
 from tasks.artifacts import REVIEW_KEY
-from tasks.review import APPROVED, HELD, apply_timeout, waiting_escalations
 
 DELIVERY_TIME = datetime(2026, 11, 23, 9, 0, tzinfo=TIMEZONE)  # Monday after AS_OF, inside the window
 TOP = "360700WXB"  # the city's 五型政府 office: supervisor of the city bureaus
@@ -228,7 +228,7 @@ def test_without_an_answer_on_timeout_send_approves_everything_and_the_run_is_fa
 @pytest.mark.usefixtures("prefect_harness")
 def test_on_timeout_hold_holds_for_today_and_proposes_them_again_with_the_next_reminder(pipeline: Pipeline) -> None:
     from config.bundle import load_config
-    from tasks.digests import DigestTemplates
+    from tasks.alerts.digests import DigestTemplates
 
     run_nightly()
     subjects = waiting_subjects(pipeline)

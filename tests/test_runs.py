@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import Engine, insert, select
 
 from schemas.tables import Run, RunLock
-from tasks.runs import STALE_LOCK_AFTER, RunLocked, close_run, now_local, open_run, recorded_run, run_lock
+from tasks.store.runs import STALE_LOCK_AFTER, RunLocked, close_run, now_local, open_run, recorded_run, run_lock
 
 
 def test_second_holder_is_refused_until_the_first_releases(engine: Engine) -> None:

@@ -9,8 +9,8 @@ import pytest
 from config.bundle import load_config
 from config.settings import BUNDLED_CONFIG_DIR
 from config.sources import canonical_names
-from tasks.calendar import default_work_calendar
-from tasks.sample import SampleSpec, generate_sample, write_sample
+from tasks.clocks.calendar import default_work_calendar
+from tasks.ingest.sample import SampleSpec, generate_sample, write_sample
 
 CONFIG = load_config(BUNDLED_CONFIG_DIR)
 LAST = date(2026, 11, 24)

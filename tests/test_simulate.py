@@ -25,14 +25,14 @@ from config.rules import RuleBook
 from config.settings import BUNDLED_CONFIG_DIR
 from schemas.contracts import canonical_schema
 from schemas.database import ensure_schema
-from tasks.calendar import WorkCalendar, load_work_calendar
-from tasks.ingest import load_sources
-from tasks.metrics import TOTAL
-from tasks.report import dimensions_from_config
-from tasks.sample import write_sample
-from tasks.simulate import WhatIf, evaluate_known, simulate, window_start
-from tasks.simulate_report import markdown_summary, summary_lines, write_what_if
-from tasks.store import store_table
+from tasks.clocks.calendar import WorkCalendar, load_work_calendar
+from tasks.ingest.load import load_sources
+from tasks.ingest.sample import write_sample
+from tasks.reports.metrics import TOTAL
+from tasks.reports.report import dimensions_from_config
+from tasks.reports.simulate import WhatIf, evaluate_known, simulate, window_start
+from tasks.reports.simulate_report import markdown_summary, summary_lines, write_what_if
+from tasks.store.upsert import store_table
 from tests.orchestration_fixtures import AS_OF, artifacts_of, flow_run_id, sample_tables
 
 RONGJIANG = "360792SPJ"

@@ -14,8 +14,8 @@ from sqlalchemy import Engine, insert, inspect, select, text
 from config.sources import TABLES, Source
 from schemas.contracts import canonical_schema
 from schemas.tables import Reject, Run
-from tasks.ingest import load_sources
-from tasks.store import read_case_reference, read_tables, store_rejects, store_table
+from tasks.ingest.load import load_sources
+from tasks.store.upsert import read_case_reference, read_tables, store_rejects, store_table
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ingest"
 
@@ -157,8 +157,8 @@ def test_duplicate_keys_are_refused(engine: Engine) -> None:
 
 
 def test_large_frames_go_in_batches_and_keep_their_indexes(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tasks.store.BATCH_ROWS", 7)
-    monkeypatch.setattr("tasks.store.BULK_ROWS", 10)  # a first load this size rebuilds the secondary indexes
+    monkeypatch.setattr("tasks.store.upsert.BATCH_ROWS", 7)
+    monkeypatch.setattr("tasks.store.upsert.BULK_ROWS", 10)  # a first load this size rebuilds the secondary indexes
     indexes = sorted(index["name"] for index in inspect(engine).get_indexes("cases"))
     assert indexes
     frame = cases(*({"case_id": f"C{n:03d}"} for n in range(50)))

@@ -18,7 +18,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from config.settings import BUNDLED_CONFIG_DIR
 from flows.weekly_report import weekly_report
 from schemas.database import ensure_schema
-from tasks.store import store_table
+from tasks.store.upsert import store_table
 
 SUPERVISORS = ["360700WXB", "360702ZF", "360703ZF"]
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from tasks.digests import Digest
+from tasks.alerts.digests import Digest
 
 _MESSAGE_ID: ContextVar[str | None] = ContextVar("permitwatch_message_id", default=None)
 

@@ -23,8 +23,8 @@ import numpy as np
 import polars as pl
 
 from config.rules import RuleBook
-from tasks.calendar import WorkCalendar
-from tasks.platform_codes import PLATFORM_SENTINEL
+from tasks.clocks.calendar import WorkCalendar
+from tasks.ingest.platform_codes import PLATFORM_SENTINEL
 
 SENTINEL = "sentinel 1753-01-01: the platform's working-day table ran out"
 PAUSE_ENDS_TWICE = "pause ends counted twice: the platform counts both ends of a pause"

@@ -58,7 +58,8 @@ ROUTE_SCHEMA: dict[str, pl.DataType] = {
     "target": pl.String(),
     "status": pl.String(),  # the delivery's first status: pending, or awaiting_review / suppressed (督办 review)
 }
-# Standing review holds (tasks/review.py): the supervisors' copies of this (clock, level, due date) stay suppressed.
+# Standing review holds (tasks/alerts/review.py): the supervisors' copies of this (clock, level, due date) stay
+# suppressed.
 HOLD_SCHEMA: dict[str, pl.DataType] = {
     "clock_id": pl.String(),
     "level": pl.String(),

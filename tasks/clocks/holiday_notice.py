@@ -36,7 +36,7 @@ import polars as pl
 from pydantic import ValidationError
 
 from config.calendar_files import CalendarFile, NoticeSource, first_allowed_date
-from tasks.calendar import WorkCalendar
+from tasks.clocks.calendar import WorkCalendar
 
 _FESTIVALS: dict[str, str] = {
     "元旦": "元旦",

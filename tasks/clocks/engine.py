@@ -38,7 +38,7 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from tasks.calendar import WorkCalendar
+from tasks.clocks.calendar import WorkCalendar
 
 LEVELS = ("normal", "warning", "overdue", "escalated", "paused", "completed_on_time", "completed_late")
 NORMAL, WARNING, OVERDUE, ESCALATED, PAUSED, COMPLETED_ON_TIME, COMPLETED_LATE = range(len(LEVELS))
@@ -112,7 +112,7 @@ def evaluate_clocks(clocks: pl.DataFrame, pauses: pl.DataFrame, calendar: WorkCa
     Required clock columns: clock_id (unique), start_date, limit_days (>= 0), limit_kind (workday|calendar),
     completed_date, warning_days (null: 1), escalate_after (null: never); other columns pass through. Pauses:
     clock_id, start_date, end_date (null = open), restart. Pauses of clock ids not among the clocks are ignored.
-    Start, completion and pause dates must lie in the calendar (tasks/clock_builders.py rejects rows that do not); a
+    Start, completion and pause dates must lie in the calendar (tasks/clocks/builders.py rejects rows that do not); a
     due date that would fall after its last day raises ValueError.
     """
     if clocks.is_empty():

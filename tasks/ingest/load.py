@@ -36,10 +36,10 @@ from schemas.contracts import (
     pause_violations,
     violations,
 )
-from tasks.events import EventColumns, pair_events
-from tasks.freshness import content_hash
-from tasks.parsing import ColumnKind, header_key, parse_columns
-from tasks.platform_codes import KnownCodes, keep_platform_sentinel, resolve_codes, unsupported_limit_units
+from tasks.ingest.events import EventColumns, pair_events
+from tasks.ingest.freshness import content_hash
+from tasks.ingest.parsing import ColumnKind, header_key, parse_columns
+from tasks.ingest.platform_codes import KnownCodes, keep_platform_sentinel, resolve_codes, unsupported_limit_units
 
 # (what, done, total): a stage description and how far it got; the CLI draws rich bars, flows write an artifact.
 ProgressCallback = Callable[[str, int, int], None]
@@ -99,7 +99,7 @@ class LoadResult:
     rejected: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=REJECTED_SCHEMA))
     error: str | None = None
     error_transient: bool = False  # the error may clear up on a retry (see SourceError)
-    content_hash: str | None = None  # of the files read (tasks.freshness): an unchanged export is not fresh
+    content_hash: str | None = None  # of the files read (tasks.ingest.freshness): an unchanged export is not fresh
     # source (file), line of each accepted row, in `accepted` order: where a row the clock builder refuses came from.
     accepted_origin: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=ORIGIN_SCHEMA))
     max_reject_fraction: float = 0.2
@@ -670,7 +670,7 @@ def load_source(
     """Read, check and split one source. `case_reference` (case_id, accepted_at, completed_at) lets suspensions be
     checked against their case's life; without it that check is skipped. `codes` resolves unit and matter aliases
     (and, with `unknown_codes: reject`, rejects codes nobody knows); without it codes are loaded as given.
-    `watermark`: the newest stored value of a sql source's watermark column (tasks.store.stored_watermark)."""
+    `watermark`: the newest stored value of a sql source's watermark column (tasks.store.upsert.stored_watermark)."""
     result = LoadResult(
         source=source.name,
         table=source.table,
@@ -712,7 +712,8 @@ def load_source(
 
 
 def _paired(source: Source, raw: _RawTable) -> _RawTable:
-    """An events source's rows paired into suspensions (tasks/events.py); unpaired rows join the structural rejects."""
+    """An events source's rows paired into suspensions (tasks/ingest/events.py); unpaired rows join the structural
+    rejects."""
     assert source.events is not None
     lookup = {header_key(header): canonical for header, canonical in source.header_map().items()}
     by_canonical: dict[str, str] = {}

@@ -1,8 +1,8 @@
 """The reasoning behind one clock's due date and level, day by day where it matters, as plain data and text.
 
 The figures (due date, elapsed, remaining, days overdue, level, calendar) come from the clock engine itself
-(tasks/clocks.py); this module only lays the calendar out around them so that a unit disputing an alert can see each
-day: counted or not, and why (weekend, holiday, make-up working day 调休, pause, restart).
+(tasks/clocks/engine.py); this module only lays the calendar out around them so that a unit disputing an alert can see
+each day: counted or not, and why (weekend, holiday, make-up working day 调休, pause, restart).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from datetime import date, timedelta
 
 import polars as pl
 
-from tasks.calendar import MAKEUP_NOTE, WorkCalendar
-from tasks.clock_builders import ClockSet, extension_days
-from tasks.clocks import evaluate_clocks
-from tasks.digests import bundled_templates
+from tasks.alerts.digests import bundled_templates
+from tasks.clocks.builders import ClockSet, extension_days
+from tasks.clocks.calendar import MAKEUP_NOTE, WorkCalendar
+from tasks.clocks.engine import evaluate_clocks
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _LABELS = bundled_templates()

@@ -10,10 +10,10 @@ A group settles at an evaluation as of T when every clock it makes is completed 
 completed_late), nothing of it was rejected, and every date of its rows is non-empty where it ends something
 (completed_at, ended_at, supplied_at, claimed_at) and lies before T − KEEP_COMPLETED_FOR. Such a clock's evaluation no
 longer depends on T (everything about it is known and over), and it is too old for the evaluation history
-(tasks/evaluations.py keeps clocks completed within that month), so a later run needs only its count per clock
+(tasks/store/evaluations.py keeps clocks completed within that month), so a later run needs only its count per clock
 type, level and calendar (settled_groups). The groups not settled are listed in open_groups: a new or changed row
-puts its group, and its project, there in the same transaction as the change (tasks/store.py), and the next run reads
-back exactly those.
+puts its group, and its project, there in the same transaction as the change (tasks/store/upsert.py), and the next run
+reads back exactly those.
 
 Everything is evaluated again (the full path) when asked (`permitwatch run --full`), on the first run, when the as-of
 date is before the one the groups settled at, or when the fingerprint of the evaluation's basis changed: the rules,
@@ -34,9 +34,9 @@ from sqlalchemy import Engine, delete, func, select
 from config.bundle import PermitwatchConfig
 from schemas.contracts import canonical_schema
 from schemas.tables import OpenGroup, SettledBasis, SettledGroup
-from tasks.calendar import WorkCalendar
-from tasks.evaluations import KEEP_COMPLETED_FOR
-from tasks.store import OPEN_FLAG, append_rows, read_rows
+from tasks.clocks.calendar import WorkCalendar
+from tasks.store.evaluations import KEEP_COMPLETED_FOR
+from tasks.store.upsert import OPEN_FLAG, append_rows, read_rows
 
 BASIS = "nightly"
 COMPLETED_LEVELS = ("completed_on_time", "completed_late")
@@ -49,7 +49,7 @@ END_COLUMNS = {
     "pushes": "claimed_at",
 }
 # The code whose change changes evaluations: the builder's and the engine's rules, and this module's.
-ENGINE_MODULES = ("tasks.clock_builders", "tasks.clocks", "tasks.calendar", "tasks.settled")
+ENGINE_MODULES = ("tasks.clocks.builders", "tasks.clocks.engine", "tasks.clocks.calendar", "tasks.store.settled")
 _DIGEST_SEED = 0x5E77_1ED0
 _GROUP_COLUMNS: dict[str, pl.DataType] = {"kind": pl.String(), "group_id": pl.String(), "digest": pl.Int64()}
 COUNT_COLUMNS = {"clock_type": pl.String, "level": pl.String, "calendar": pl.String, "clocks": pl.Int64}

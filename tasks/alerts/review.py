@@ -1,8 +1,8 @@
 """督办 review: escalations bound for supervisors wait for ops to approve or hold them (alerting.review).
 
 With the review on, the nightly run stores the supervisors' deliveries of a new escalated card as `awaiting_review`
-(tasks/cards.py); delivery never picks those up. Ops decide per subject (case, push or project id), in the `review`
-flow's form in the Prefect UI or with `permitwatch review`:
+(tasks/alerts/cards.py); delivery never picks those up. Ops decide per subject (case, push or project id), in the
+`review` flow's form in the Prefect UI or with `permitwatch review`:
 - approve: the deliveries become pending and the next `deliver` sends them;
 - hold (with a reason, optionally until a date): they are stored as suppressed, and the decision is kept so that
   the same escalation (clock, level, due date) is not proposed again with each reminder. It returns when its level
@@ -24,9 +24,9 @@ from config.settings import TIMEZONE
 from config.units import ReviewPolicy, UnitDirectory
 from schemas.database import in_batches
 from schemas.tables import Card, Case, Delivery, ReviewDecision
-from tasks.cards import AWAITING_REVIEW, FAILED, HOLD_SCHEMA, PENDING, SENT, SUPERSEDED, SUPPRESSED
-from tasks.digests import DigestTemplates, clock_label, state_text
-from tasks.subjects import add_subject_names
+from tasks.alerts.cards import AWAITING_REVIEW, FAILED, HOLD_SCHEMA, PENDING, SENT, SUPERSEDED, SUPPRESSED
+from tasks.alerts.digests import DigestTemplates, clock_label, state_text
+from tasks.alerts.subjects import add_subject_names
 
 APPROVED, HELD = "approved", "held"
 Decision = Literal["approved", "held"]

@@ -1,4 +1,5 @@
-"""The statistics report (统计报表): views from tasks/metrics.py written as one XLSX, one HTML page and PNG charts.
+"""The statistics report (统计报表): views from tasks/reports/metrics.py written as one XLSX, one HTML page and PNG
+charts.
 
 - XLSX: one sheet per view, header row frozen, numbers kept as numbers; a text cell that starts like a formula
   (= + - @, tab, CR) is written as text with Excel's quote prefix, so opening the file never runs anything.
@@ -32,11 +33,20 @@ from config.bundle import PermitwatchConfig
 from config.rules import RuleBook
 from config.settings import BUNDLED_CONFIG_DIR
 from config.units import UnitDirectory
-from tasks.calendar import WorkCalendar, load_work_calendar
-from tasks.clock_builders import build_clocks
-from tasks.clocks import evaluate_clocks
-from tasks.digests import bundled_templates
-from tasks.metrics import TOTAL, Dimensions, MetricInputs, Period, PeriodKind, ReportViews, build_views, report_periods
+from tasks.alerts.digests import bundled_templates
+from tasks.clocks.builders import build_clocks
+from tasks.clocks.calendar import WorkCalendar, load_work_calendar
+from tasks.clocks.engine import evaluate_clocks
+from tasks.reports.metrics import (
+    TOTAL,
+    Dimensions,
+    MetricInputs,
+    Period,
+    PeriodKind,
+    ReportViews,
+    build_views,
+    report_periods,
+)
 
 CJK_FAMILY = "Noto Sans CJK SC"
 BUNDLED_TEMPLATES = BUNDLED_CONFIG_DIR / "templates"

@@ -1,7 +1,7 @@
 """Clocks from the canonical tables: case, step, project, deferral, claim and special-procedure clocks, and pauses.
 
 `build_clocks(tables, rules)` turns the six canonical frames into one clock frame and one pause frame for
-tasks/clocks.py, plus the rows it could not turn into a clock (`rejects`: table, row_key, case_id, reason). Every
+tasks/clocks/engine.py, plus the rows it could not turn into a clock (`rejects`: table, row_key, case_id, reason). Every
 rule look-up is a join_asof on the rule's effective_from (the version in force on the clock's start date).
 
 clock (clock_id)                         start → end                  owner                    limit
@@ -37,11 +37,11 @@ import polars as pl
 
 from config.rules import DEFAULT_RESTART_KINDS, RuleBook
 from schemas.contracts import LIMIT_KIND_SPELLINGS, MAX_LIMIT_DAYS
-from tasks.calendar import CALENDAR_FIRST_DATE, WorkCalendar
-from tasks.clocks import CLOCK_COLUMNS, PAUSE_COLUMNS, _rows_of
+from tasks.clocks.calendar import CALENDAR_FIRST_DATE, WorkCalendar
+from tasks.clocks.engine import CLOCK_COLUMNS, PAUSE_COLUMNS, _rows_of
 
-# Dates accepted on input. The calendar runs further (tasks/calendar.py) so that a start this late, a long pause and
-# the largest limit still find their due date inside it.
+# Dates accepted on input. The calendar runs further (tasks/clocks/calendar.py) so that a start this late, a long pause
+# and the largest limit still find their due date inside it.
 LATEST_INPUT_DATE = date(2040, 12, 31)
 _SPELLINGS = "|".join(LIMIT_KIND_SPELLINGS)
 REJECT_COLUMNS = {"table": pl.String, "row_key": pl.String, "case_id": pl.String, "reason": pl.String}
@@ -114,8 +114,8 @@ ROW_KEYS: dict[str, pl.Expr] = {
 
 @dataclass(frozen=True)
 class ClockSet:
-    clocks: pl.DataFrame  # tasks.clocks.CLOCK_COLUMNS
-    pauses: pl.DataFrame  # tasks.clocks.PAUSE_COLUMNS
+    clocks: pl.DataFrame  # tasks.clocks.engine.CLOCK_COLUMNS
+    pauses: pl.DataFrame  # tasks.clocks.engine.PAUSE_COLUMNS
     rejects: pl.DataFrame  # REJECT_COLUMNS: rows that make no clock (or no pause), with the reason
     # What a project clock and an extended case clock are made of, to be cut to what is known at a date:
     members: pl.DataFrame = field(default_factory=lambda: _empty(MEMBER_COLUMNS))  # cases of the projects with a clock
@@ -269,7 +269,7 @@ class _Builder:
         rest of the build)."""
         flagged = frame.with_columns(pl.any_horizontal(c.fill_null(False) for c, _ in checks).alias("__bad"))
         # One chunk: the reasons use pl.format, which panics on short columns holding an empty chunk (see
-        # tasks.parsing.message), and a file read without a final newline leaves such chunks after filtering.
+        # tasks.ingest.parsing.message), and a file read without a final newline leaves such chunks after filtering.
         bad = flagged.filter(pl.col("__bad")).rechunk()
         if bad.height == 0:
             return frame
@@ -680,8 +680,8 @@ class _Builder:
         case: str | None = "case_id",
         matter: str | None = "matter_code",
     ) -> list[pl.Expr]:
-        """The engine's clock columns (tasks.clocks.CLOCK_COLUMNS) from one builder's frame: every kind of clock is
-        laid out here, and differs only in which of its columns play each part."""
+        """The engine's clock columns (tasks.clocks.engine.CLOCK_COLUMNS) from one builder's frame: every kind of clock
+        is laid out here, and differs only in which of its columns play each part."""
 
         def column_or_null(name: str | None) -> pl.Expr:
             return pl.col(name) if name else pl.lit(None, pl.String)

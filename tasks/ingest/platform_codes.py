@@ -20,7 +20,7 @@ import polars as pl
 from config.bundle import PermitwatchConfig
 from config.sources import MATTER_CODE_COLUMNS, UNIT_CODE_COLUMNS, Source
 from schemas.contracts import UNSUPPORTED_LIMIT_UNITS
-from tasks.parsing import local_datetimes, message
+from tasks.ingest.parsing import local_datetimes, message
 
 # A 12-digit 区划代码 (down to township and village) is stored as its 6-digit county prefix.
 LONG_REGION_CODE = r"^\d{12}$"

@@ -8,7 +8,7 @@ import polars as pl
 from sqlalchemy import Engine, delete, func, select
 
 from schemas.tables import Evaluation
-from tasks.store import append_rows, read_rows
+from tasks.store.upsert import append_rows, read_rows
 
 # Clocks completed longer ago than this are history the report recomputes; storing them nightly only grows the table.
 KEEP_COMPLETED_FOR = timedelta(days=31)

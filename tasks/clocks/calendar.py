@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 
 CALENDAR_FIRST_DATE = date(2004, 1, 1)  # chinese-calendar's first year
-# Inputs are accepted up to 2040 (tasks/clock_builders.py); the table runs further so that a due date computed from a
+# Inputs are accepted up to 2040 (tasks/clocks/builders.py); the table runs further so that a due date computed from a
 # late start and the largest accepted limit (3650 days) still lands inside it.
 CALENDAR_LAST_DATE = date(2060, 12, 31)
 EPOCH = date(1970, 1, 1)

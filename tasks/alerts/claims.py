@@ -30,7 +30,7 @@ from sqlalchemy import Engine, delete, insert, or_, select, update
 
 from schemas.database import in_batches
 from schemas.tables import Delivery, DeliveryLease
-from tasks.cards import PENDING
+from tasks.alerts.cards import PENDING
 
 logger = logging.getLogger("permitwatch.alerts")
 

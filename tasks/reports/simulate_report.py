@@ -1,7 +1,7 @@
 """The what-if's outputs: terminal summary, Markdown artifact, and an XLSX and HTML page in the report's style.
 
 The XLSX writer (formula-like text quoted), the chart style on the packaged CJK font, the value formatting and the
-page's look all come from tasks/report.py; only the what-if's own views, labels and chart are defined here.
+page's look all come from tasks/reports/report.py; only the what-if's own views, labels and chart are defined here.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import polars as pl
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from tasks.metrics import TOTAL
-from tasks.report import (
+from tasks.reports.metrics import TOTAL
+from tasks.reports.report import (
     COLUMN_LABELS,
     Section,
     _chart_style,
@@ -25,7 +25,7 @@ from tasks.report import (
     _png,
     _Workbook,
 )
-from tasks.simulate import WhatIf
+from tasks.reports.simulate import WhatIf
 
 TEMPLATE_NAME = "what_if.html.j2"
 HTML_LIST_ROWS = 50

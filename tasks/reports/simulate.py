@@ -1,7 +1,7 @@
 """What if (拟调整时限测算): the effect of a proposed rule change on the stored clocks, before it is decided.
 
-Plain functions over polars frames; nothing is stored or sent. Every clock is built by tasks/clock_builders.py and
-evaluated by tasks/clocks.py, the calls the nightly run makes, once under the rules in force and once under the
+Plain functions over polars frames; nothing is stored or sent. Every clock is built by tasks/clocks/builders.py and
+evaluated by tasks/clocks/engine.py, the calls the nightly run makes, once under the rules in force and once under the
 proposal (config/proposal.py); the two results are compared clock by clock.
 
 - Retrospective (回溯): the clocks finished in the window before the as-of date T (completed_date in
@@ -27,10 +27,10 @@ import polars as pl
 
 from config.proposal import ProposedRules, changed_versions, merged_rules, retrospective_rules
 from config.rules import RuleBook
-from tasks.calendar import WorkCalendar
-from tasks.clock_builders import build_clocks
-from tasks.clocks import evaluate_clocks
-from tasks.metrics import P90, TOTAL, UNKNOWN, Dimensions
+from tasks.clocks.builders import build_clocks
+from tasks.clocks.calendar import WorkCalendar
+from tasks.clocks.engine import evaluate_clocks
+from tasks.reports.metrics import P90, TOTAL, UNKNOWN, Dimensions
 
 OVERDUE_LEVELS = ("overdue", "escalated")
 LEVEL_ORDER = ("normal", "warning", "overdue", "escalated", "paused")

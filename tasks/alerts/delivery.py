@@ -8,8 +8,8 @@ card and target:
 - failure: it stays `pending` with the error and an attempt count and is retried at the next delivery; after
   `max_attempts` it is `failed` and the ops unit(s) get a report. A timeout is a failure too ("timeout: may have been
   delivered"), retried at the next delivery only.
-A digest's rows are claimed (`sending`) just before it is sent (`tasks.claims`), so two deliveries running at once
-never send the same card, and a delivery that dies gives back only the digests it was sending.
+A digest's rows are claimed (`sending`) just before it is sent (`tasks.alerts.claims`), so two deliveries running at
+once never send the same card, and a delivery that dies gives back only the digests it was sending.
 """
 
 from __future__ import annotations
@@ -40,8 +40,7 @@ from config.settings import TIMEZONE, Settings, load_settings
 from config.units import CHANNELS, Contact, DeliveryWindow, UnitDirectory
 from schemas.database import in_batches
 from schemas.tables import Card, Case, Delivery, OpsNotice, Silence
-from tasks.calendar import WorkCalendar, load_work_calendar
-from tasks.cards import (
+from tasks.alerts.cards import (
     AWAITING_REVIEW,
     CARD_KEY,
     EXISTING_SCHEMA,
@@ -57,14 +56,15 @@ from tasks.cards import (
     match_silences,
     plan_cards,
 )
-from tasks.claims import SENDING, Attempt, claim, delivery_lease, flow_run_ended, held_by, release_dead
-from tasks.digests import Digest, DigestTemplates, build_digests, cut_sms, sms_length
-from tasks.idempotency import add_gateway_key, digest_key, install_message_id_hook, message_id
-from tasks.outbox import OUTBOX_SCHEME, outbox_url
+from tasks.alerts.claims import SENDING, Attempt, claim, delivery_lease, flow_run_ended, held_by, release_dead
+from tasks.alerts.digests import Digest, DigestTemplates, build_digests, cut_sms, sms_length
+from tasks.alerts.idempotency import add_gateway_key, digest_key, install_message_id_hook, message_id
+from tasks.alerts.outbox import OUTBOX_SCHEME, outbox_url
+from tasks.alerts.review import read_holds
+from tasks.alerts.subjects import add_subject_names
+from tasks.clocks.calendar import WorkCalendar, load_work_calendar
 from tasks.pii import mask_phone
-from tasks.review import read_holds
-from tasks.runs import RunIncomplete
-from tasks.subjects import add_subject_names
+from tasks.store.runs import RunIncomplete
 
 logger = logging.getLogger("permitwatch.alerts")
 

@@ -31,7 +31,7 @@ from markupsafe import Markup
 from config.units import AlertingPolicy, SmsLimits, UnitDirectory
 from tasks.pii import mask_name, mask_phone
 
-BUNDLED_TEMPLATES = Path(__file__).resolve().parents[1] / "config" / "templates"
+BUNDLED_TEMPLATES = Path(__file__).resolve().parents[2] / "config" / "templates"
 ATTACHMENT_NAME = "cards.csv"
 IM_ROWS = 10
 _FORMULA_PATTERN = r"^[=+\-@\t\r]"

@@ -20,7 +20,7 @@ import polars as pl
 
 from config.rules import Matter, RuleBook
 from config.units import UnitDirectory
-from tasks.calendar import WorkCalendar
+from tasks.clocks.calendar import WorkCalendar
 
 CITY_REGION = "360700"
 DEFAULT_FIRST_DATE = date(2025, 1, 2)

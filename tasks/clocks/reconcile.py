@@ -12,8 +12,8 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from tasks.clock_builders import ROW_KEYS
-from tasks.ingest import REJECTED_SCHEMA, LoadResult
+from tasks.clocks.builders import ROW_KEYS
+from tasks.ingest.load import REJECTED_SCHEMA, LoadResult
 
 RECONCILIATION_COLUMNS = ("table", "stored", "used", "refused")
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from config.sources import EventPairing
-from tasks.parsing import code_expression, local_datetimes, message
+from tasks.ingest.parsing import code_expression, local_datetimes, message
 
 ENDED_AT = "ended_at"  # the column the paired frame gives the end time (a canonical name, so it maps itself)
 EVENT_REJECTS_SCHEMA = {"source": pl.String, "line": pl.Int64, "raw": pl.String, "reasons": pl.String}

@@ -5,8 +5,8 @@
 - Every change of a tracked field (status, dates, limits; see TRACKED) is written to `change_history` with the run
   that saw it, in the same transaction as the upsert. A new suspension is recorded as "pause added".
 - Rows missing from a later export are kept: nothing is ever deleted here.
-- A new or changed row unsettles its group (tasks/settled.py) in the same transaction: its case (every row with its
-  case_id) and its project, before and after the change, are evaluated again by the next run.
+- A new or changed row unsettles its group (tasks/store/settled.py) in the same transaction: its case (every row with
+  its case_id) and its project, before and after the change, are evaluated again by the next run.
 - `read_open_tables` reads back only what an incremental run evaluates: the rows of the open case groups, the open
   projects, and the cases and suspensions of those projects' members.
 - SQLite: one executemany of INSERT .. ON CONFLICT DO UPDATE per batch. PostgreSQL: COPY into a temporary table,
@@ -29,7 +29,7 @@ from sqlalchemy import Connection, Engine, func, select
 
 from config.sources import TABLES
 from schemas.contracts import MODELS, canonical_schema, key_columns
-from tasks.ingest import ProgressCallback
+from tasks.ingest.load import ProgressCallback
 
 BATCH_ROWS = 50_000
 BULK_ROWS = 100_000  # inserting at least this many rows, and more than the table holds: rebuild indexes after

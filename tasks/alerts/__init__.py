@@ -1,0 +1,1 @@
+"""Alerts (预警): cards, the 督办 review, digests and their delivery."""

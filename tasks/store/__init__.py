@@ -1,0 +1,1 @@
+"""Store (入库): canonical rows upserted with change detection, evaluation history, the run ledger."""
