@@ -145,9 +145,14 @@ def _canonical_datetime_text(text: pl.Expr) -> pl.Expr:
 def _text_datetimes(values: pl.Series, extra_formats: Sequence[str]) -> pl.Series:
     """Clean ISO values are read in one pass; the rest (a few, usually) go through `_messy_datetimes`."""
     parsed = values.str.to_datetime(_FAST_FORMATS[0], time_unit="us", strict=False, exact=True, cache=False)
-    for fmt in _FAST_FORMATS[1:]:
-        parsed = parsed.fill_null(values.str.to_datetime(fmt, time_unit="us", strict=False, exact=True, cache=False))
     leftover = (parsed.is_null() & values.is_not_null()).arg_true()
+    for fmt in _FAST_FORMATS[1:]:
+        # Only the values still unread: a failed parse costs as much as a good one, and most values read at once.
+        if leftover.len():
+            unread = values.gather(leftover)
+            parsed = parsed.scatter(leftover, unread.str.to_datetime(fmt, time_unit="us", strict=False, exact=True,
+                                                                     cache=False))
+            leftover = (parsed.is_null() & values.is_not_null()).arg_true()
     if leftover.len():
         parsed = parsed.scatter(leftover, _messy_datetimes(values.gather(leftover), extra_formats))
     return parsed.alias(values.name)
