@@ -35,8 +35,9 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
+from config.canonical import CANONICAL_COLUMNS, MAX_LIMIT_DAYS
 from config.rules import DEFAULT_RESTART_KINDS, RuleBook
-from schemas.contracts import LIMIT_KIND_SPELLINGS, MAX_LIMIT_DAYS
+from schemas.contracts import LIMIT_KIND_SPELLINGS
 from tasks.clocks.calendar import CALENDAR_FIRST_DATE, WorkCalendar
 from tasks.clocks.engine import CLOCK_COLUMNS, PAUSE_COLUMNS, _rows_of
 
@@ -56,48 +57,10 @@ EXTENSION_COLUMNS = {
     "extension_kind": pl.String,  # workday | calendar: how those days are counted
 }
 
+# The columns the builder reads of each canonical table: those declared with clock=True (config/canonical.py).
 _INPUT_COLUMNS: dict[str, dict[str, pl.DataType]] = {
-    "cases": {
-        "case_id": pl.String(),
-        "matter_code": pl.String(),
-        "unit_code": pl.String(),
-        "region_code": pl.String(),
-        "project_code": pl.String(),
-        "accepted_at": pl.Date(),
-        "completed_at": pl.Date(),
-        "limit_days": pl.Int32(),
-        "limit_kind": pl.String(),
-    },
-    "steps": {
-        "case_id": pl.String(),
-        "step_no": pl.Int32(),
-        "step_name": pl.String(),
-        "unit_code": pl.String(),
-        "started_at": pl.Date(),
-        "ended_at": pl.Date(),
-        "limit_days": pl.Int32(),
-    },
-    "suspensions": {
-        "case_id": pl.String(),
-        "kind": pl.String(),
-        "started_at": pl.Date(),
-        "ended_at": pl.Date(),
-        "limit_days": pl.Int32(),
-    },
-    "projects": {
-        "project_code": pl.String(),
-        "category": pl.String(),
-        "region_code": pl.String(),
-        "lead_unit_code": pl.String(),
-    },
-    "deferrals": {"case_id": pl.String(), "due_days": pl.Int32(), "due_date": pl.Date(), "supplied_at": pl.Date()},
-    "pushes": {
-        "push_id": pl.String(),
-        "case_id": pl.String(),
-        "supervisor_unit_code": pl.String(),
-        "pushed_at": pl.Date(),
-        "claimed_at": pl.Date(),
-    },
+    table: {column.name: column.dtype for column in columns if column.clock}
+    for table, columns in CANONICAL_COLUMNS.items()
 }
 
 
@@ -269,7 +232,7 @@ class _Builder:
         rest of the build)."""
         flagged = frame.with_columns(pl.any_horizontal(c.fill_null(False) for c, _ in checks).alias("__bad"))
         # One chunk: the reasons use pl.format, which panics on short columns holding an empty chunk (see
-        # tasks.ingest.parsing.message), and a file read without a final newline leaves such chunks after filtering.
+        # schemas.messages.message), and a file read without a final newline leaves such chunks after filtering.
         bad = flagged.filter(pl.col("__bad")).rechunk()
         if bad.height == 0:
             return frame
