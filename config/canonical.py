@@ -40,9 +40,8 @@ LIMIT_KINDS = ("workday", "calendar")
 MAX_LIMIT_DAYS = 3650
 
 
-def too_long(length: int) -> str:
-    """The reason of a text longer than its column (a PostgreSQL VARCHAR would refuse the whole batch)."""
-    return f"longer than {length} characters"
+# The reason of a text longer than its column (a PostgreSQL VARCHAR would refuse the whole batch).
+TOO_LONG = "longer than {length} characters"
 
 
 def column(
@@ -60,7 +59,7 @@ def column(
     """A canonical column: `headers` are the export headers accepted for it by default, `checks` pandera builtin
     checks (each a dict with its readable `error`); a `max_length` adds the length check."""
     if max_length is not None:
-        checks["str_length"] = {"max_value": max_length, "error": too_long(max_length)}
+        checks["str_length"] = {"max_value": max_length, "error": TOO_LONG.format(length=max_length)}
     metadata = {
         "kind": kind,
         "headers": headers,

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import polars as pl
 from pandera.errors import SchemaErrors
 
-from config.canonical import CANONICAL_COLUMNS, TABLE_MODELS, too_long
+from config.canonical import CANONICAL_COLUMNS, TABLE_MODELS, TOO_LONG
 from schemas.messages import message
 
 # Every spelling of 时限类型 (limit kind) accepted on input, nightly load and `evaluate` alike, to its canonical kind.
@@ -40,10 +40,8 @@ VIOLATION_SCHEMA = {"row": pl.UInt32, "column": pl.String, "reason": pl.String}
 # Messages for pandera's built-in checks, which carry code-like names.
 _BUILTIN_MESSAGES = {"not_nullable": "missing", "dtype": "wrong type"}
 # Reasons worded without the value: a missing one has none, and a too long one would be repeated in full.
-_UNQUOTED_CHECKS = [
-    "not_nullable",
-    *sorted({too_long(c.max_length) for columns in CANONICAL_COLUMNS.values() for c in columns if c.max_length}),
-]
+_TOO_LONG = "^" + TOO_LONG.format(length=r"\d+") + "$"
+_UNQUOTED = (pl.col("check") == "not_nullable") | pl.col("check").str.contains(_TOO_LONG)
 
 
 def key_columns(table: str) -> list[str]:
@@ -90,7 +88,7 @@ def _pandera_violations(table: str, frame: pl.DataFrame) -> pl.DataFrame:
     reason = (
         pl.when(pl.col("schema_context") == "DataFrameSchema")
         .then(pl.col("check"))
-        .when(pl.col("check").is_in(_UNQUOTED_CHECKS))
+        .when(_UNQUOTED)
         .then(pl.col("__bare"))
         .otherwise(pl.col("__quoted"))
     )

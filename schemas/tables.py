@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     String,
     Table,
     Text,
@@ -69,9 +70,9 @@ def _canonical_column(column: CanonicalColumn) -> Column[Any]:
     return Column(column.name, sql_type, primary_key=column.key, nullable=not column.required, index=column.index)
 
 
-def _canonical_table(table: str, *storage: Column[Any]) -> Table:
+def canonical_table(table: str, metadata: MetaData, *storage: Column[Any]) -> Table:
     """The table of a canonical model (config/canonical.py), followed by the storage-only columns."""
-    return Table(table, Base.metadata, *(_canonical_column(column) for column in CANONICAL_COLUMNS[table]), *storage)
+    return Table(table, metadata, *(_canonical_column(column) for column in CANONICAL_COLUMNS[table]), *storage)
 
 
 def _row_hash() -> Column[str]:
@@ -86,37 +87,39 @@ def _last_seen_run() -> Column[int]:
 class Case(Base):
     """办件."""
 
-    __table__ = _canonical_table("cases", _row_hash(), Column("first_seen_run", Integer), _last_seen_run())
+    __table__ = canonical_table(
+        "cases", Base.metadata, _row_hash(), Column("first_seen_run", Integer), _last_seen_run()
+    )
 
 
 class Step(Base):
     """环节: one stage of a case, possibly at another unit (市县同权)."""
 
-    __table__ = _canonical_table("steps", _row_hash(), _last_seen_run())
+    __table__ = canonical_table("steps", Base.metadata, _row_hash(), _last_seen_run())
 
 
 class Suspension(Base):
     """特别程序: a pause (or restart) of a case's clock."""
 
-    __table__ = _canonical_table("suspensions", _row_hash(), _last_seen_run())
+    __table__ = canonical_table("suspensions", Base.metadata, _row_hash(), _last_seen_run())
 
 
 class Project(Base):
     """工程建设项目."""
 
-    __table__ = _canonical_table("projects", _row_hash(), _last_seen_run())
+    __table__ = canonical_table("projects", Base.metadata, _row_hash(), _last_seen_run())
 
 
 class Deferral(Base):
     """容缺后补: materials the applicant must supply by a deadline."""
 
-    __table__ = _canonical_table("deferrals", _row_hash(), _last_seen_run())
+    __table__ = canonical_table("deferrals", Base.metadata, _row_hash(), _last_seen_run())
 
 
 class Push(Base):
     """审管互动: an approval result pushed to a supervising department, to be claimed (认领)."""
 
-    __table__ = _canonical_table("pushes", _row_hash(), _last_seen_run())
+    __table__ = canonical_table("pushes", Base.metadata, _row_hash(), _last_seen_run())
 
 
 # The stored form of each canonical table, by table name.

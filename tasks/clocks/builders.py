@@ -57,13 +57,6 @@ EXTENSION_COLUMNS = {
     "extension_kind": pl.String,  # workday | calendar: how those days are counted
 }
 
-# The columns the builder reads of each canonical table: those declared with clock=True (config/canonical.py).
-_INPUT_COLUMNS: dict[str, dict[str, pl.DataType]] = {
-    table: {column.name: column.dtype for column in columns if column.clock}
-    for table, columns in CANONICAL_COLUMNS.items()
-}
-
-
 # How the rejects name a row of each table (row_key): its primary key, as text.
 ROW_KEYS: dict[str, pl.Expr] = {
     "cases": pl.col("case_id"),
@@ -137,7 +130,7 @@ def build_clocks(
     """All six kinds of clock from the canonical tables, or only those of `clock_types`; a missing table counts as
     empty. Cases and suspensions are always checked (every clock needs them); the rows of the other tables are
     checked, and rejected, only when their kind of clock is built."""
-    frames = {name: _input(tables.get(name), columns) for name, columns in _INPUT_COLUMNS.items()}
+    frames = {name: _input(tables.get(name), input_columns(name)) for name in CANONICAL_COLUMNS}
     builder = _Builder(rules)
 
     def wanted(clock_type: str, table: str | None = None) -> bool:
@@ -797,6 +790,11 @@ def _limit_checks(column: str) -> list[tuple[pl.Expr, pl.Expr]]:
             pl.format(f"limit {{}} outside 0..{MAX_LIMIT_DAYS} days", column),
         )
     ]
+
+
+def input_columns(table: str) -> dict[str, pl.DataType]:
+    """The columns the builder reads of a canonical table: those declared with clock=True (config/canonical.py)."""
+    return {column.name: column.dtype for column in CANONICAL_COLUMNS[table] if column.clock}
 
 
 def _input(frame: pl.DataFrame | None, columns: Mapping[str, pl.DataType]) -> pl.DataFrame:
