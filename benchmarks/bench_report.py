@@ -18,8 +18,9 @@ from pathlib import Path
 import polars as pl
 
 from config.bundle import load_config
+from config.canonical import TABLES
 from config.settings import BUNDLED_CONFIG_DIR
-from config.sources import TABLES, Source
+from config.sources import Source
 from tasks.clocks.calendar import load_work_calendar
 from tasks.ingest.load import load_sources
 from tasks.ingest.sample import SampleSpec, generate_sample

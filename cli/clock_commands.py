@@ -18,10 +18,10 @@ from rich.table import Table
 
 from cli.common import console, fail, state
 from config.calendar_files import load_calendar_files
+from config.canonical import CANONICAL_COLUMNS, default_header_map
 from config.loader import ConfigError
 from config.rules import load_rules
 from config.settings import yesterday_in_shanghai
-from config.sources import CANONICAL_COLUMNS, default_header_map
 from tasks.ingest.parsing import (
     EARLIEST_DATE,
     LATEST_DATE,

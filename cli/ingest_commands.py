@@ -14,8 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from cli.common import console, fail, state
+from config.canonical import TABLES
 from config.loader import ConfigError
-from config.sources import TABLES, Encoding, Source, adhoc_source
+from config.sources import Encoding, Source, adhoc_source
 
 # Loading (pandera, SQLAlchemy) and spreadsheet escaping (the alert templates) are imported by the commands that use
 # them, so that other commands start fast.

@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from cli.common import console, date_option, fail, state
-from config.sources import TABLES, Source
+from config.canonical import TABLES
+from config.sources import Source
 
 
 class PeriodChoice(StrEnum):

@@ -1,4 +1,4 @@
-"""Input sources (`config/sources.yaml`) and the canonical columns every source is mapped onto.
+"""Input sources (`config/sources.yaml`): where each export is and how it maps onto its canonical table.
 
 A source is a named export: its kind (csv|xlsx|parquet|jsonl|sql), where it is (a path glob resolved in the inbox
 directory, or a SQLAlchemy URL from the environment plus a query), its target table, a header mapping, value maps,
@@ -6,125 +6,27 @@ per-source defaults, an encoding, extra date formats and the largest reject frac
 it is stored. A platform's source may also reject unit and matter codes that no alias knows (`unknown_codes`), and a
 suspensions source may be written as start and end events (`events`, paired by tasks/ingest/events.py).
 
-The Chinese headers of the canonical tables (README, "Sources and ingestion") are accepted for every source by
+The Chinese headers of the canonical tables (declared in config/canonical.py) are accepted for every source by
 default, so a raw export of the approval platform loads with no mapping at all.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from config.canonical import CANONICAL_COLUMNS, TABLES, canonical_names, default_header_map
 from config.loader import ConfigError, expand_env, load_model
 
 SOURCES_FILE = "sources.yaml"
 
 SourceKind = Literal["csv", "xlsx", "parquet", "jsonl", "sql"]
-TableName = Literal["cases", "steps", "suspensions", "projects", "deferrals", "pushes"]
+# The canonical tables' names, as declared in config/canonical.py (a Literal so that a wrong name lists the right ones).
+TableName = Literal[TABLES]  # type: ignore[valid-type]
 Encoding = Literal["auto", "utf-8", "utf-8-sig", "gb18030", "gbk"]
-# Value kinds understood by tasks.ingest.parsing.ColumnKind.
-ValueKind = Literal["text", "code", "date", "datetime", "integer"]
-
-
-@dataclass(frozen=True)
-class CanonicalColumn:
-    name: str
-    kind: ValueKind
-    required: bool = False
-    headers: tuple[str, ...] = ()  # Chinese (and other) export headers accepted without a mapping
-
-
-def _column(name: str, kind: ValueKind, *headers: str, required: bool = False) -> CanonicalColumn:
-    return CanonicalColumn(name=name, kind=kind, required=required, headers=headers)
-
-
-CANONICAL_COLUMNS: dict[str, tuple[CanonicalColumn, ...]] = {
-    "cases": (  # 办件
-        _column("case_id", "code", "办件编号", "办件号", "受理编号", required=True),
-        _column("matter_code", "code", "事项编码", "事项代码", required=True),
-        _column("matter_name", "text", "事项名称"),
-        _column("unit_code", "code", "承办单位编码", "办理单位编码", required=True),
-        _column("unit_name", "text", "承办单位", "办理单位", "承办单位名称"),
-        _column("region_code", "code", "行政区划代码", "区划代码", "行政区划编码"),
-        _column("project_code", "code", "项目代码", "项目编码"),
-        _column("accepted_at", "date", "受理时间", "受理日期", required=True),
-        _column("completed_at", "date", "办结时间", "办结日期"),
-        _column("limit_days", "integer", "承诺时限", "承诺时限(工作日)", "时限"),
-        _column("limit_kind", "text", "时限类型"),
-        _column("status", "text", "办件状态", "状态"),
-        _column("updated_at", "datetime", "更新时间", "最后更新时间"),
-        _column("applicant_name", "text", "申请人", "申请人姓名"),
-        _column("applicant_phone", "code", "联系电话", "申请人电话", "手机号码"),
-        # The platform's own 承诺办结时间, kept to check its timers against ours (tasks/clocks/platform_check.py).
-        _column("platform_due_date", "date", "承诺办结时间", "承诺办结日期", "平台承诺办结日期"),
-    ),
-    "steps": (  # 环节
-        _column("case_id", "code", "办件编号", "办件号", required=True),
-        _column("step_no", "integer", "环节序号", "环节编号", "序号", required=True),
-        _column("step_name", "text", "环节名称"),
-        _column("unit_code", "code", "办理单位编码", "承办单位编码", "环节单位编码", required=True),
-        _column("started_at", "date", "开始时间", "环节开始时间", required=True),
-        _column("ended_at", "date", "结束时间", "环节结束时间"),
-        _column("limit_days", "integer", "环节时限", "时限", "承诺时限"),
-    ),
-    "suspensions": (  # 特别程序
-        _column("case_id", "code", "办件编号", "办件号", required=True),
-        _column("kind", "text", "特别程序种类", "特别程序类型", "特别程序", required=True),
-        _column("started_at", "date", "开始时间", "特别程序开始时间", required=True),
-        _column("ended_at", "date", "结束时间", "特别程序结束时间"),
-        _column("limit_days", "integer", "特别程序时限", "时限"),
-        _column("reason", "text", "原因", "特别程序原因", "事由"),
-    ),
-    "projects": (  # 工程建设项目
-        _column("project_code", "code", "项目代码", "项目编码", required=True),
-        _column("project_name", "text", "项目名称"),
-        _column("category", "text", "项目类别", "项目类型", required=True),
-        _column("region_code", "code", "行政区划代码", "区划代码", "行政区划编码"),
-        _column("lead_unit_code", "code", "牵头单位", "牵头单位编码", required=True),
-    ),
-    "deferrals": (  # 容缺后补
-        _column("case_id", "code", "办件编号", "办件号", required=True),
-        _column("due_days", "integer", "补交时限", "限期补交天数"),
-        _column("due_date", "date", "补交截止日期", "限期补交日期"),
-        _column("supplied_at", "date", "补交时间", "补齐时间", "补交日期"),
-    ),
-    "pushes": (  # 审管互动
-        _column("push_id", "code", "推送编号", "推送ID", required=True),
-        _column("case_id", "code", "办件编号", "办件号", required=True),
-        _column("supervisor_unit_code", "code", "监管单位编码", "监管部门编码", "认领单位编码", required=True),
-        _column("pushed_at", "date", "推送时间", "推送日期", required=True),
-        _column("claimed_at", "date", "认领时间", "认领日期"),
-    ),
-}
-
-TABLES: tuple[str, ...] = tuple(CANONICAL_COLUMNS)
-PII_COLUMNS = ("applicant_name", "applicant_phone")  # masked wherever shown (tasks/pii.py)
-# Columns holding a unit code or a matter code, resolved through the aliases of units.yaml and rules.yaml.
-UNIT_CODE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "cases": ("unit_code",),
-    "steps": ("unit_code",),
-    "projects": ("lead_unit_code",),
-    "pushes": ("supervisor_unit_code",),
-}
-MATTER_CODE_COLUMNS: dict[str, tuple[str, ...]] = {"cases": ("matter_code",)}
-
-
-def canonical_names(table: str) -> list[str]:
-    return [column.name for column in CANONICAL_COLUMNS[table]]
-
-
-def default_header_map(table: str) -> dict[str, str]:
-    """Export header → canonical name, for the canonical names themselves and the accepted Chinese headers."""
-    mapping: dict[str, str] = {}
-    for column in CANONICAL_COLUMNS[table]:
-        mapping[column.name] = column.name
-        for header in column.headers:
-            mapping.setdefault(header, column.name)
-    return mapping
 
 
 class _Strict(BaseModel):

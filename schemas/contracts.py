@@ -1,4 +1,5 @@
-"""Data contracts (pandera, polars backend): one DataFrameModel per canonical table, and the row checks around them.
+"""Data contracts (pandera, polars backend): each canonical table's model (config/canonical.py) checked on a frame,
+and the row checks around it.
 
 A contract is checked on a canonical frame: every canonical column present and already parsed (tasks.ingest.parsing),
 with `row` positions referring back to the frame. `violations(table, frame)` returns one row per broken rule
@@ -15,22 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import pandera.polars as pa
 import polars as pl
-from pandera.api.polars.model_config import BaseConfig
 from pandera.errors import SchemaErrors
-from sqlalchemy import String
 
-from config.sources import CANONICAL_COLUMNS
-from schemas import tables
-from tasks.ingest.parsing import message
+from config.canonical import CANONICAL_COLUMNS, TABLE_MODELS, TOO_LONG
+from schemas.messages import message
 
-REGION_CODE = r"^\d{6}$"
-# National fixed-assets investment project code (全国投资项目在线审批监管平台 项目代码, GB/T 40058-2021):
-# time code - region code - department code - project type - random code, e.g. 2301-360702-04-01-123456.
-# The time code is the year (YYYY) on codes issued before GB/T 40058-2021 and year+month (YYMM) since.
-PROJECT_CODE = r"^(?:(?:19|20)\d{2}|\d{2}(?:0[1-9]|1[0-2]))-\d{6}-\d{2}-\d{2}-\d{6}$"
-LIMIT_KINDS = ("workday", "calendar")
 # Every spelling of 时限类型 (limit kind) accepted on input, nightly load and `evaluate` alike, to its canonical kind.
 LIMIT_KIND_SPELLINGS = {
     "工作日": "workday",
@@ -44,210 +35,23 @@ LIMIT_KIND_SPELLINGS = {
 # Units a platform may give (中间库 PROMISETIMEUNIT 3, 4, 5) that no clock counts in: rejected with a reason, never
 # converted by guess.
 UNSUPPORTED_LIMIT_UNITS = {"hours": "小时", "minutes": "分钟", "months": "月"}
-MAX_LIMIT_DAYS = 3650
 
 VIOLATION_SCHEMA = {"row": pl.UInt32, "column": pl.String, "reason": pl.String}
 # Messages for pandera's built-in checks, which carry code-like names.
 _BUILTIN_MESSAGES = {"not_nullable": "missing", "dtype": "wrong type"}
-_DTYPES: dict[str, pl.DataType] = {
-    "text": pl.String(),
-    "code": pl.String(),
-    "date": pl.Date(),
-    "datetime": pl.Datetime("us"),
-    "integer": pl.Int32(),
-}
-
-
-def _matches(data: pa.PolarsData, pattern: str) -> pl.LazyFrame:
-    return data.lazyframe.select(pl.col(data.key).str.contains(pattern))
-
-
-def _within(data: pa.PolarsData, low: int, high: int) -> pl.LazyFrame:
-    return data.lazyframe.select(pl.col(data.key).is_between(low, high))
-
-
-def _not_before(data: pa.PolarsData, later: str, earlier: str) -> pl.LazyFrame:
-    return data.lazyframe.select(
-        pl.col(later).is_null() | pl.col(earlier).is_null() | (pl.col(later) >= pl.col(earlier))
-    )
-
-
-class _Contract(pa.DataFrameModel):
-    class Config(BaseConfig):
-        strict = True
-        coerce = False
-
-
-class CaseContract(_Contract):
-    """办件."""
-
-    case_id: str = pa.Field(nullable=False)
-    matter_code: str = pa.Field(nullable=False)
-    matter_name: str = pa.Field(nullable=True)
-    unit_code: str = pa.Field(nullable=False)
-    unit_name: str = pa.Field(nullable=True)
-    region_code: str = pa.Field(nullable=True)
-    project_code: str = pa.Field(nullable=True)
-    accepted_at: pl.Date = pa.Field(nullable=False)
-    completed_at: pl.Date = pa.Field(nullable=True)
-    limit_days: pl.Int32 = pa.Field(nullable=True)
-    limit_kind: str = pa.Field(nullable=True)
-    status: str = pa.Field(nullable=True)
-    updated_at: pl.Datetime = pa.Field(nullable=True)
-    applicant_name: str = pa.Field(nullable=True)
-    applicant_phone: str = pa.Field(nullable=True)
-    platform_due_date: pl.Date = pa.Field(nullable=True)
-
-    @pa.check("region_code", name="not a 6-digit region code")
-    @classmethod
-    def region_code_format(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return _matches(data, REGION_CODE)
-
-    @pa.check("project_code", name="not a national project code (e.g. 2301-360702-04-01-123456)")
-    @classmethod
-    def project_code_format(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return _matches(data, PROJECT_CODE)
-
-    @pa.check("limit_days", name=f"not within 0..{MAX_LIMIT_DAYS}")
-    @classmethod
-    def limit_in_range(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return _within(data, 0, MAX_LIMIT_DAYS)
-
-    @pa.check("limit_kind", name="not 工作日/workday or 自然日/calendar")
-    @classmethod
-    def limit_kind_known(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select(pl.col(data.key).is_in(LIMIT_KINDS))
-
-    @pa.dataframe_check(name="completed_at is before accepted_at")
-    @classmethod
-    def completion_after_acceptance(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return _not_before(data, "completed_at", "accepted_at")
-
-
-class StepContract(_Contract):
-    """环节."""
-
-    case_id: str = pa.Field(nullable=False)
-    step_no: pl.Int32 = pa.Field(nullable=False)
-    step_name: str = pa.Field(nullable=True)
-    unit_code: str = pa.Field(nullable=False)
-    started_at: pl.Date = pa.Field(nullable=False)
-    ended_at: pl.Date = pa.Field(nullable=True)
-    limit_days: pl.Int32 = pa.Field(nullable=True)
-
-    @pa.check("step_no", name="not within 1..99")
-    @classmethod
-    def step_no_in_range(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return _within(data, 1, 99)
-
-    @pa.check("limit_days", name=f"not within 0..{MAX_LIMIT_DAYS}")
-    @classmethod
-    def limit_in_range(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return _within(data, 0, MAX_LIMIT_DAYS)
-
-    @pa.dataframe_check(name="ended_at is before started_at")
-    @classmethod
-    def end_after_start(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return _not_before(data, "ended_at", "started_at")
-
-
-class SuspensionContract(_Contract):
-    """特别程序."""
-
-    case_id: str = pa.Field(nullable=False)
-    kind: str = pa.Field(nullable=False)
-    started_at: pl.Date = pa.Field(nullable=False)
-    ended_at: pl.Date = pa.Field(nullable=True)
-    limit_days: pl.Int32 = pa.Field(nullable=True)
-    reason: str = pa.Field(nullable=True)
-
-    @pa.check("limit_days", name=f"not within 0..{MAX_LIMIT_DAYS}")
-    @classmethod
-    def limit_in_range(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return _within(data, 0, MAX_LIMIT_DAYS)
-
-    @pa.dataframe_check(name="ended_at is before started_at")
-    @classmethod
-    def end_after_start(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return _not_before(data, "ended_at", "started_at")
-
-
-class ProjectContract(_Contract):
-    """工程建设项目."""
-
-    project_code: str = pa.Field(nullable=False)
-    project_name: str = pa.Field(nullable=True)
-    category: str = pa.Field(nullable=False)
-    region_code: str = pa.Field(nullable=True)
-    lead_unit_code: str = pa.Field(nullable=False)
-
-    @pa.check("project_code", name="not a national project code (e.g. 2301-360702-04-01-123456)")
-    @classmethod
-    def project_code_format(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return _matches(data, PROJECT_CODE)
-
-    @pa.check("region_code", name="not a 6-digit region code")
-    @classmethod
-    def region_code_format(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return _matches(data, REGION_CODE)
-
-
-class DeferralContract(_Contract):
-    """容缺后补."""
-
-    case_id: str = pa.Field(nullable=False)
-    due_days: pl.Int32 = pa.Field(nullable=True)
-    due_date: pl.Date = pa.Field(nullable=True)
-    supplied_at: pl.Date = pa.Field(nullable=True)
-
-    @pa.check("due_days", name=f"not within 0..{MAX_LIMIT_DAYS}")
-    @classmethod
-    def due_days_in_range(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return _within(data, 0, MAX_LIMIT_DAYS)
-
-
-class PushContract(_Contract):
-    """审管互动."""
-
-    push_id: str = pa.Field(nullable=False)
-    case_id: str = pa.Field(nullable=False)
-    supervisor_unit_code: str = pa.Field(nullable=False)
-    pushed_at: pl.Date = pa.Field(nullable=False)
-    claimed_at: pl.Date = pa.Field(nullable=True)
-
-    @pa.dataframe_check(name="claimed_at is before pushed_at")
-    @classmethod
-    def claim_after_push(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return _not_before(data, "claimed_at", "pushed_at")
-
-
-CONTRACTS: dict[str, type[_Contract]] = {
-    "cases": CaseContract,
-    "steps": StepContract,
-    "suspensions": SuspensionContract,
-    "projects": ProjectContract,
-    "deferrals": DeferralContract,
-    "pushes": PushContract,
-}
-
-MODELS: dict[str, type[tables.Base]] = {
-    "cases": tables.Case,
-    "steps": tables.Step,
-    "suspensions": tables.Suspension,
-    "projects": tables.Project,
-    "deferrals": tables.Deferral,
-    "pushes": tables.Push,
-}
+# Reasons worded without the value: a missing one has none, and a too long one would be repeated in full.
+_TOO_LONG = "^" + TOO_LONG.format(length=r"\d+") + "$"
+_UNQUOTED = (pl.col("check") == "not_nullable") | pl.col("check").str.contains(_TOO_LONG)
 
 
 def key_columns(table: str) -> list[str]:
-    """The table's primary key (schemas/tables.py): the identity of a row across loads."""
-    return [column.name for column in MODELS[table].__table__.primary_key.columns]
+    """The table's primary key: the identity of a row across loads."""
+    return [column.name for column in CANONICAL_COLUMNS[table] if column.key]
 
 
 def canonical_schema(table: str) -> dict[str, pl.DataType]:
-    """Column → polars dtype of the canonical frame (names and kinds from config.sources.CANONICAL_COLUMNS)."""
-    return {column.name: _DTYPES[column.kind] for column in CANONICAL_COLUMNS[table]}
+    """Column → polars dtype of the canonical frame (config/canonical.py)."""
+    return {column.name: column.dtype for column in CANONICAL_COLUMNS[table]}
 
 
 def empty_frame(table: str) -> pl.DataFrame:
@@ -257,13 +61,12 @@ def empty_frame(table: str) -> pl.DataFrame:
 def violations(table: str, frame: pl.DataFrame) -> pl.DataFrame:
     """Every broken contract rule of `frame` (canonical columns only): row (0-based position), column (null for a
     rule over several columns), reason."""
-    parts = [_pandera_violations(table, frame), _length_violations(table, frame)]
-    return pl.concat(parts).sort("row", maintain_order=True)
+    return _pandera_violations(table, frame).sort("row", maintain_order=True)
 
 
 def _pandera_violations(table: str, frame: pl.DataFrame) -> pl.DataFrame:
     try:
-        CONTRACTS[table].validate(frame, lazy=True)
+        TABLE_MODELS[table].validate(frame, lazy=True)
     except SchemaErrors as errors:
         failures = errors.failure_cases
     else:
@@ -276,7 +79,7 @@ def _pandera_violations(table: str, frame: pl.DataFrame) -> pl.DataFrame:
         )
         raise ValueError(f"{table}: frame does not fit the contract: {problems}")
     # pandera's failure cases are pieces of the checked frame, empty chunks included: both wordings are built over
-    # whole columns first (see tasks.ingest.parsing.message), then the condition only picks one.
+    # whole columns first (see schemas.messages.message), then the condition only picks one.
     check = pl.col("check").replace(_BUILTIN_MESSAGES)
     worded = failures.with_columns(
         message(pl.col("column"), ": ", check).alias("__bare"),
@@ -285,7 +88,7 @@ def _pandera_violations(table: str, frame: pl.DataFrame) -> pl.DataFrame:
     reason = (
         pl.when(pl.col("schema_context") == "DataFrameSchema")
         .then(pl.col("check"))
-        .when(pl.col("check") == "not_nullable")
+        .when(_UNQUOTED)
         .then(pl.col("__bare"))
         .otherwise(pl.col("__quoted"))
     )
@@ -295,27 +98,6 @@ def _pandera_violations(table: str, frame: pl.DataFrame) -> pl.DataFrame:
         .unique(maintain_order=True)
         .cast(VIOLATION_SCHEMA)
     )
-
-
-def _length_violations(table: str, frame: pl.DataFrame) -> pl.DataFrame:
-    """Text longer than its database column (a PostgreSQL VARCHAR would refuse the whole batch)."""
-    parts = []
-    for column in MODELS[table].__table__.columns:
-        if isinstance(column.type, String) and column.type.length and column.name in frame.columns:
-            too_long = pl.col(column.name).str.len_chars() > column.type.length
-            parts.append(
-                frame.lazy()
-                .with_row_index("row")
-                .filter(too_long)
-                .select(
-                    "row",
-                    pl.lit(column.name).alias("column"),
-                    pl.lit(f"{column.name}: longer than {column.type.length} characters").alias("reason"),
-                )
-            )
-    if not parts:
-        return pl.DataFrame(schema=VIOLATION_SCHEMA)
-    return pl.concat(parts).collect().cast(VIOLATION_SCHEMA)
 
 
 def duplicate_violations(

@@ -1,23 +1,38 @@
-"""Database tables (SQLAlchemy 2): one per canonical input, plus the run ledger, evaluations and the alert outbox."""
+"""Database tables (SQLAlchemy 2): one per canonical table, plus the run ledger, evaluations and the alert outbox.
+
+A canonical table's columns are generated from its declaration (config/canonical.py): text and code columns are
+VARCHAR of their max_length (TEXT without one), the key columns the primary key, required columns NOT NULL. Only the
+storage-only columns (row_hash, first_seen_run, last_seen_run) are declared here. The migrations in
+schemas/migrations/versions must create the same schema (tests/test_database.py compares them).
+"""
 
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
     Date,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
+
+from config.canonical import CANONICAL_COLUMNS, CanonicalColumn
+
+_SQL_TYPES: dict[str, TypeEngine[Any]] = {"date": Date(), "datetime": DateTime(), "integer": Integer()}
 
 
 class Base(DeclarativeBase):
@@ -47,97 +62,70 @@ class RunLock(Base):
     acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+def _canonical_column(column: CanonicalColumn) -> Column[Any]:
+    if column.kind in ("text", "code"):
+        sql_type: TypeEngine[Any] = String(column.max_length) if column.max_length else Text()
+    else:
+        sql_type = _SQL_TYPES[column.kind]
+    return Column(column.name, sql_type, primary_key=column.key, nullable=not column.required, index=column.index)
+
+
+def canonical_table(table: str, metadata: MetaData, *storage: Column[Any]) -> Table:
+    """The table of a canonical model (config/canonical.py), followed by the storage-only columns."""
+    return Table(table, metadata, *(_canonical_column(column) for column in CANONICAL_COLUMNS[table]), *storage)
+
+
+def _row_hash() -> Column[str]:
+    """The hash of a row's canonical values: an unchanged row is not written again (tasks/store/upsert.py)."""
+    return Column("row_hash", String(32), nullable=False)
+
+
+def _last_seen_run() -> Column[int]:
+    return Column("last_seen_run", Integer)
+
+
 class Case(Base):
     """办件."""
 
-    __tablename__ = "cases"
-    case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    matter_code: Mapped[str] = mapped_column(String(64), index=True)
-    matter_name: Mapped[str | None] = mapped_column(String(200))
-    unit_code: Mapped[str] = mapped_column(String(64), index=True)
-    unit_name: Mapped[str | None] = mapped_column(String(200))
-    region_code: Mapped[str | None] = mapped_column(String(6))
-    project_code: Mapped[str | None] = mapped_column(String(64), index=True)
-    accepted_at: Mapped[date] = mapped_column(Date)
-    completed_at: Mapped[date | None] = mapped_column(Date)
-    limit_days: Mapped[int | None] = mapped_column(Integer)
-    limit_kind: Mapped[str | None] = mapped_column(String(10))
-    status: Mapped[str | None] = mapped_column(String(40))
-    updated_at: Mapped[datetime | None] = mapped_column(DateTime)
-    applicant_name: Mapped[str | None] = mapped_column(String(200))
-    applicant_phone: Mapped[str | None] = mapped_column(String(40))
-    # The platform's own due date (承诺办结时间), checked against ours; 1753-01-01 when its calendar ran out.
-    platform_due_date: Mapped[date | None] = mapped_column(Date)
-    row_hash: Mapped[str] = mapped_column(String(32))
-    first_seen_run: Mapped[int | None] = mapped_column(Integer)
-    last_seen_run: Mapped[int | None] = mapped_column(Integer)
+    __table__ = canonical_table(
+        "cases", Base.metadata, _row_hash(), Column("first_seen_run", Integer), _last_seen_run()
+    )
 
 
 class Step(Base):
     """环节: one stage of a case, possibly at another unit (市县同权)."""
 
-    __tablename__ = "steps"
-    case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    step_no: Mapped[int] = mapped_column(Integer, primary_key=True)
-    step_name: Mapped[str | None] = mapped_column(String(200))
-    unit_code: Mapped[str] = mapped_column(String(64), index=True)
-    started_at: Mapped[date] = mapped_column(Date)
-    ended_at: Mapped[date | None] = mapped_column(Date)
-    limit_days: Mapped[int | None] = mapped_column(Integer)
-    row_hash: Mapped[str] = mapped_column(String(32))
-    last_seen_run: Mapped[int | None] = mapped_column(Integer)
+    __table__ = canonical_table("steps", Base.metadata, _row_hash(), _last_seen_run())
 
 
 class Suspension(Base):
     """特别程序: a pause (or restart) of a case's clock."""
 
-    __tablename__ = "suspensions"
-    case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(40), primary_key=True)
-    started_at: Mapped[date] = mapped_column(Date, primary_key=True)
-    ended_at: Mapped[date | None] = mapped_column(Date)
-    limit_days: Mapped[int | None] = mapped_column(Integer)
-    reason: Mapped[str | None] = mapped_column(Text)
-    row_hash: Mapped[str] = mapped_column(String(32))
-    last_seen_run: Mapped[int | None] = mapped_column(Integer)
+    __table__ = canonical_table("suspensions", Base.metadata, _row_hash(), _last_seen_run())
 
 
 class Project(Base):
     """工程建设项目."""
 
-    __tablename__ = "projects"
-    project_code: Mapped[str] = mapped_column(String(64), primary_key=True)
-    project_name: Mapped[str | None] = mapped_column(String(300))
-    category: Mapped[str] = mapped_column(String(60))
-    region_code: Mapped[str | None] = mapped_column(String(6))
-    lead_unit_code: Mapped[str] = mapped_column(String(64))
-    row_hash: Mapped[str] = mapped_column(String(32))
-    last_seen_run: Mapped[int | None] = mapped_column(Integer)
+    __table__ = canonical_table("projects", Base.metadata, _row_hash(), _last_seen_run())
 
 
 class Deferral(Base):
     """容缺后补: materials the applicant must supply by a deadline."""
 
-    __tablename__ = "deferrals"
-    case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    due_days: Mapped[int | None] = mapped_column(Integer)
-    due_date: Mapped[date | None] = mapped_column(Date)
-    supplied_at: Mapped[date | None] = mapped_column(Date)
-    row_hash: Mapped[str] = mapped_column(String(32))
-    last_seen_run: Mapped[int | None] = mapped_column(Integer)
+    __table__ = canonical_table("deferrals", Base.metadata, _row_hash(), _last_seen_run())
 
 
 class Push(Base):
     """审管互动: an approval result pushed to a supervising department, to be claimed (认领)."""
 
-    __tablename__ = "pushes"
-    push_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    case_id: Mapped[str] = mapped_column(String(64), index=True)
-    supervisor_unit_code: Mapped[str] = mapped_column(String(64))
-    pushed_at: Mapped[date] = mapped_column(Date)
-    claimed_at: Mapped[date | None] = mapped_column(Date)
-    row_hash: Mapped[str] = mapped_column(String(32))
-    last_seen_run: Mapped[int | None] = mapped_column(Integer)
+    __table__ = canonical_table("pushes", Base.metadata, _row_hash(), _last_seen_run())
+
+
+# The stored form of each canonical table, by table name.
+CANONICAL_TABLES: dict[str, Table] = {
+    model.__table__.name: model.__table__ for model in (Case, Step, Suspension, Project, Deferral, Push)
+}
 
 
 class ChangeHistory(Base):

@@ -21,7 +21,8 @@ from prefect.artifacts import (
 )
 from sqlalchemy import Engine, func, select
 
-from config.sources import CANONICAL_COLUMNS, Source
+from config.canonical import CANONICAL_COLUMNS
+from config.sources import Source
 from config.units import UnitDirectory
 from schemas.tables import Delivery
 from tasks.alerts import review

@@ -12,29 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config.rules import RuleBook, load_rules
-from tasks.clocks.builders import ClockSet, build_clocks
+from tasks.clocks.builders import ClockSet, build_clocks, input_columns
 from tasks.clocks.calendar import WorkCalendar, default_work_calendar
 from tasks.clocks.engine import CLOCK_COLUMNS, PAUSE_COLUMNS, evaluate_clocks
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
-CASE_SCHEMA = {
-    "case_id": pl.String,
-    "matter_code": pl.String,
-    "unit_code": pl.String,
-    "region_code": pl.String,
-    "project_code": pl.String,
-    "accepted_at": pl.Date,
-    "completed_at": pl.Date,
-    "limit_days": pl.Int32,
-    "limit_kind": pl.String,
-}
-SUSPENSION_SCHEMA = {
-    "case_id": pl.String,
-    "kind": pl.String,
-    "started_at": pl.Date,
-    "ended_at": pl.Date,
-    "limit_days": pl.Int32,
-}
+# The frames the builder reads, as declared (config/canonical.py, clock=True).
+CASE_SCHEMA = input_columns("cases")
+SUSPENSION_SCHEMA = input_columns("suspensions")
 
 
 @pytest.fixture(scope="module")
@@ -297,7 +282,7 @@ def test_deferral_and_claim_clocks(rules: RuleBook, calendar: WorkCalendar) -> N
             "due_date": [date(2025, 10, 4), None, None, None],
             "supplied_at": [None, None, date(2025, 9, 25), None],
         },
-        schema={"case_id": pl.String, "due_days": pl.Int32, "due_date": pl.Date, "supplied_at": pl.Date},
+        schema=input_columns("deferrals"),
     )
     pushes = pl.DataFrame(
         {

@@ -9,9 +9,8 @@ import polars as pl
 import pytest
 from ingest_fixtures import with_empty_chunk
 
-from config.sources import CANONICAL_COLUMNS, TABLES
+from config.canonical import CANONICAL_COLUMNS, TABLE_MODELS, TABLES
 from schemas.contracts import (
-    CONTRACTS,
     canonical_schema,
     duplicate_violations,
     empty_frame,
@@ -44,9 +43,9 @@ def case_reasons(**changes: Any) -> list[str]:
 
 
 def test_every_table_has_a_contract_matching_its_canonical_columns() -> None:
-    assert set(CONTRACTS) == set(TABLES)
+    assert set(TABLE_MODELS) == set(TABLES)
     for table in TABLES:
-        contract_columns = list(CONTRACTS[table].to_schema().columns)
+        contract_columns = list(TABLE_MODELS[table].to_schema().columns)
         assert contract_columns == [column.name for column in CANONICAL_COLUMNS[table]]
         assert violations(table, empty_frame(table)).height == 0
 

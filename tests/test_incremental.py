@@ -20,8 +20,9 @@ from orchestration_fixtures import AS_OF, make_pipeline, sample_tables
 from sqlalchemy import Engine, create_engine, text
 
 from config.bundle import PermitwatchConfig, load_config
+from config.canonical import TABLES
 from config.settings import BUNDLED_CONFIG_DIR
-from config.sources import TABLES, Source
+from config.sources import Source
 from flows.nightly import nightly
 from schemas.contracts import key_columns
 from schemas.database import ensure_schema

@@ -11,13 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ingest_fixtures import with_empty_chunk
 
+from schemas.messages import message
 from tasks.ingest.parsing import (
     ColumnKind,
     dates,
     fold_width,
     header_key,
     local_datetimes,
-    message,
     parse_columns,
     parse_dates,
 )

@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 
 from config.bundle import load_config
+from config.canonical import canonical_names
 from config.settings import BUNDLED_CONFIG_DIR
-from config.sources import canonical_names
 from tasks.clocks.calendar import default_work_calendar
 from tasks.ingest.sample import SampleSpec, generate_sample, write_sample
 

@@ -11,7 +11,8 @@ import polars as pl
 import pytest
 from sqlalchemy import Engine, insert, inspect, select, text
 
-from config.sources import TABLES, Source
+from config.canonical import TABLES
+from config.sources import Source
 from schemas.contracts import canonical_schema
 from schemas.tables import Reject, Run
 from tasks.ingest.load import load_sources

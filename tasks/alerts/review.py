@@ -22,9 +22,21 @@ from sqlalchemy import Engine, insert, select, update
 
 from config.settings import TIMEZONE
 from config.units import ReviewPolicy, UnitDirectory
+from schemas.contracts import canonical_schema
 from schemas.database import in_batches
 from schemas.tables import Card, Case, Delivery, ReviewDecision
-from tasks.alerts.cards import AWAITING_REVIEW, FAILED, HOLD_SCHEMA, PENDING, SENT, SUPERSEDED, SUPPRESSED
+from tasks.alerts.cards import (
+    AWAITING_REVIEW,
+    CARD_SCHEMA,
+    EXISTING_SCHEMA,
+    FAILED,
+    HOLD_SCHEMA,
+    PENDING,
+    ROUTE_SCHEMA,
+    SENT,
+    SUPERSEDED,
+    SUPPRESSED,
+)
 from tasks.alerts.digests import DigestTemplates, clock_label, state_text
 from tasks.alerts.subjects import add_subject_names
 
@@ -42,6 +54,20 @@ WAITING_COLUMNS = {
     "reason": "督办原因",
     "supervisors": "报送上级",
 }
+# The card columns (CARD_SCHEMA) a waiting escalation is read with.
+_WAITING_CARD_COLUMNS = (
+    "clock_id",
+    "clock_type",
+    "level",
+    "due_date",
+    "subject_id",
+    "case_id",
+    "unit_code",
+    "matter_code",
+    "overdue_workdays",
+    "remaining",
+    "calendar",
+)
 
 
 @dataclass
@@ -80,17 +106,7 @@ def waiting_escalations(engine: Engine, units: UnitDirectory, templates: DigestT
             Delivery.id.label("delivery_id"),
             Delivery.recipient_unit,
             Card.card_id,
-            Card.clock_id,
-            Card.clock_type,
-            Card.level,
-            Card.due_date,
-            Card.subject_id,
-            Card.case_id,
-            Card.unit_code,
-            Card.matter_code,
-            Card.overdue_workdays,
-            Card.remaining,
-            Card.calendar,
+            *(Card.__table__.c[name] for name in _WAITING_CARD_COLUMNS),
             Case.matter_name,
         )
         .join(Card, Card.card_id == Delivery.card_id)
@@ -99,20 +115,10 @@ def waiting_escalations(engine: Engine, units: UnitDirectory, templates: DigestT
     )
     schema = {
         "delivery_id": pl.Int64(),
-        "recipient_unit": pl.String(),
-        "card_id": pl.Int64(),
-        "clock_id": pl.String(),
-        "clock_type": pl.String(),
-        "level": pl.String(),
-        "due_date": pl.Date(),
-        "subject_id": pl.String(),
-        "case_id": pl.String(),
-        "unit_code": pl.String(),
-        "matter_code": pl.String(),
-        "overdue_workdays": pl.Int32(),
-        "remaining": pl.Int32(),
-        "calendar": pl.String(),
-        "matter_name": pl.String(),
+        "recipient_unit": ROUTE_SCHEMA["recipient_unit"],
+        "card_id": EXISTING_SCHEMA["card_id"],
+        **{name: CARD_SCHEMA[name] for name in _WAITING_CARD_COLUMNS},
+        "matter_name": canonical_schema("cases")["matter_name"],
     }
     with engine.connect() as connection:
         rows = connection.execute(query).all()

@@ -35,8 +35,9 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
+from config.canonical import CANONICAL_COLUMNS, MAX_LIMIT_DAYS
 from config.rules import DEFAULT_RESTART_KINDS, RuleBook
-from schemas.contracts import LIMIT_KIND_SPELLINGS, MAX_LIMIT_DAYS
+from schemas.contracts import LIMIT_KIND_SPELLINGS
 from tasks.clocks.calendar import CALENDAR_FIRST_DATE, WorkCalendar
 from tasks.clocks.engine import CLOCK_COLUMNS, PAUSE_COLUMNS, _rows_of
 
@@ -55,51 +56,6 @@ EXTENSION_COLUMNS = {
     "limit_days": pl.Int32,  # the days it adds
     "extension_kind": pl.String,  # workday | calendar: how those days are counted
 }
-
-_INPUT_COLUMNS: dict[str, dict[str, pl.DataType]] = {
-    "cases": {
-        "case_id": pl.String(),
-        "matter_code": pl.String(),
-        "unit_code": pl.String(),
-        "region_code": pl.String(),
-        "project_code": pl.String(),
-        "accepted_at": pl.Date(),
-        "completed_at": pl.Date(),
-        "limit_days": pl.Int32(),
-        "limit_kind": pl.String(),
-    },
-    "steps": {
-        "case_id": pl.String(),
-        "step_no": pl.Int32(),
-        "step_name": pl.String(),
-        "unit_code": pl.String(),
-        "started_at": pl.Date(),
-        "ended_at": pl.Date(),
-        "limit_days": pl.Int32(),
-    },
-    "suspensions": {
-        "case_id": pl.String(),
-        "kind": pl.String(),
-        "started_at": pl.Date(),
-        "ended_at": pl.Date(),
-        "limit_days": pl.Int32(),
-    },
-    "projects": {
-        "project_code": pl.String(),
-        "category": pl.String(),
-        "region_code": pl.String(),
-        "lead_unit_code": pl.String(),
-    },
-    "deferrals": {"case_id": pl.String(), "due_days": pl.Int32(), "due_date": pl.Date(), "supplied_at": pl.Date()},
-    "pushes": {
-        "push_id": pl.String(),
-        "case_id": pl.String(),
-        "supervisor_unit_code": pl.String(),
-        "pushed_at": pl.Date(),
-        "claimed_at": pl.Date(),
-    },
-}
-
 
 # How the rejects name a row of each table (row_key): its primary key, as text.
 ROW_KEYS: dict[str, pl.Expr] = {
@@ -174,7 +130,7 @@ def build_clocks(
     """All six kinds of clock from the canonical tables, or only those of `clock_types`; a missing table counts as
     empty. Cases and suspensions are always checked (every clock needs them); the rows of the other tables are
     checked, and rejected, only when their kind of clock is built."""
-    frames = {name: _input(tables.get(name), columns) for name, columns in _INPUT_COLUMNS.items()}
+    frames = {name: _input(tables.get(name), input_columns(name)) for name in CANONICAL_COLUMNS}
     builder = _Builder(rules)
 
     def wanted(clock_type: str, table: str | None = None) -> bool:
@@ -269,7 +225,7 @@ class _Builder:
         rest of the build)."""
         flagged = frame.with_columns(pl.any_horizontal(c.fill_null(False) for c, _ in checks).alias("__bad"))
         # One chunk: the reasons use pl.format, which panics on short columns holding an empty chunk (see
-        # tasks.ingest.parsing.message), and a file read without a final newline leaves such chunks after filtering.
+        # schemas.messages.message), and a file read without a final newline leaves such chunks after filtering.
         bad = flagged.filter(pl.col("__bad")).rechunk()
         if bad.height == 0:
             return frame
@@ -834,6 +790,11 @@ def _limit_checks(column: str) -> list[tuple[pl.Expr, pl.Expr]]:
             pl.format(f"limit {{}} outside 0..{MAX_LIMIT_DAYS} days", column),
         )
     ]
+
+
+def input_columns(table: str) -> dict[str, pl.DataType]:
+    """The columns the builder reads of a canonical table: those declared with clock=True (config/canonical.py)."""
+    return {column.name: column.dtype for column in CANONICAL_COLUMNS[table] if column.clock}
 
 
 def _input(frame: pl.DataFrame | None, columns: Mapping[str, pl.DataType]) -> pl.DataFrame:

@@ -22,17 +22,19 @@ from dataclasses import dataclass
 import polars as pl
 
 from config.sources import EventPairing
-from tasks.ingest.parsing import code_expression, local_datetimes, message
+from schemas.messages import message
+from tasks.ingest.parsing import code_expression, local_datetimes
 
 ENDED_AT = "ended_at"  # the column the paired frame gives the end time (a canonical name, so it maps itself)
-EVENT_REJECTS_SCHEMA = {"source": pl.String, "line": pl.Int64, "raw": pl.String, "reasons": pl.String}
+# The rejects of one file, before they are tied to a table (tasks/ingest/load.py reads them so too).
+FILE_REJECTS_SCHEMA = {"source": pl.String, "line": pl.Int64, "raw": pl.String, "reasons": pl.String}
 
 
 @dataclass(frozen=True)
 class PairedEvents:
     frame: pl.DataFrame  # one row per suspension: the start row's source columns plus ENDED_AT (and the kind column)
     lines: pl.Series  # the physical line of each suspension's start row
-    rejected: pl.DataFrame  # source, line, raw, reasons (EVENT_REJECTS_SCHEMA)
+    rejected: pl.DataFrame  # source, line, raw, reasons (FILE_REJECTS_SCHEMA)
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,7 @@ def _paired_frame(frame: pl.DataFrame, pauses: pl.DataFrame, columns: EventColum
 def _rejected(frame: pl.DataFrame, lines: pl.Series, problems: pl.DataFrame, label: str) -> pl.DataFrame:
     """source, line, raw (the event row's values as JSON), reasons; `problems`: __row, __problem."""
     if problems.is_empty():
-        return pl.DataFrame(schema=EVENT_REJECTS_SCHEMA)
+        return pl.DataFrame(schema=FILE_REJECTS_SCHEMA)
     rows = problems["__row"]
     as_text = pl.struct(pl.col(name).cast(pl.String) for name in frame.columns).struct.json_encode()
     return frame[rows].select(

@@ -26,7 +26,8 @@ import polars as pl
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from config.sources import CANONICAL_COLUMNS, PII_COLUMNS, TABLES, Source
+from config.canonical import CANONICAL_COLUMNS, PII_COLUMNS, TABLES
+from config.sources import Source
 from schemas.contracts import (
     LIMIT_KIND_SPELLINGS,
     UNSUPPORTED_LIMIT_UNITS,
@@ -36,7 +37,7 @@ from schemas.contracts import (
     pause_violations,
     violations,
 )
-from tasks.ingest.events import EventColumns, pair_events
+from tasks.ingest.events import FILE_REJECTS_SCHEMA, EventColumns, pair_events
 from tasks.ingest.freshness import content_hash
 from tasks.ingest.parsing import ColumnKind, header_key, parse_columns
 from tasks.ingest.platform_codes import KnownCodes, keep_platform_sentinel, resolve_codes, unsupported_limit_units
@@ -45,7 +46,6 @@ from tasks.ingest.platform_codes import KnownCodes, keep_platform_sentinel, reso
 ProgressCallback = Callable[[str, int, int], None]
 
 REJECTED_SCHEMA = {"source": pl.String, "table": pl.String, "line": pl.Int64, "raw": pl.String, "reasons": pl.String}
-_FILE_REJECTS_SCHEMA = {"source": pl.String, "line": pl.Int64, "raw": pl.String, "reasons": pl.String}
 ORIGIN_SCHEMA = {"source": pl.String, "line": pl.Int64}
 CASE_REFERENCE_SCHEMA = {"case_id": pl.String, "accepted_at": pl.Date, "completed_at": pl.Date}
 
@@ -333,7 +333,7 @@ def _file_rejects(label: str, rejects: Sequence[tuple[int, str, str]]) -> pl.Dat
             "raw": [raw for _, raw, _ in rejects],
             "reasons": [reason for _, _, reason in rejects],
         },
-        schema=_FILE_REJECTS_SCHEMA,
+        schema=FILE_REJECTS_SCHEMA,
     )
 
 
@@ -861,7 +861,7 @@ def _cross_row_reasons(
 def _rejected_rows(raw: _RawTable, rows: pl.DataFrame) -> pl.DataFrame:
     """source, line, raw (the row's original values as JSON, by source header), reasons; `rows`: __row, reasons."""
     if rows.height == 0:
-        return pl.DataFrame(schema=_FILE_REJECTS_SCHEMA)
+        return pl.DataFrame(schema=FILE_REJECTS_SCHEMA)
     positions = rows["__row"]
     as_text = pl.struct(pl.col(name).cast(pl.String) for name in raw.frame.columns).struct.json_encode()
     return raw.frame[positions].select(

@@ -15,6 +15,8 @@ from enum import StrEnum
 
 import polars as pl
 
+from schemas.messages import message
+
 SHANGHAI = "Asia/Shanghai"
 
 # Full-width ASCII (U+FF01..U+FF5E) and the ideographic space fold to their half-width forms, as NFKC would.
@@ -70,17 +72,6 @@ class ParseResult:
 
 
 PROBLEM_SCHEMA = {"row": pl.UInt32, "column": pl.String, "value": pl.String, "reason": pl.String}
-
-
-def message(*parts: str | pl.Expr) -> pl.Expr:
-    """A reason or label from literal text and column values (any dtype, written as text); null where a value is null.
-
-    Ingestion builds its messages here, with concat_str and never pl.format: polars 2.1's pl.format panics
-    (`assertion failed: i < self.len()`) on short columns (two to four rows, as seen) that hold an empty chunk, and
-    such columns are ordinary here: polars reads the last line of a CSV without a final newline as a chunk of its own,
-    a filter that drops that line leaves the chunk empty, and pandera's failure cases are pieces of such columns.
-    """
-    return pl.concat_str([pl.lit(part) if isinstance(part, str) else part for part in parts])
 
 
 def fold_width(expr: pl.Expr) -> pl.Expr:

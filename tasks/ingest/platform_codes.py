@@ -18,9 +18,11 @@ from datetime import date
 import polars as pl
 
 from config.bundle import PermitwatchConfig
-from config.sources import MATTER_CODE_COLUMNS, UNIT_CODE_COLUMNS, Source
+from config.canonical import MATTER_CODE_COLUMNS, UNIT_CODE_COLUMNS
+from config.sources import Source
 from schemas.contracts import UNSUPPORTED_LIMIT_UNITS
-from tasks.ingest.parsing import local_datetimes, message
+from schemas.messages import message
+from tasks.ingest.parsing import local_datetimes
 
 # A 12-digit 区划代码 (down to township and village) is stored as its 6-digit county prefix.
 LONG_REGION_CODE = r"^\d{12}$"

@@ -27,8 +27,9 @@ from datetime import datetime, time
 import polars as pl
 from sqlalchemy import Connection, Engine, func, select
 
-from config.sources import TABLES
-from schemas.contracts import MODELS, canonical_schema, key_columns
+from config.canonical import TABLES
+from schemas.contracts import canonical_schema, key_columns
+from schemas.tables import CANONICAL_TABLES
 from tasks.ingest.load import ProgressCallback
 
 BATCH_ROWS = 50_000
@@ -225,7 +226,7 @@ def count_rows(engine: Engine, tables: Sequence[str] = TABLES) -> dict[str, int]
 def stored_watermark(engine: Engine, table: str, column: str) -> datetime | None:
     """The newest stored value of a date or datetime column (a sql source's watermark), None for an empty table."""
     with engine.connect() as connection:
-        newest = connection.execute(select(func.max(MODELS[table].__table__.c[column]))).scalar()
+        newest = connection.execute(select(func.max(CANONICAL_TABLES[table].c[column]))).scalar()
     if newest is None or isinstance(newest, datetime):
         return newest
     return datetime.combine(newest, time())
@@ -368,7 +369,7 @@ def _bulk_writing(connection: Connection, table: str, *, bulk: bool) -> Iterator
     if sqlite:
         cache = connection.exec_driver_sql("PRAGMA cache_size").scalar()
         connection.exec_driver_sql(f"PRAGMA cache_size = -{_SQLITE_BULK_CACHE_KIB}")
-    indexes = list(MODELS[table].__table__.indexes) if bulk else []
+    indexes = list(CANONICAL_TABLES[table].indexes) if bulk else []
     for index in indexes:
         index.drop(connection)
     try:
@@ -412,7 +413,7 @@ def _history(
 def _with_runs(table: str, rows: pl.DataFrame, run_id: int | None) -> pl.DataFrame:
     runs = (
         ["first_seen_run", "last_seen_run"]
-        if "first_seen_run" in MODELS[table].__table__.columns
+        if "first_seen_run" in CANONICAL_TABLES[table].columns
         else ["last_seen_run"]
     )
     return rows.with_columns(pl.lit(run_id, pl.Int64).alias(name) for name in runs)
