@@ -6,9 +6,8 @@ Prefect); `publish_*` hand their output to Prefect. Nothing here shows an applic
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC
 from typing import Any
 
@@ -21,15 +20,13 @@ from prefect.artifacts import (
 )
 from sqlalchemy import Engine, func, select
 
-from config.canonical import CANONICAL_COLUMNS
 from config.sources import Source
 from config.units import UnitDirectory
 from schemas.tables import Delivery
 from tasks.alerts import review
 from tasks.alerts.delivery import DeliveryReport, display_target
 from tasks.ingest.load import LoadResult
-from tasks.ingest.parsing import header_key
-from tasks.pii import mask_name, mask_phone
+from tasks.pii import masked_raw, pii_headers
 
 SUMMARY_KEY = "nightly-summary"
 OVERDUE_KEY = "nightly-most-overdue"
@@ -42,8 +39,6 @@ REVIEW_KEY = "review-waiting"
 REVIEW_DECISION_KEY = "review-decision"
 TOP_OVERDUE = 50
 TOP_REJECTS = 100
-PII_MASKS: dict[str, Callable[[str | None], str | None]] = {"applicant_name": mask_name, "applicant_phone": mask_phone}
-SHIFTED = "_extra"  # the loader's key for the surplus values of a record with more fields than its header
 LEVEL_ORDER = ["escalated", "overdue", "warning", "paused", "normal", "completed_late", "completed_on_time"]
 CLOCK_TYPES = ["case", "step", "project", "deferral", "claim", "special"]
 
@@ -122,45 +117,6 @@ def most_overdue(
                 "matter_code", name_of("matter_code", matter_names).alias("matter_name"), "due_date",
                 "overdue_workdays", "level", "calendar")
     )
-
-
-def pii_headers(source: Source | None) -> dict[str, str]:
-    """Source header (normalised) -> PII column, for the headers of `source` that hold an applicant's name or phone.
-    Without the source's config, the canonical names and the default Chinese headers."""
-    if source is not None:
-        mapping = source.header_map()
-    else:
-        mapping = {header: column.name for column in CANONICAL_COLUMNS["cases"]
-                   for header in (column.name, *column.headers)}
-    return {header_key(header): column for header, column in mapping.items() if column in PII_MASKS}
-
-
-def masked_raw(raw: str | None, pii: dict[str, str]) -> str:
-    """A rejected row's raw values with the applicant's name and phone masked.
-
-    A record with surplus fields (a separator inside an unquoted value) has its values shifted right of the split, so
-    every value from the first PII column on, and the surplus, is masked whole: a phone may sit under any later
-    header. Text that is not a JSON object is not shown at all."""
-    if not raw:
-        return ""
-    try:
-        values = json.loads(raw)
-    except json.JSONDecodeError:
-        return "(not shown: unparsed record)"
-    if not isinstance(values, dict):
-        return "(not shown: unparsed record)"
-    keys = list(values)
-    pii_positions = [index for index, key in enumerate(keys) if header_key(key) in pii]
-    if SHIFTED in values and pii_positions:
-        for key in keys[pii_positions[0]:]:
-            values[key] = "***"
-    else:
-        for index in pii_positions:
-            key = keys[index]
-            value = values[key]
-            values[key] = PII_MASKS[pii[header_key(key)]](value if isinstance(value, str) or value is None
-                                                             else str(value))
-    return json.dumps(values, ensure_ascii=False)
 
 
 def reject_rows(

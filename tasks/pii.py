@@ -1,4 +1,5 @@
-"""Masking of applicant PII (applicant_name, applicant_phone) for logs, Prefect artifacts, SMS and email.
+"""Masking of applicant PII (applicant_name, applicant_phone) for logs, Prefect artifacts, SMS, email and the rejected
+rows a command prints or writes (their original values, keyed by source header).
 
 Names keep the first and last character (张*三; a two-character name keeps the first: 李*). Phone numbers keep the first
 three and last four digits (138****0000); shorter numbers keep only the last two digits.
@@ -9,11 +10,18 @@ single value (`mask_name("张小三")`); both forms agree on every input.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import overload
 
 import polars as pl
 
+from config.canonical import CANONICAL_COLUMNS
+from config.sources import Source
+from tasks.ingest.parsing import header_key
+
 _MASK = "*"
+SHIFTED = "_extra"  # the loader's key for the surplus values of a record with more fields than its header
 _DIGITS = frozenset("0123456789")
 # Stripped around values: spaces, tabs, line breaks, the no-break and the full-width (全角) space.
 _SPACE = " \t\r\n\xa0\u3000"
@@ -93,3 +101,45 @@ def mask_pii(frame: pl.DataFrame) -> pl.DataFrame:
     if "applicant_phone" in frame.columns:
         masks.append(mask_phone(pl.col("applicant_phone")).alias("applicant_phone"))
     return frame.with_columns(masks) if masks else frame
+
+
+PII_MASKS: dict[str, Callable[[str | None], str | None]] = {"applicant_name": mask_name, "applicant_phone": mask_phone}
+
+
+def pii_headers(source: Source | None) -> dict[str, str]:
+    """Source header (normalised) -> PII column, for the headers of `source` that hold an applicant's name or phone.
+    Without the source's config, the canonical names and the default Chinese headers."""
+    if source is not None:
+        mapping = source.header_map()
+    else:
+        mapping = {header: column.name for column in CANONICAL_COLUMNS["cases"]
+                   for header in (column.name, *column.headers)}
+    return {header_key(header): column for header, column in mapping.items() if column in PII_MASKS}
+
+
+def masked_raw(raw: str | None, pii: dict[str, str]) -> str:
+    """A rejected row's raw values with the applicant's name and phone masked.
+
+    A record with surplus fields (a separator inside an unquoted value) has its values shifted right of the split, so
+    every value from the first PII column on, and the surplus, is masked whole: a phone may sit under any later
+    header. Text that is not a JSON object is not shown at all."""
+    if not raw:
+        return ""
+    try:
+        values = json.loads(raw)
+    except json.JSONDecodeError:
+        return "(not shown: unparsed record)"
+    if not isinstance(values, dict):
+        return "(not shown: unparsed record)"
+    keys = list(values)
+    pii_positions = [index for index, key in enumerate(keys) if header_key(key) in pii]
+    if SHIFTED in values and pii_positions:
+        for key in keys[pii_positions[0]:]:
+            values[key] = "***"
+    else:
+        for index in pii_positions:
+            key = keys[index]
+            value = values[key]
+            values[key] = PII_MASKS[pii[header_key(key)]](value if isinstance(value, str) or value is None
+                                                             else str(value))
+    return json.dumps(values, ensure_ascii=False)

@@ -92,16 +92,21 @@ def test_evaluate_csv_gives_exactly_the_output_columns(files: tuple[Path, Path],
     assert result.columns == ["case_id", "due_date", "elapsed", "remaining", "overdue_workdays", "level", "calendar"]
     assert result.to_dicts() == EXPECTED
     assert "Rejected 5 row(s)" in output
-    reasons = dict(pl.read_csv(rejects).select("row_key", "reason").iter_rows())
+    rejected = pl.read_csv(rejects, infer_schema=False)
+    assert rejected.columns == ["source", "line", "table", "reasons", "raw"]
+    reasons = {f"{source} line {line}": reason for source, line, reason in rejected.select("source", "line", "reasons")
+               .iter_rows()}
+    # The nightly run's reasons, with the file and line of each row: the load's own, then the clock builder's.
     assert reasons == {
+        "cases.csv line 4": "clock builder: unknown matter 'UNKNOWN' and no limit_days",
+        "cases.csv line 6": "completed_at is before accepted_at",
+        "cases.csv line 7": "limit_kind: not 工作日/workday or 自然日/calendar '每周'",
         "cases.csv line 8": "accepted_at: not a date '下周一'",
-        "C3": "unknown matter 'UNKNOWN' and no limit_days",
-        "C5": "completed_at 2025-09-20 is before accepted_at 2025-09-26",
-        "C6": "unknown limit_kind '每周' (工作日|workday|working day|自然日|日历日|calendar|calendar day)",
-        "C9 公示 2025-09-29": "no case 'C9' among the cases",
+        "suspensions.csv line 3": "clock builder: no case 'C9' among the cases",
     }
-    # read = evaluated + rejected (the suspension of C1 is not a case row)
-    assert result.height + sum(key != "C9 公示 2025-09-29" for key in reasons) == len(CASES)
+    assert "cases.csv line 8: accepted_at: not a date '下周一'" in output
+    # read = evaluated + rejected (the suspension of C9 is not a case row)
+    assert result.height + sum(key.startswith("cases.csv") for key in reasons) == len(CASES)
 
 
 def test_evaluate_parquet_with_datetimes_and_a_provisional_year(tmp_path: Path) -> None:
@@ -145,7 +150,7 @@ def test_evaluate_names_a_missing_column(tmp_path: Path) -> None:
     cases.write_text("case_id,unit_code,accepted_at\nX1,360702SPJ,2025-01-02\n", encoding="utf-8")
     code, output = run("evaluate", str(cases), "--as-of", "2025-02-01", "-o", str(tmp_path / "out.csv"))
     assert code == 2
-    assert "missing column(s) matter_code" in output
+    assert "missing required column(s) matter_code (事项编码) for table cases" in output
 
 
 def test_explain_from_files_shows_the_days_that_matter(files: tuple[Path, Path]) -> None:
@@ -166,7 +171,7 @@ def test_explain_a_rejected_case_says_why(files: tuple[Path, Path]) -> None:
     cases, _ = files
     code, output = run("explain", "--cases", str(cases), "--case-id", "C5", "--as-of", "2025-10-20")
     assert code == 2
-    assert "completed_at 2025-09-20 is before accepted_at 2025-09-26" in output
+    assert "case C5: cases.csv line 6: completed_at is before accepted_at" in output
 
 
 def test_explain_from_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -246,7 +251,9 @@ def test_rows_missing_a_matter_or_case_id_are_rejected_with_a_reason(tmp_path: P
     assert code == 0, output
     assert pl.read_csv(tmp_path / "out.csv")["case_id"].to_list() == ["E1"]
     assert "Rejected 2 row(s)" in output
-    reasons = pl.read_csv(rejects, infer_schema=False)["reason"]
+    rejected = pl.read_csv(rejects, infer_schema=False)
+    assert rejected.select("source", "line").rows() == [("cases.csv", "3"), ("cases.csv", "4")]
+    reasons = rejected["reasons"]
     assert reasons.null_count() == 0 and (reasons.str.len_chars() > 0).all()
 
 

@@ -42,10 +42,9 @@ from tasks.artifacts import (
     PROGRESS_KEY,
     REJECTS_KEY,
     SUMMARY_KEY,
-    masked_raw,
-    pii_headers,
     summary_markdown,
 )
+from tasks.pii import masked_raw, pii_headers
 from tasks.store.evaluations import read_evaluations
 from tasks.store.runs import run_lock, state_summary
 

@@ -7,12 +7,13 @@ each day: counted or not, and why (weekend, holiday, make-up working day 调休,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import polars as pl
 
-from tasks.alerts.digests import bundled_templates
+from tasks.alerts.digests import DigestTemplates, bundled_templates, clock_label
 from tasks.clocks.builders import ClockSet, extension_days
 from tasks.clocks.calendar import MAKEUP_NOTE, WorkCalendar
 from tasks.clocks.engine import evaluate_clocks
@@ -528,3 +529,37 @@ def choose_clock(listing: pl.DataFrame, wanted: str | None) -> str:
     choices = ", ".join(f"{selector} ({label})" for selector, label in listing.select("selector", "label").iter_rows())
     several = "several clocks match" if found.height > 1 else "no clock matches"
     raise LookupError(f"{several} --clock {text!r}; choose one of: {choices}")
+
+
+def clock_labels(listing: pl.DataFrame, tables: Mapping[str, pl.DataFrame], templates: DigestTemplates) -> pl.Series:
+    """Each listed clock's label as the alerts print it (the vocabulary of `templates`), steps by their step_name."""
+    steps = tables.get("steps")
+    named = listing
+    if steps is not None and not steps.is_empty():
+        names = steps.select(
+            pl.format("step:{}:{}", "case_id", "step_no").alias("clock_id"), pl.col("step_name").cast(pl.String)
+        )
+        named = listing.join(names, on="clock_id", how="left", maintain_order="left")
+    return named.select(clock_label(named, templates)).to_series()
+
+
+def pause_labels(tables: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+    """Pauses named by their suspension kind, for the case clock and its steps."""
+    suspensions = tables.get("suspensions")
+    if suspensions is None or suspensions.is_empty():
+        return pl.DataFrame(schema={"clock_id": pl.String, "start_date": pl.Date, "label": pl.String})
+    named = suspensions.select(
+        "case_id", pl.col("started_at").cast(pl.Date).alias("start_date"), pl.col("kind").alias("label")
+    )
+    return pl.concat(
+        [
+            named.select(pl.format("case:{}", "case_id").alias("clock_id"), "start_date", "label"),
+            *(
+                named.join(steps.select("case_id", "step_no"), on="case_id").select(
+                    pl.format("step:{}:{}", "case_id", "step_no").alias("clock_id"), "start_date", "label"
+                )
+                for steps in [tables.get("steps")]
+                if steps is not None and not steps.is_empty()
+            ),
+        ]
+    )

@@ -5,6 +5,10 @@ the load raises if that ever fails to hold. A schema-level failure (unreadable f
 required column, failing query) fails the whole source with a message naming the file; the caller loads the other
 sources. A source whose reject fraction exceeds `max_reject_fraction` is `over_threshold`: nothing from it is stored.
 
+`file_source`, `sources_for_files` and `load_files` load given files (the command line's `evaluate`, `explain
+--cases`, `validate`, `report --data`) through this same path, with the configured source's definition where one
+takes the file in, so a file gives the same accepted rows and rejects there as in the nightly run.
+
 Line numbers are physical: for CSV and JSONL the line in the file (the header is line 1), for XLSX the sheet row
 (header row 1), for Parquet and SQL the 1-based record number.
 """
@@ -15,8 +19,9 @@ import codecs
 import csv
 import io
 import json
+import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +32,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from config.canonical import CANONICAL_COLUMNS, PII_COLUMNS, TABLES
-from config.sources import Source
+from config.loader import ConfigError
+from config.sources import Encoding, Source, adhoc_source
 from schemas.contracts import (
     LIMIT_KIND_SPELLINGS,
     UNSUPPORTED_LIMIT_UNITS,
@@ -902,3 +908,70 @@ def case_reference(loaded: Sequence[pl.DataFrame], stored: pl.DataFrame | None) 
     if not frames:
         return pl.DataFrame(schema=CASE_REFERENCE_SCHEMA)
     return pl.concat(frames).unique("case_id", keep="first", maintain_order=True)
+
+
+# -------------------------------------------------------------------------------------------- single files, no inbox
+
+
+def file_source(path: Path, table: str, template: Source | None = None, encoding: Encoding = "auto") -> Source:
+    """A source that reads just the file at `path` into `table`: the default definition (its kind from the suffix),
+    or `template`'s (a configured source: mapping, value maps, defaults, date formats, encoding, code checks) pointed
+    at this file. `encoding` other than auto wins over the template's. Raises ConfigError for a suffix no reader
+    knows or a template that fills another table."""
+    base = adhoc_source(path, table, encoding=encoding).model_copy(update={"required": True})
+    if template is None:
+        return base
+    if template.table != table:
+        raise ConfigError(f"source '{template.name}' fills {template.table}, not {table}")
+    overrides: dict[str, object] = {
+        "name": base.name, "kind": base.kind, "path": base.path, "url": None, "query": None, "required": True
+    }
+    if template.kind != "xlsx" or base.kind != "xlsx":
+        overrides["sheet"] = None
+    if encoding != "auto":
+        overrides["encoding"] = encoding
+    return template.model_copy(update=overrides)
+
+
+def configured_source(path: Path, table: str, sources: Iterable[Source]) -> Source | None:
+    """The configured file source of `table` whose glob takes in `path`, its folder standing for the inbox: the
+    definition the nightly run reads this file with. None when no source's glob matches it."""
+    target = path.resolve()
+    for source in sources:
+        if source.table != table or source.kind == "sql":
+            continue
+        if target in (found.resolve() for found in source.files(path.parent)):
+            return source
+    return None
+
+
+def sources_for_files(files: Mapping[str, Path], configured: Iterable[Source] = ()) -> list[Source]:
+    """One source per file (`files`: table -> path), each read as the nightly run would read it: through the
+    configured source whose glob matches it, else the default definition."""
+    known = list(configured)
+    return [file_source(path, table, configured_source(path, table, known)) for table, path in files.items()]
+
+
+def load_files(
+    sources: Sequence[Source], *, codes: KnownCodes | None = None, progress: ProgressCallback | None = None
+) -> list[LoadResult]:
+    """The files of `sources` (from sources_for_files) loaded with no database, as the nightly run loads them:
+    cases first, suspensions checked against the cases' lives, codes resolved through `codes`. Rejects name each file
+    relative to the folder the files share."""
+    folders = [Path(source.path or ".").parent for source in sources]
+    shared = Path(os.path.commonpath(folders)) if folders else Path()
+    return load_sources(sources, inbox_dir=shared, progress=progress, codes=codes)
+
+
+def rejected_values(result: LoadResult, source: Source, column: str) -> pl.Series:
+    """The canonical `column` (parsed as at ingestion) of each rejected row of `result`, in `rejected` order, read
+    from the row's original values through the source's headers; null where the row has none (an unparsed record)."""
+    headers = {header_key(header) for header, canonical in source.header_map().items() if canonical == column}
+    values: list[str | None] = []
+    for raw in result.rejected["raw"].to_list():
+        record: dict[str, object] = json.loads(raw) if raw else {}  # the loader writes every raw as an object
+        found = [value for key, value in record.items() if header_key(key) in headers]
+        values.append(_json_text(found[0]) if found else None)
+    kind = next(ColumnKind(c.kind) for c in CANONICAL_COLUMNS[source.table] if c.name == column)
+    raw_values = pl.DataFrame({column: pl.Series(values, dtype=pl.String)})
+    return parse_columns(raw_values, {column: kind}, source.date_formats).frame[column]

@@ -8,7 +8,8 @@
 - A new or changed row unsettles its group (tasks/store/settled.py) in the same transaction: its case (every row with
   its case_id) and its project, before and after the change, are evaluated again by the next run.
 - `read_open_tables` reads back only what an incremental run evaluates: the rows of the open case groups, the open
-  projects, and the cases and suspensions of those projects' members.
+  projects, and the cases and suspensions of those projects' members; `read_subject_tables` only what one case's,
+  push's or project's clocks need (`permitwatch explain`).
 - SQLite: one executemany of INSERT .. ON CONFLICT DO UPDATE per batch. PostgreSQL: COPY into a temporary table,
   then one INSERT .. SELECT .. ON CONFLICT DO UPDATE.
 
@@ -29,6 +30,7 @@ from sqlalchemy import Connection, Engine, func, select
 
 from config.canonical import TABLES
 from schemas.contracts import canonical_schema, key_columns
+from schemas.database import in_batches
 from schemas.tables import CANONICAL_TABLES
 from tasks.ingest.load import ProgressCallback
 
@@ -117,12 +119,16 @@ def _row_key(table: str) -> pl.Expr:
 # ------------------------------------------------------------------------------------------------------- reading
 
 
-def _fetch(connection: Connection, sql: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    """Run `sql` and return its rows as text-typed columns (integers kept as Int64)."""
+def _fetch(
+    connection: Connection, sql: str, schema: dict[str, pl.DataType], parameters: Sequence[str] = ()
+) -> pl.DataFrame:
+    """Run `sql` and return its rows as text-typed columns (integers kept as Int64). `parameters` fill the
+    placeholders _placeholders wrote into `sql`."""
     raw_connection = connection.connection.driver_connection
     if connection.dialect.name == "postgresql":
         buffer = io.BytesIO()
-        with raw_connection.cursor() as cursor, cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)") as copy:
+        copy_sql = f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)"
+        with raw_connection.cursor() as cursor, cursor.copy(copy_sql, parameters or None) as copy:
             for block in copy:
                 buffer.write(block)
         if buffer.tell() == 0:
@@ -130,7 +136,7 @@ def _fetch(connection: Connection, sql: str, schema: dict[str, pl.DataType]) -> 
         return pl.read_csv(buffer.getvalue(), has_header=False, new_columns=list(schema), schema=schema)
     cursor = raw_connection.cursor()
     try:
-        cursor.execute(sql)
+        cursor.execute(sql, parameters)
         frames = []
         while rows := cursor.fetchmany(BATCH_ROWS):
             frames.append(pl.DataFrame(rows, schema=schema, orient="row"))
@@ -165,6 +171,11 @@ def _quoted(names: Sequence[str]) -> str:
     return ", ".join(f'"{name}"' for name in names)
 
 
+def _placeholders(connection: Connection, count: int) -> str:
+    """`count` bound-parameter markers in the driver's own style (psycopg's COPY merges them client-side)."""
+    return ", ".join(["%s" if connection.dialect.name == "postgresql" else "?"] * count)
+
+
 def read_tables(engine: Engine, tables: Sequence[str] = TABLES) -> dict[str, pl.DataFrame]:
     """The stored canonical frames (cases, steps, suspensions, projects, deferrals, pushes), canonical dtypes."""
     result = {}
@@ -174,6 +185,56 @@ def read_tables(engine: Engine, tables: Sequence[str] = TABLES) -> dict[str, pl.
             sql = f"SELECT {_quoted(names)} FROM {table} ORDER BY {_quoted(key_columns(table))}"
             result[table] = _from_text(_fetch(connection, sql, _text_schema(table, names)), table)
     return result
+
+
+def read_matching(engine: Engine, table: str, column: str, values: Sequence[str]) -> pl.DataFrame:
+    """The stored rows of `table` whose `column` is one of `values`, as read_tables gives them (canonical dtypes, key
+    order): a few groups' rows, not the table."""
+    names = list(canonical_schema(table))
+    schema = _text_schema(table, names)
+    frames = [pl.DataFrame(schema=schema)]
+    with engine.connect() as connection:
+        for chunk in in_batches(list(dict.fromkeys(values))):
+            sql = (
+                f'SELECT {_quoted(names)} FROM {table} WHERE "{column}" IN ({_placeholders(connection, len(chunk))})'
+                f" ORDER BY {_quoted(key_columns(table))}"
+            )
+            frames.append(_fetch(connection, sql, schema, chunk))
+    return _from_text(pl.concat(frames), table).sort(key_columns(table), maintain_order=True)
+
+
+# What each kind of subject's id is: the table and column that hold it.
+_SUBJECT_LOOKUPS = {
+    "case": ("cases", "case_id"),
+    "claim": ("pushes", "push_id"),
+    "project": ("projects", "project_code"),
+}
+
+
+def read_subject_tables(engine: Engine, kind: str, subject_id: str) -> tuple[str, dict[str, pl.DataFrame]] | None:
+    """What `permitwatch explain` builds a subject's clocks from: the kind an id names (`kind` empty: looked up as a
+    case id, then a push id, then a project code; None when nothing has it) and the stored rows its clocks need:
+    a case with its project, steps, suspensions, deferrals and pushes; a push (claim) with its case; a project with
+    all its cases and theirs."""
+    for candidate in [kind] if kind else list(_SUBJECT_LOOKUPS):
+        table, column = _SUBJECT_LOOKUPS[candidate]
+        rows = read_matching(engine, table, column, [subject_id])
+        if rows.height or kind:
+            break
+    else:
+        return None
+    if candidate == "claim":
+        cases = read_matching(engine, "cases", "case_id", rows["case_id"].to_list())
+        return candidate, {"cases": cases, "pushes": rows}
+    if candidate == "project":
+        projects, cases = rows, read_matching(engine, "cases", "project_code", [subject_id])
+    else:
+        cases = rows
+        projects = read_matching(engine, "projects", "project_code", cases["project_code"].drop_nulls().to_list())
+    case_ids = cases["case_id"].to_list()
+    by_case = {table: read_matching(engine, table, "case_id", case_ids)
+               for table in ("steps", "suspensions", "deferrals", "pushes")}
+    return candidate, {"cases": cases, "projects": projects, **by_case}
 
 
 # read_open_tables' queries start from the (small) open groups and reach the rows through the tables' keys and
