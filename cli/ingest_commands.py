@@ -16,7 +16,7 @@ from rich.table import Table
 from cli.common import console, fail, state
 from config.canonical import TABLES
 from config.loader import ConfigError
-from config.sources import Encoding, Source, adhoc_source
+from config.sources import Encoding, Source
 
 # Loading (pandera, SQLAlchemy) and spreadsheet escaping (the alert templates) are imported by the commands that use
 # them, so that other commands start fast.
@@ -169,19 +169,13 @@ def register(app: typer.Typer) -> None:
 
 
 def _source_for(ctx: typer.Context, file: Path, kind: str, name: str | None, encoding: Encoding) -> Source:
-    base = adhoc_source(file, kind, encoding=encoding)
-    if name is None:
-        return base
-    configured = state(ctx).config().sources
-    try:
-        template = configured.get(name)
-    except KeyError as exc:
-        raise ConfigError(str(exc)) from None
-    if template.table != kind:
-        raise ConfigError(f"source '{name}' fills {template.table}, not {kind}")
-    overrides = {"name": base.name, "kind": base.kind, "path": base.path, "url": None, "query": None}
-    if template.kind != "xlsx" or base.kind != "xlsx":
-        overrides["sheet"] = None
-    if encoding != "auto":
-        overrides["encoding"] = encoding
-    return template.model_copy(update=overrides)
+    """The source FILE is read through: the configured source `name`'s definition pointed at it, or the default."""
+    from tasks.ingest.load import file_source
+
+    template = None
+    if name is not None:
+        try:
+            template = state(ctx).config().sources.get(name)
+        except KeyError as exc:
+            raise ConfigError(str(exc)) from None
+    return file_source(file, kind, template, encoding)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 import typer
@@ -11,7 +12,9 @@ from rich.table import Table
 
 from cli.common import console, date_option, fail, state
 from config.canonical import TABLES
-from config.sources import Source
+
+if TYPE_CHECKING:
+    from config.bundle import PermitwatchConfig
 
 
 class PeriodChoice(StrEnum):
@@ -49,7 +52,7 @@ def register(app: typer.Typer) -> None:
         settings = cli.settings()
         day = date_option(as_of, "--as-of", up_to_yesterday=True) or settings.effective_as_of
         config = cli.config()
-        tables = _tables_from_directory(data) if data else read_tables(cli.engine())
+        tables = _tables_from_directory(config, data) if data else read_tables(cli.engine())
         if tables["cases"].is_empty():
             fail("no cases to report on: load data first (`permitwatch run` or `permitwatch demo`), or give --data")
         views = build_report(tables, config, period.value, day, trend_periods=trend)
@@ -66,23 +69,25 @@ def register(app: typer.Typer) -> None:
             console.print(f"wrote {path}", highlight=False)
 
 
-def _tables_from_directory(directory: Path) -> dict[str, pl.DataFrame]:
-    """The canonical tables from `<table>.csv` files, read and checked by the ingestion code (cases.csv required)."""
-    from tasks.ingest.load import load_sources
+def _tables_from_directory(config: PermitwatchConfig, directory: Path) -> dict[str, pl.DataFrame]:
+    """The canonical tables from `<table>.csv` files (cases.csv required), read and checked as the nightly run reads
+    and checks them (tasks/ingest/load.py); a table without its file is empty."""
+    from schemas.contracts import empty_frame
+    from tasks.ingest.load import load_files, sources_for_files
+    from tasks.ingest.platform_codes import KnownCodes
 
     if not directory.is_dir():
         fail(f"--data {directory}: not a directory")
-    sources = [
-        Source(name=f"{table}.csv", kind="csv", table=table, path=f"{table}.csv", required=table == "cases")
-        for table in TABLES
-    ]
-    tables = {}
-    for result in load_sources(sources, inbox_dir=directory):
+    if not (directory / "cases.csv").is_file():
+        fail(f"--data {directory}: no cases.csv")
+    files = {table: directory / f"{table}.csv" for table in TABLES if (directory / f"{table}.csv").is_file()}
+    tables = {table: empty_frame(table) for table in TABLES}
+    for result in load_files(sources_for_files(files, config.sources.sources), codes=KnownCodes.of(config)):
         if result.error:
             fail(result.error)
         if result.rejected.height:
             console.print(
-                f"{result.source}: {result.rejected.height} of {result.rows_read} rows rejected "
+                f"{', '.join(result.files)}: {result.rejected.height} of {result.rows_read} rows rejected "
                 "(`permitwatch validate` lists them)",
                 highlight=False,
             )
