@@ -174,8 +174,8 @@ def test_explain_a_rejected_case_says_why(files: tuple[Path, Path]) -> None:
     assert "case C5: cases.csv line 6: completed_at is before accepted_at" in output
 
 
-def test_explain_from_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    url = f"sqlite:///{tmp_path / 'permitwatch.db'}"
+def test_explain_from_the_database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = database_url
     engine = ensure_schema(url)
 
     def canonical(table: str, rows: list[dict]) -> pl.DataFrame:
