@@ -6,8 +6,9 @@ required column, failing query) fails the whole source with a message naming the
 sources. A source whose reject fraction exceeds `max_reject_fraction` is `over_threshold`: nothing from it is stored.
 
 `file_source`, `sources_for_files` and `load_files` load given files (the command line's `evaluate`, `explain
---cases`, `validate`, `report --data`) through this same path, with the configured source's definition where one
-takes the file in, so a file gives the same accepted rows and rejects there as in the nightly run.
+--cases`, `validate`, `report --data`) through this same path, with a configured source's definition (the one named,
+or the one whose glob takes the file in), so a file gives the same accepted rows and rejects there as in the nightly
+run.
 
 Line numbers are physical: for CSV and JSONL the line in the file (the header is line 1), for XLSX the sheet row
 (header row 1), for Parquet and SQL the 1-based record number.
