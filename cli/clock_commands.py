@@ -109,8 +109,8 @@ def explain(
     day = _as_of(as_of)
     config = state(ctx).config()
     calendar = load_work_calendar(config.calendar_files)
-    if cases is not None:
-        loaded = _load_files(config, cases, suspensions)
+    loaded = _load_files(config, cases, suspensions) if cases is not None else None
+    if loaded is not None:
         tables = loaded.tables
         subject = subject if subject.kind else replace(subject, kind="case")
     else:
@@ -122,7 +122,7 @@ def explain(
         subject, tables = replace(subject, kind=found[0]), found[1]
     clock_set = build_clocks(tables, config.rules)
     refused = clock_set.rejects if subject.kind == "case" else clock_set.rejects.clear()
-    if cases is not None:
+    if loaded is not None:
         rejected = case_reasons(loaded, refused, subject.id)
     else:
         rejected = refused.filter(pl.col("case_id") == subject.id)["reason"].to_list()
