@@ -27,8 +27,9 @@ from config.bundle import load_config
 from config.settings import BUNDLED_CONFIG_DIR, TIMEZONE
 from config.units import UnitDirectory, load_units
 from schemas.database import ensure_schema
+from tasks.alerts.card_store import store_plan
 from tasks.alerts.cards import CARD_KEY, plan_cards
-from tasks.alerts.delivery import deliver_pending, store_plan
+from tasks.alerts.delivery import deliver_pending
 from tasks.alerts.digests import DigestTemplates, build_digests
 
 AS_OF = date(2026, 3, 4)

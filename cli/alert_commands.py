@@ -81,7 +81,7 @@ def silence_add(
     matter: str | None = typer.Option(None, "--matter", help="A matter code (事项编码)."),
 ) -> None:
     """Hold back the alerts of one case, unit or matter until a date (inclusive)."""
-    from tasks.alerts.delivery import add_silence
+    from tasks.alerts.silences import add_silence
 
     chosen = [(scope, value) for scope, value in (("case", case), ("unit", unit), ("matter", matter)) if value]
     if len(chosen) != 1:
@@ -130,7 +130,7 @@ def silence_list(
     all_: bool = typer.Option(False, "--all", help="Include removed silences."),
 ) -> None:
     """The silences, newest last, and whether each still holds today."""
-    from tasks.alerts.delivery import list_silences
+    from tasks.alerts.silences import list_silences
 
     silences = list_silences(state(ctx).engine(), include_removed=all_)
     if silences.height == 0:
@@ -161,7 +161,7 @@ def silence_list(
 @silence_app.command("remove")
 def silence_remove(ctx: typer.Context, silence_id: int = typer.Argument(..., metavar="ID")) -> None:
     """Lift a silence now (it stays on record as removed)."""
-    from tasks.alerts.delivery import remove_silence
+    from tasks.alerts.silences import remove_silence
 
     if not remove_silence(state(ctx).engine(), silence_id):
         fail(f"no active silence with id {silence_id} (see `permitwatch silence list`)")

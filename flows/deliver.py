@@ -2,8 +2,9 @@
 not official working days (cron cannot know 调休), saying why in its log.
 
 The UI graph shows check-nightly (ops are told once a day when the nightly run before did not complete),
-plan-delivery (rows of a delivery that died mid-send given back, digests built), send-digests (each digest claimed
-just before it is sent, its result recorded right after), settle-delivery and publish-delivery-artifact.
+plan-delivery (rows of a delivery that died mid-send given back, digests built), send-digests (claim → send →
+record, per digest: each digest claimed just before it is sent, its result recorded right after, so that a crash
+repeats only the digests in flight; tasks/alerts/delivery.py), settle-delivery and publish-delivery-artifact.
 
 The run is Failed when a message could not be sent, with a one-line message ("3 of 90 messages not sent: …") and one
 WARNING line per message in its log; the cards stay pending and are retried at the next delivery, ops are alerted,

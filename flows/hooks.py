@@ -15,7 +15,7 @@ from config.loader import ConfigError
 from config.settings import TIMEZONE, load_settings
 from schemas.database import ensure_schema
 from tasks.alerts.claims import release_run
-from tasks.alerts.delivery import notify_ops
+from tasks.alerts.ops_notices import notify_ops
 
 
 def failure_message(flow_name: str, run_name: str, run_id: str, state: State) -> tuple[str, str]:

@@ -1,8 +1,9 @@
 """The `weekly-report` flow: build the statistics report, mail it to the supervisors, publish the key table.
 
 - The report (tasks/reports/report.py) is built from the database with the same deadline engine as the nightly run.
-- Every unit tagged `supervisor` in units.yaml gets one email per email contact, the XLSX and HTML attached, through
-  the alerts' apprise sender (so `outbox://email` contacts land in the outbox folder, like alert digests).
+- Every unit tagged `supervisor` in units.yaml gets one email per email contact, the XLSX and HTML attached, as a
+  `Notice` through the alerts' apprise sender (tasks/alerts/sending.py, so `outbox://email` contacts land in the
+  outbox folder, like alert digests).
 - A Prefect markdown artifact with the key figures is published under a stable key (`weekly-report`, or
   `monthly-report` for a month), so the UI shows the latest next to its history. It holds aggregates only.
 A send that fails does not stop the others; the run then fails naming the units, so ops see it and can rerun (a
@@ -23,8 +24,7 @@ from config.bundle import PermitwatchConfig, load_config
 from config.settings import Settings, load_settings
 from flows.hooks import alert_ops_on_failure
 from schemas.database import ensure_schema
-from tasks.alerts.delivery import send_message
-from tasks.alerts.digests import Digest
+from tasks.alerts.sending import Notice, send_message
 from tasks.reports.metrics import PeriodKind, ReportViews
 from tasks.reports.report import ReportFiles, build_report, markdown_table, period_title, render_html, write_report
 from tasks.store.upsert import read_tables
@@ -63,15 +63,8 @@ def email_supervisors(
         if SUPERVISOR_TAG not in unit.tags:
             continue
         for contact in unit.contacts_for("email"):
-            digest = Digest(
-                recipient_unit=unit.code,
-                channel="email",
-                target=contact.target,
-                title=title,
-                body=body,
-                attachments=attachments,
-            )
-            ok, error = send_message(contact, digest, outbox_dir=settings.effective_outbox_dir, stamp=stamp)
+            mail = Notice(recipient_unit=unit.code, title=title, body=body, attachments=attachments)
+            ok, error = send_message(contact, mail, outbox_dir=settings.effective_outbox_dir, stamp=stamp)
             results.append(SendResult(unit.code, contact.safe_url, ok, error))
     return results
 

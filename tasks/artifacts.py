@@ -24,7 +24,8 @@ from config.sources import Source
 from config.units import UnitDirectory
 from schemas.tables import Delivery
 from tasks.alerts import review
-from tasks.alerts.delivery import DeliveryReport, display_target
+from tasks.alerts.delivery import DeliveryReport
+from tasks.alerts.sending import display_target
 from tasks.ingest.load import LoadResult
 from tasks.pii import masked_raw, pii_headers
 

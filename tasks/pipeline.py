@@ -27,19 +27,13 @@ from config.settings import Settings
 from config.sources import Source
 from schemas.database import ensure_schema
 from tasks import artifacts
+from tasks.alerts.card_store import issue_cards
 from tasks.alerts.cards import CardPlan
-from tasks.alerts.delivery import (
-    DeliveryPlan,
-    DeliveryReport,
-    SendOptions,
-    issue_cards,
-    notify_ops_once,
-    plan_delivery,
-    send_digests,
-    settle_delivery,
-)
+from tasks.alerts.delivery import DeliveryPlan, DeliveryReport, plan_delivery, send_digests, settle_delivery
 from tasks.alerts.digests import DigestTemplates
+from tasks.alerts.ops_notices import notify_ops_once
 from tasks.alerts.review import waiting_escalations
+from tasks.alerts.sending import SendOptions
 from tasks.clocks.builders import ClockSet, build_clocks
 from tasks.clocks.calendar import WorkCalendar, load_work_calendar
 from tasks.clocks.engine import evaluate_clocks
@@ -362,7 +356,8 @@ def plan_digests(context: RunContext, now: datetime) -> DeliveryPlan:
 # retries what is still pending.
 @task(name="send-digests", **STAGE)
 def send_planned(context: RunContext, plan: DeliveryPlan, flow_run_id: str | None) -> DeliveryReport:
-    """Claim each digest just before sending it, send, record the result; `parallel_sends` at a time."""
+    """Claim each digest just before sending it, send, record the result right after; `parallel_sends` at a time.
+    Claim and record are part of this stage, per digest, not stages of their own: see `send_digests`."""
     options = SendOptions.from_settings(context.settings, flow_run_id)
     return send_digests(context.engine, context.config, plan, context.settings.effective_outbox_dir, options)
 

@@ -24,20 +24,13 @@ from sqlalchemy import Engine, insert, select, update
 from config.bundle import PermitwatchConfig, load_config
 from config.settings import BUNDLED_CONFIG_DIR, TIMEZONE, load_settings
 from schemas.tables import Card, Case, Delivery, DeliveryLease, Run
+from tasks.alerts.card_store import issue_cards
 from tasks.alerts.claims import Attempt, claim, holder_alive, process_start
-from tasks.alerts.delivery import (
-    TIMEOUT_ERROR,
-    DeliveryIncomplete,
-    SendOptions,
-    add_silence,
-    deliver_pending,
-    display_target,
-    issue_cards,
-    list_silences,
-    remove_silence,
-)
+from tasks.alerts.delivery import DeliveryIncomplete, deliver_pending
 from tasks.alerts.digests import Digest
 from tasks.alerts.idempotency import digest_key
+from tasks.alerts.sending import TIMEOUT_ERROR, SendOptions, display_target
+from tasks.alerts.silences import add_silence, list_silences, remove_silence
 from tasks.store.runs import close_run, open_run
 
 NOW = datetime(2026, 3, 5, 10, 0, tzinfo=TIMEZONE)  # Thursday, a working day

@@ -25,7 +25,7 @@ from test_delivery import evaluations
 from config.bundle import load_config
 from config.settings import BUNDLED_CONFIG_DIR, TIMEZONE
 from schemas.tables import Delivery
-from tasks.alerts.delivery import issue_cards
+from tasks.alerts.card_store import issue_cards
 
 UNITS = [f"3607{number:02d}SPJ" for number in range(1, 41)]
 PARALLEL_SENDS = 4

@@ -26,7 +26,7 @@ from config.sources import Source
 from flows.nightly import nightly
 from schemas.contracts import key_columns
 from schemas.database import ensure_schema
-from tasks.alerts.delivery import issue_cards
+from tasks.alerts.card_store import issue_cards
 from tasks.artifacts import level_table, overdue_by_unit
 from tasks.clocks.builders import build_clocks
 from tasks.clocks.calendar import WorkCalendar, load_work_calendar

@@ -243,6 +243,13 @@ def match_silences(cards: pl.DataFrame, silences: pl.DataFrame, on: date) -> pl.
     return pl.concat(matches).sort("id").unique("clock_id", keep="first", maintain_order=True).drop("id")
 
 
+def card_ids_by_reason(frame: pl.DataFrame, column: str) -> list[tuple[str, list[int]]]:
+    """Card ids grouped by their reason (the silence or newer card that replaced them), so that one UPDATE covers
+    many cards."""
+    grouped = frame.group_by(column, maintain_order=True).agg(pl.col("card_id").unique())
+    return [(reason, card_ids) for reason, card_ids in grouped.iter_rows()]
+
+
 def _apply_silences(cards: pl.DataFrame, silences: pl.DataFrame, as_of: date) -> pl.DataFrame:
     """Silenced cards are kept, with status suppressed and the silence that matched."""
     return cards.join(match_silences(cards, silences, as_of), on="clock_id", how="left").with_columns(

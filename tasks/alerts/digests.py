@@ -70,6 +70,9 @@ SUBJECT_KEY = ["subject_kind", "subject_id"]  # one block of the email each
 
 @dataclass(frozen=True)
 class Digest:
+    """One delivery's message to one recipient target, holding its pending cards. The card deliveries it carries
+    are its identity (tasks/alerts/idempotency.py): rebuilt from the same rows, it is the same message."""
+
     recipient_unit: str
     channel: str
     target: str
