@@ -25,6 +25,10 @@ from cli.common import DEBUG, CliState, error_console
 # Prefect's analytics make its ephemeral server log "Failed to send telemetry" and risk "database is locked" on a
 # closed network; every process permitwatch starts (and the server it spawns) inherits this default.
 ANALYTICS_SETTING = "PREFECT_SERVER_ANALYTICS_ENABLED"
+# A command without PREFECT_API_URL starts a temporary Prefect server. Prefect gives it 20 s, which a busy 2-core
+# host (a nightly run beside a backup, say) can exceed: the run would then fail before reading anything.
+EPHEMERAL_STARTUP_SETTING = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+EPHEMERAL_STARTUP_SECONDS = "180"
 
 
 class PermitwatchTyper(typer.Typer):
@@ -62,6 +66,7 @@ def root(
     debug: bool = typer.Option(False, "--debug", help="Show the traceback of an unexpected error."),
 ) -> None:
     os.environ.setdefault(ANALYTICS_SETTING, "false")  # before any command imports Prefect
+    os.environ.setdefault(EPHEMERAL_STARTUP_SETTING, EPHEMERAL_STARTUP_SECONDS)
     if prefect_home := os.environ.get("PREFECT_HOME"):
         # Prefect makes its home but not the folders above it; its ephemeral server then cannot open its database
         # and times out. A home under a fresh checkout's var/ is the usual case.

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import ANALYTICS_SETTING, app
+from cli.main import ANALYTICS_SETTING, EPHEMERAL_STARTUP_SECONDS, EPHEMERAL_STARTUP_SETTING, app
 from config.settings import BUNDLED_CONFIG_DIR, yesterday_in_shanghai
 from schemas.contracts import empty_frame
 from schemas.database import ensure_schema
@@ -139,6 +139,17 @@ def test_analytics_are_off_unless_the_user_turned_them_on(monkeypatch: pytest.Mo
     monkeypatch.setenv(ANALYTICS_SETTING, "true")
     CliRunner().invoke(app, ["calendar", "check"])
     assert os.environ[ANALYTICS_SETTING] == "true"
+
+
+def test_a_temporary_prefect_server_gets_time_to_start_on_a_busy_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(EPHEMERAL_STARTUP_SETTING, raising=False)
+    CliRunner().invoke(app, ["calendar", "check"])
+    from prefect.settings import get_current_settings
+
+    assert get_current_settings().server.ephemeral.startup_timeout_seconds == int(EPHEMERAL_STARTUP_SECONDS)
+    monkeypatch.setenv(EPHEMERAL_STARTUP_SETTING, "45")
+    CliRunner().invoke(app, ["calendar", "check"])
+    assert os.environ[EPHEMERAL_STARTUP_SETTING] == "45"
 
 
 def test_a_silence_for_an_unknown_case_or_matter_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -89,8 +89,8 @@ def store_plan(engine: Engine, plan: CardPlan, run_id: int | None = None) -> dic
             if deliveries.height:
                 connection.execute(insert(Delivery), deliveries.to_dicts())
             delivery_count = deliveries.height
-        for reason, card_ids in card_ids_by_reason(plan.superseded, "superseded_by"):
-            for chunk in in_batches(card_ids):
+        for reason, superseded_ids in card_ids_by_reason(plan.superseded, "superseded_by"):
+            for chunk in in_batches(superseded_ids):
                 connection.execute(
                     update(Card)
                     .where(Card.card_id.in_(chunk), Card.status == PENDING)
