@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import tasks.clocks.engine as clocks_module
+import tasks.clocks.kernels as kernels
 from tasks.clocks.calendar import WorkCalendar, default_work_calendar
 from tasks.clocks.engine import LEVELS, empty_clocks, empty_pauses, evaluate_clocks
 from tests.clock_reference import RefClock, RefPause, RefResult, evaluate_one
@@ -269,7 +269,7 @@ def test_engine_equals_day_by_day_reference(calendar: WorkCalendar, batch: list[
 
 def test_blocks_and_hash_join_agree_with_the_reference(calendar: WorkCalendar, monkeypatch: pytest.MonkeyPatch) -> None:
     """Many clocks split into small blocks, pauses listed in shuffled order, some for unknown clocks."""
-    monkeypatch.setattr(clocks_module, "BLOCK_ROWS", 7)
+    monkeypatch.setattr(kernels, "BLOCK_ROWS", 7)
     generator = random.Random(20250126)
     batch = []
     for _ in range(300):
@@ -318,6 +318,6 @@ def test_blocks_and_hash_join_agree_with_the_reference(calendar: WorkCalendar, m
 def test_row_lookup_matches_a_dictionary() -> None:
     ids = [f"step:C{n}:{n % 3}" for n in range(20_000)]
     wanted = [f"step:C{n}:{n % 3}" for n in range(0, 40_000, 3)] + ["", "step:C1:2"]
-    rows = clocks_module._rows_of(pl.Series(ids), pl.Series(wanted))
+    rows = kernels.rows_of(pl.Series(ids), pl.Series(wanted))
     position = {clock_id: row for row, clock_id in enumerate(ids)}
     assert rows.tolist() == [position.get(clock_id, -1) for clock_id in wanted]

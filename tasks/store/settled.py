@@ -49,7 +49,13 @@ END_COLUMNS = {
     "pushes": "claimed_at",
 }
 # The code whose change changes evaluations: the builder's and the engine's rules, and this module's.
-ENGINE_MODULES = ("tasks.clocks.builders", "tasks.clocks.engine", "tasks.clocks.calendar", "tasks.store.settled")
+ENGINE_MODULES = (
+    "tasks.clocks.builders",
+    "tasks.clocks.engine",
+    "tasks.clocks.kernels",
+    "tasks.clocks.calendar",
+    "tasks.store.settled",
+)
 _DIGEST_SEED = 0x5E77_1ED0
 _GROUP_COLUMNS: dict[str, pl.DataType] = {"kind": pl.String(), "group_id": pl.String(), "digest": pl.Int64()}
 COUNT_COLUMNS = {"clock_type": pl.String, "level": pl.String, "calendar": pl.String, "clocks": pl.Int64}
