@@ -198,7 +198,7 @@ def _limit_kinds(frame: pl.DataFrame, column: str = "limit_kind") -> pl.Expr:
 
 def _repeated(frame: pl.DataFrame, column: str) -> pl.Expr:
     """Whether each row's value appeared in an earlier row. Usually every value is distinct, which counting them
-    shows several times faster than marking the first of each (40 against 170 ms for a million case ids)."""
+    shows several times faster than marking the first of each (70 against 170 ms of CPU for a million case ids)."""
     if frame[column].n_unique() == frame.height:
         return pl.lit(False)
     return ~pl.col(column).is_first_distinct()

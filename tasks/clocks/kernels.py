@@ -347,7 +347,7 @@ def two_passes(
     without_pauses: Callable[[Clocks, slice], None],
     prepare: Callable[[Clocks, Pauses], Effects],
     with_pauses: Callable[[Effects], None],
-) -> Clocks:
+) -> None:
     """Every clock evaluated as if it had no pause, then the clocks that have pauses again, with what they do.
 
     Why on threads: numpy and polars release the GIL inside each operation. The first pass runs in blocks on the
@@ -382,7 +382,6 @@ def two_passes(
                 done.result()
         for done in first_pass:
             done.result()
-        return clocks_read.result()
 
 
 def split_runs(row: np.ndarray, parts: int) -> list[slice]:
