@@ -376,3 +376,19 @@ def test_project_elapsed_is_the_days_some_case_is_open_and_unsuspended(members: 
     result = evaluate_clocks(clock_set.clocks, clock_set.pauses, calendar, as_of)
     project = result.filter(pl.col("clock_id") == "project:P1").row(0, named=True)
     assert project["elapsed"] == expected
+
+
+def test_a_repeated_deferral_is_rejected_and_the_first_kept(rules: RuleBook) -> None:
+    deferrals = pl.DataFrame(
+        {
+            "case_id": ["D1", "D1"],
+            "due_days": [3, 5],
+            "due_date": [None, None],
+            "supplied_at": [None, None],
+        },
+        schema=input_columns("deferrals"),
+    )
+    cases = cases_frame(case("D1", "SJ-D001", date(2025, 9, 26)))
+    clock_set = build_clocks({"cases": cases, "deferrals": deferrals}, rules, clock_types={"deferral"})
+    assert clock_set.rejects["reason"].to_list() == ["duplicate deferral (the first row is kept)"]
+    assert clock(clock_set, "deferral:D1")["limit_days"] == 3
