@@ -76,7 +76,10 @@ class CliState:
     def config(self) -> PermitwatchConfig:
         if self._config is None:
             from config.bundle import load_config
+            from tasks.alerts.apprise_setup import setup_apprise
 
+            # Every command that reaches apprise (URL checks, sends, `serve`'s flows) loads the configuration first.
+            setup_apprise()
             try:
                 self._config = load_config(self.settings().config_dir)
             except ConfigError as exc:

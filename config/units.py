@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import time
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from typing import Literal
 
@@ -20,12 +21,13 @@ import apprise
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-import tasks.alerts.outbox  # registers the outbox:// scheme with apprise before URLs are checked
 from config.aliases import alias_table
 from config.loader import ConfigError, expand_env, load_model, read_yaml
 
 UNITS_FILE = "units.yaml"
 CHANNELS = ("sms", "email", "im")
+# Contacts `outbox://sms|email|im` write digests to a local folder (tasks/alerts/outbox.py delivers them).
+OUTBOX_SCHEME = "outbox"
 CARD_LEVELS = ("warning", "overdue", "escalated")
 
 ChannelTag = Literal["sms", "email", "im"]
@@ -304,35 +306,17 @@ def load_units(config_dir: Path) -> UnitDirectory:
     return directory
 
 
-class _HideLoadedUrls(logging.Filter):
-    """apprise logs every URL it loads at DEBUG, secrets from ${ENV} included (tokens in `+Header=` arguments).
-
-    A filter on apprise's own logger drops those records in every thread. Lowering the level around each load instead
-    races with deliveries sent in parallel: one thread restores the level while another is loading a URL.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno <= logging.DEBUG and str(record.msg).startswith("Loaded "))
-
-
-def _hide_apprise_urls() -> None:
-    apprise_logger = logging.getLogger("apprise")
-    if not any(isinstance(existing, _HideLoadedUrls) for existing in apprise_logger.filters):
-        apprise_logger.addFilter(_HideLoadedUrls())
-
-
-_hide_apprise_urls()
-
-
 def _check_url(url: str, channel: str) -> str | None:
-    instance = apprise.Apprise.instantiate(url, suppress_exceptions=True)
-    if instance is None:
-        return "not a valid apprise URL"
-    schema = url.split("://", 1)[0].lower()
-    if schema == tasks.alerts.outbox.OUTBOX_SCHEME:
-        host = url.split("://", 1)[1].split("?", 1)[0].strip("/")
+    """Checked without the outbox plugin registered: loading the configuration must not depend on what was imported
+    or set up before."""
+    schema, _, rest = url.partition("://")
+    if schema.lower() == OUTBOX_SCHEME:
+        host = rest.split("?", 1)[0].strip("/")
         if host != channel:
             return f"an outbox contact must be outbox://{channel} for tag {channel}"
+        return None
+    if apprise.Apprise.instantiate(url, suppress_exceptions=True) is None:
+        return "not a valid apprise URL"
     return None
 
 
@@ -343,19 +327,22 @@ def _check_parents(path: Path, units: dict[str, Unit]) -> list[str]:
             problems.append(f"{path}: entry '{code}': parent '{unit.parent}' is not a unit in this file")
     if problems:
         return problems
-    reported: set[str] = set()
-    for code in units:
-        seen: list[str] = []
-        current: str | None = code
-        while current is not None and current not in seen:
-            seen.append(current)
-            current = units[current].parent
-        if current is not None:
-            cycle = seen[seen.index(current) :]
-            if not reported.intersection(cycle):
-                reported.update(cycle)
-                problems.append(f"{path}: entry '{current}': parent cycle {' -> '.join([*cycle, current])}")
-    return problems
+    graph = {code: {unit.parent} if unit.parent is not None else set() for code, unit in units.items()}
+    order = list(units)
+    while True:
+        try:
+            TopologicalSorter(graph).prepare()
+        except CycleError as exc:
+            # graphlib lists the cycle parent first; reversed, each unit is followed by its parent. It starts at the
+            # member listed first in the file, and each cycle is reported once: its units leave the graph.
+            members = list(reversed(exc.args[1]))[:-1]
+            first = min(members, key=order.index)
+            start = members.index(first)
+            cycle = [*members[start:], *members[:start], first]
+            problems.append(f"{path}: entry '{first}': parent cycle {' -> '.join(cycle)}")
+            graph = {code: parents - set(members) for code, parents in graph.items() if code not in members}
+        else:
+            return problems
 
 
 def _check_reachable(directory: UnitDirectory) -> list[str]:

@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from prefect import flow, get_run_logger
 
 from config.settings import load_settings, yesterday_in_shanghai
+from tasks.alerts.apprise_setup import setup_apprise
 from tasks.pipeline import RunContext, evaluate_history, make_clocks, read_stored
 from tasks.store.runs import recorded_run
 
@@ -40,6 +41,7 @@ def backfill(start: date, end: date) -> dict[str, int]:
         raise ValueError(f"backfill spans more than {MAX_BACKFILL_DAYS} days; split it")
     if end > yesterday_in_shanghai():
         raise ValueError(f"backfill end {end} is after yesterday ({yesterday_in_shanghai()}): that day is not over")
+    setup_apprise()
     context = RunContext.prepare(load_settings(), end)
     stored: dict[str, int] = {}
     with recorded_run(context.engine, "backfill", start) as run:

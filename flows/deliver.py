@@ -21,6 +21,7 @@ from prefect.states import Completed, Failed, State
 
 from config.settings import TIMEZONE, load_settings
 from flows.hooks import alert_ops_on_failure, release_delivery_claims
+from tasks.alerts.apprise_setup import setup_apprise
 from tasks.alerts.delivery import DeliveryIncomplete, DeliveryReport, local_moment, outside_window
 from tasks.pipeline import (
     RunContext,
@@ -46,6 +47,7 @@ def deliver_flow(now: datetime | None = None, force: bool = False) -> State:
     sent and the log says why, unless `force`. The final state's data is the delivery report as a dict (a Failed
     run's: a DeliveryIncomplete carrying it)."""
     moment = local_moment(now or datetime.now(TIMEZONE))
+    setup_apprise()
     context = RunContext.prepare(load_settings(), moment.date())
     with recorded_run(context.engine, "deliver", moment.date()) as run:
         report = _deliver(context, moment, force)

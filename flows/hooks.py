@@ -14,6 +14,7 @@ from config.bundle import load_config
 from config.loader import ConfigError
 from config.settings import TIMEZONE, load_settings
 from schemas.database import ensure_schema
+from tasks.alerts.apprise_setup import setup_apprise
 from tasks.alerts.claims import release_run
 from tasks.alerts.ops_notices import notify_ops
 
@@ -34,6 +35,7 @@ def alert_ops_on_failure(flow: Flow[..., object], flow_run: FlowRun, state: Stat
     is logged on the failed run itself, so the UI shows whether ops were reached."""
     log = flow_run_logger(flow_run, flow)
     title, body = failure_message(flow.name, flow_run.name, str(flow_run.id), state)
+    setup_apprise()  # a crash hook may run in a process the flow never started in
     try:
         settings = load_settings()
         units = load_config(settings.config_dir).units

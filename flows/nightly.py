@@ -24,6 +24,7 @@ from prefect.states import Completed, Failed, State
 from config.settings import check_as_of, load_settings
 from config.sources import Source
 from flows.hooks import alert_ops_on_failure
+from tasks.alerts.apprise_setup import setup_apprise
 from tasks.artifacts import PROGRESS_KEY, RunProgress, level_table, overdue_by_unit
 from tasks.clocks.platform_check import cause_counts
 from tasks.clocks.reconcile import reconciliation
@@ -69,6 +70,7 @@ def nightly(
     """The nightly run as of `as_of` (default: yesterday, Asia/Shanghai). `sources` limits it to the named sources
     (a rerun after a late export); `deliverable=False` stores no alertable cards (default: only for as-of dates
     before yesterday, which replay history); `full=True` reads back and evaluates every clock, settled or not."""
+    setup_apprise()
     context = RunContext.prepare(load_settings(), check_as_of(as_of) if as_of else None)
     selected = context.select_sources(sources)
     log = get_run_logger()

@@ -28,6 +28,7 @@ from config.settings import TIMEZONE, load_settings
 from config.units import ReviewPolicy
 from flows.hooks import alert_ops_on_failure
 from tasks import artifacts
+from tasks.alerts.apprise_setup import setup_apprise
 from tasks.alerts.digests import DigestTemplates
 from tasks.alerts.review import (
     APPROVED,
@@ -84,6 +85,7 @@ def review(timeout_seconds: int | None = None, poll_seconds: int = 10, force: bo
 
     Like `deliver`, it does nothing on a day that is not an official working day (nothing would be sent, and nobody
     is there to answer): the escalations keep waiting for the next working day's review. `force` reviews anyway."""
+    setup_apprise()
     context = RunContext.prepare(load_settings())
     log = get_run_logger()
     policy = context.config.units.alerting.review

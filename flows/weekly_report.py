@@ -24,6 +24,7 @@ from config.bundle import PermitwatchConfig, load_config
 from config.settings import Settings, load_settings
 from flows.hooks import alert_ops_on_failure
 from schemas.database import ensure_schema
+from tasks.alerts.apprise_setup import setup_apprise
 from tasks.alerts.sending import Notice, send_message
 from tasks.reports.metrics import PeriodKind, ReportViews
 from tasks.reports.report import ReportFiles, build_report, markdown_table, period_title, render_html, write_report
@@ -76,6 +77,7 @@ def weekly_report(
     """Report for the week (or month) holding `as_of` (default: yesterday, Asia/Shanghai), mailed to supervisors."""
     logger = get_run_logger()
     settings = load_settings()
+    setup_apprise()
     config = load_config(settings.config_dir)
     day = as_of or settings.effective_as_of
     directory = Path(output_dir) if output_dir else settings.var_dir / "reports"

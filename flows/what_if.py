@@ -16,6 +16,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from config.proposal import ProposedRules, load_proposal
 from config.settings import load_settings
+from tasks.alerts.apprise_setup import setup_apprise
 from tasks.pipeline import STAGE, RunContext, read_stored
 from tasks.reports.report import dimensions_from_config
 from tasks.reports.simulate import WhatIf, simulate, window_start
@@ -46,6 +47,7 @@ def what_if(
 ) -> dict[str, object]:
     """Retrospective on-time rates over the `window` before `as_of` (default: yesterday, Asia/Shanghai) as if the
     proposed rules had always applied, and the open clocks under them."""
+    setup_apprise()
     context = RunContext.prepare(load_settings(), as_of)
     proposal = load_proposal(proposed_rules, context.config.rules)
     window_start(context.as_of, window)

@@ -11,8 +11,14 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from schemas.database import ensure_schema
+from tasks.alerts.apprise_setup import setup_apprise
 
 POSTGRES_URL = os.environ.get("PERMITWATCH_TEST_DATABASE_URL")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The tests call delivery and config loading directly, without the CLI or a flow to set apprise up."""
+    setup_apprise()
 
 
 @pytest.fixture(scope="session")

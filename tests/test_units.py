@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -191,3 +194,31 @@ def test_documented_channel_examples_are_valid_apprise_urls(tmp_path: Path, monk
     units = [*base(), unit("B", "TOP", contacts=[{"url": url, "tag": tags[url.split("://")[0]]} for url in examples])]
     loaded = load_units(write(tmp_path, units))
     assert len(loaded["B"].contacts) == 4
+
+
+def test_loading_the_config_imports_nothing_above_it_and_changes_nothing_in_apprise() -> None:
+    """config sits below tasks: it loads outbox:// contacts without the outbox plugin, and importing it registers no
+    scheme and installs no logging filter (the entry points call tasks.alerts.apprise_setup.setup_apprise)."""
+    script = textwrap.dedent(
+        """
+        import logging, sys
+        from apprise.manager_plugins import NotificationManager
+        from config.bundle import load_config
+        from config.settings import BUNDLED_CONFIG_DIR
+
+        units = load_config(BUNDLED_CONFIG_DIR).units
+        assert any(c.target == "outbox://email" for u in units.units.values() for c in u.contacts)
+        above = sorted(name for name in sys.modules if name.split(".")[0] in ("tasks", "flows", "cli"))
+        assert not above, above
+        assert "outbox" not in NotificationManager()
+        assert not logging.getLogger("apprise").filters
+
+        from tasks.alerts.apprise_setup import setup_apprise
+        setup_apprise()
+        setup_apprise()
+        assert "outbox" in NotificationManager()
+        assert len(logging.getLogger("apprise").filters) == 1
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr

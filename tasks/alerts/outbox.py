@@ -1,6 +1,6 @@
 """The `outbox://` apprise scheme: a digest written to a local folder instead of being sent (embedded default, demo).
 
-A contact `outbox://email` (or `sms`, `im`) is accepted by apprise once this module is imported. At delivery the URL
+A contact `outbox://email` (or `sms`, `im`) is accepted by apprise once `register()` has run. At delivery the URL
 is given the recipient unit, the folder and the delivery stamp as query arguments, and each message becomes one file
 `<dir>/<stamp>/<unit>.<channel>.<ext>`, attachments beside it.
 """
@@ -13,9 +13,10 @@ from typing import Any
 from urllib.parse import quote
 
 from apprise.decorators import notify
+from apprise.manager_plugins import NotificationManager
 
-OUTBOX_SCHEME = "outbox"
-OUTBOX_CHANNELS = ("sms", "email", "im")
+from config.units import CHANNELS, OUTBOX_SCHEME
+
 _EXTENSIONS = {"sms": "txt", "email": "html", "im": "md"}
 
 
@@ -41,11 +42,16 @@ def write_outbox_message(
     return path
 
 
-@notify(on=OUTBOX_SCHEME, name="permitwatch outbox folder")
+def register() -> None:
+    """Make `outbox://` known to apprise in this process (a second call does nothing)."""
+    if OUTBOX_SCHEME not in NotificationManager():
+        notify(on=OUTBOX_SCHEME, name="permitwatch outbox folder")(_send_to_outbox)
+
+
 def _send_to_outbox(body: str, title: str, notify_type: str, meta: dict[str, Any], *args: Any, **kwargs: Any) -> bool:
     arguments = meta.get("qsd", {})
     channel = meta.get("host", "")
-    if channel not in OUTBOX_CHANNELS or not arguments.get("dir") or not arguments.get("unit"):
+    if channel not in CHANNELS or not arguments.get("dir") or not arguments.get("unit"):
         # A bare `outbox://email` from units.yaml is only valid once delivery fills in unit, folder and stamp.
         return False
     attach = kwargs.get("attach") or []
