@@ -275,7 +275,7 @@ def test_levels_routes_and_inhibition_are_configuration(tmp_path: Path) -> None:
 
 def test_with_review_on_escalations_wait_for_review_only_on_their_way_to_supervisors(tmp_path: Path) -> None:
     document = yaml.safe_load((BUNDLED_CONFIG_DIR / "units.yaml").read_text(encoding="utf-8"))
-    document["alerting"]["review"] = {"on_timeout": "hold"}
+    document.setdefault("alerting", {})["review"] = {"on_timeout": "hold"}
     (tmp_path / "units.yaml").write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
     reviewed = load_units(tmp_path)
     evaluations = frame(clock("C1", "overdue", overdue=2), clock("C2", "escalated", overdue=6))
@@ -295,7 +295,7 @@ def test_a_standing_review_hold_suppresses_the_same_escalation_until_its_due_dat
     from tasks.alerts.cards import HOLD_SCHEMA
 
     document = yaml.safe_load((BUNDLED_CONFIG_DIR / "units.yaml").read_text(encoding="utf-8"))
-    document["alerting"]["review"] = {"on_timeout": "send"}
+    document.setdefault("alerting", {})["review"] = {"on_timeout": "send"}
     (tmp_path / "units.yaml").write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
     reviewed = load_units(tmp_path)
     holds = pl.DataFrame(
@@ -322,11 +322,11 @@ def test_a_standing_review_hold_suppresses_the_same_escalation_until_its_due_dat
 
 def test_a_review_without_a_timeout_policy_is_refused_at_load(tmp_path: Path) -> None:
     document = yaml.safe_load((BUNDLED_CONFIG_DIR / "units.yaml").read_text(encoding="utf-8"))
-    document["alerting"]["review"] = {"timeout_minutes": 30}
+    document.setdefault("alerting", {})["review"] = {"timeout_minutes": 30}
     (tmp_path / "units.yaml").write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
     with pytest.raises(ConfigError, match="on_timeout"):
         load_units(tmp_path)
-    document["alerting"]["review"] = {"on_timeout": "later"}
+    document.setdefault("alerting", {})["review"] = {"on_timeout": "later"}
     (tmp_path / "units.yaml").write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
     with pytest.raises(ConfigError, match="on_timeout"):
         load_units(tmp_path)

@@ -34,8 +34,9 @@ TOP = "360700WXB"  # the city's 五型政府 office: supervisor of the city bure
 
 
 def review_on(on_timeout: str = "hold") -> dict[str, str]:
-    anchor = "  sms:\n    single_segment_chars"
-    return {anchor: f"  review: {{on_timeout: {on_timeout}}}\n{anchor}"}
+    """The bundled units.yaml with an `alerting:` section that turns review on (the bundled file leaves it off)."""
+    anchor = "\nunits:\n"
+    return {anchor: f"\nalerting:\n  review: {{on_timeout: {on_timeout}}}\n{anchor}"}
 
 
 @pytest.fixture(scope="module")
