@@ -7,8 +7,9 @@ day from its start date on, and only pauses begun by that day are known), one ta
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
+import polars as pl
 from prefect import flow, get_run_logger
 
 from config.settings import load_settings, yesterday_in_shanghai
@@ -21,14 +22,12 @@ MAX_BACKFILL_DAYS = 400
 
 def months(start: date, end: date) -> list[tuple[date, date]]:
     """[start, end] cut at month ends: (first, last) day pairs."""
-    spans = []
-    first = start
-    while first <= end:
-        next_month = (first.replace(day=1) + timedelta(days=32)).replace(day=1)
-        last = min(end, next_month - timedelta(days=1))
-        spans.append((first, last))
-        first = last + timedelta(days=1)
-    return spans
+    month_starts = pl.date_range(start.replace(day=1), end, interval="1mo", eager=True, closed="both")
+    spans = month_starts.to_frame("month").select(
+        pl.max_horizontal("month", pl.lit(start)).alias("first"),
+        pl.min_horizontal(pl.col("month").dt.month_end(), pl.lit(end)).alias("last"),
+    )
+    return list(spans.filter(pl.col("first") <= pl.col("last")).iter_rows())
 
 
 @flow(name="backfill", flow_run_name="backfill-{start}-{end}")

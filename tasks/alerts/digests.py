@@ -247,12 +247,6 @@ def escape_formula(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _csv_field(value: pl.Expr) -> pl.Expr:
-    """RFC 4180 quoting: a field holding a comma, quote or line break is quoted, its quotes doubled."""
-    text = value.fill_null("")
-    return pl.when(text.str.contains('[",\r\n]')).then('"' + text.str.replace_all('"', '""') + '"').otherwise(text)
-
-
 def _html_text(value: pl.Expr) -> pl.Expr:
     return value.fill_null("").str.replace_many(list(_HTML_ESCAPES), list(_HTML_ESCAPES.values()))
 
@@ -317,22 +311,15 @@ def build_digests(
         return []
     policy = units.alerting
     rows = digest_rows(items, units, templates)
-    columns = list(templates.columns)
-    csv_line = pl.concat_str(
-        [_csv_field(formula_safe(pl.col(name).cast(pl.String))) for name in columns], separator=","
-    )
-    # The table and CSV lines are built for email rows only (string building is most of the work).
+    # The table rows are built for email rows only (string building is most of the work).
     is_email = pl.col("channel") == "email"
     rows = pl.concat(
         [
-            rows.filter(is_email).with_columns(
-                _email_table_rows(templates).alias("table_row"), csv_line.alias("csv_line")
-            ),
-            rows.filter(~is_email).with_columns(
-                pl.lit(None, pl.String).alias("table_row"), pl.lit(None, pl.String).alias("csv_line")
-            ),
+            rows.filter(is_email).with_columns(_email_table_rows(templates).alias("table_row")),
+            rows.filter(~is_email).with_columns(pl.lit(None, pl.String).alias("table_row")),
         ]
     )
+    csv_files = _csv_attachments(rows.filter(is_email), templates)
     overdue = pl.col("level_code").is_in(["overdue", "escalated"])
     first = pl.col("first_of_subject")
     groups = rows.group_by("digest", maintain_order=True).agg(
@@ -348,15 +335,23 @@ def build_digests(
         pl.col("due_day").filter(~overdue).min().alias("earliest_due"),
         (pl.col("as_of").max() if "as_of" in rows.columns else pl.lit(None, pl.Date)).alias("cards_as_of"),
         pl.col("table_row").str.join("\n").alias("table_rows"),
-        pl.col("csv_line").str.join("\r\n").alias("csv_lines"),
         pl.struct(
             ["rank", "first_of_subject", "subject", "subject_id", "matter", "unit_name", *templates.clock_columns]
         )
         .head(IM_ROWS)
         .alias("im_rows"),
     )
-    header = ",".join(_quote_csv(label) for label in templates.columns.values())
-    return [_render(group, header, units, templates, as_of) for group in groups.iter_rows(named=True)]
+    return [
+        _render(group, csv_files.get(group["digest"], ""), units, templates, as_of)
+        for group in groups.iter_rows(named=True)
+    ]
+
+
+def _csv_attachments(email_rows: pl.DataFrame, templates: DigestTemplates) -> dict[Any, str]:
+    """Each email digest's CSV (RFC 4180, CRLF, headed by the _labels.columns headings), by digest."""
+    cells = [formula_safe(pl.col(name).cast(pl.String)).alias(label) for name, label in templates.columns.items()]
+    parts = email_rows.partition_by("digest", as_dict=True, maintain_order=True)
+    return {key: part.select(cells).write_csv(line_terminator="\r\n") for (key,), part in parts.items()}
 
 
 def _email_table_rows(templates: DigestTemplates) -> pl.Expr:
@@ -399,12 +394,8 @@ def _email_table_rows(templates: DigestTemplates) -> pl.Expr:
     )
 
 
-def _quote_csv(value: str) -> str:
-    return '"' + value.replace('"', '""') + '"' if any(c in value for c in ',"\r\n') else value
-
-
 def _render(
-    group: dict[str, Any], csv_header: str, units: UnitDirectory, templates: DigestTemplates, as_of: date
+    group: dict[str, Any], csv_file: str, units: UnitDirectory, templates: DigestTemplates, as_of: date
 ) -> Digest:
     policy = units.alerting
     counts = [[level, group[f"count_{level}"]] for level in policy.urgency if group[f"count_{level}"]]
@@ -433,7 +424,7 @@ def _render(
         return Digest(title="", body=body, **common)
     if group["channel"] == "im":
         return Digest(title="", body=templates.im.render(context, rows=group["im_rows"]), **common)
-    attachment = ("\ufeff" + csv_header + "\r\n" + group["csv_lines"] + "\r\n").encode("utf-8")
+    attachment = ("\ufeff" + csv_file).encode("utf-8")
     return Digest(
         title=templates.email_subject.render(context).strip(),
         body=templates.email.render(context, table_rows=Markup(group["table_rows"]), attachment=ATTACHMENT_NAME),

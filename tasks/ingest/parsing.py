@@ -76,6 +76,9 @@ PROBLEM_SCHEMA = {"row": pl.UInt32, "column": pl.String, "value": pl.String, "re
 
 def fold_width(expr: pl.Expr) -> pl.Expr:
     """Full-width digits, letters, punctuation and spaces to half-width (１２３ → 123, （ → ()."""
+    # Not str.normalize("NFKC"): it folds these characters the same way but rewrites others that codes, names and
+    # headers hold as written (① → 1, Ⅱ → II, ㎡ → m2, ² → 2, … → ..., half-width katakana), so stored codes and
+    # accepted aliases would change.
     return expr.str.replace_many(_FULL_WIDTH, _HALF_WIDTH)
 
 
