@@ -330,11 +330,11 @@ def test_only_a_provisional_due_date_is_marked_and_the_csv_says_which_calendar(
 
 
 def test_explain_and_report_name_levels_and_clocks_as_the_alerts_do(templates: DigestTemplates) -> None:
-    for level, name in templates.level_names.items():
+    for level, name in templates.labels.level_names.items():
         assert LEVEL_NAMES[level] == f"{level} ({name})"
-    assert set(CLOCK_NAMES) == set(templates.clock_type_names)
-    for kind, name in templates.clock_type_names.items():
+    assert set(CLOCK_NAMES) == set(templates.labels.clock_type_names)
+    for kind, name in templates.labels.clock_type_names.items():
         assert CLOCK_NAMES[kind].endswith(f" ({name})")
-    levels = list(templates.level_short)
+    levels = list(templates.labels.level_short)
     shown = display_frame("overdue_cases", pl.DataFrame({"level": [*levels, "normal"]}))
-    assert shown.to_series().to_list() == [*(templates.level_short[level] for level in levels), "normal"]
+    assert shown.to_series().to_list() == [*(templates.labels.level_short[level] for level in levels), "normal"]

@@ -26,13 +26,12 @@ from tasks.clocks.builders import ClockSet, build_clocks
 from tasks.clocks.calendar import WorkCalendar, load_work_calendar
 from tasks.clocks.engine import evaluate_clocks
 from tasks.reports.metrics import TOTAL, MetricInputs, ReportViews, build_views
+from tasks.reports.output import CJK_FAMILY, register_cjk_font
 from tasks.reports.report import (
-    CJK_FAMILY,
     VIEW_TITLES,
     build_report,
     dimensions_from_config,
     markdown_table,
-    register_cjk_font,
     render_charts,
     write_report,
 )

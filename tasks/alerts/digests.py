@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +27,10 @@ import polars as pl
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from config.labels import BUNDLED_TEMPLATES, AlertLabels, read_alert_labels
 from config.units import AlertingPolicy, SmsLimits, UnitDirectory
 from tasks.pii import mask_name, mask_phone
 
-BUNDLED_TEMPLATES = Path(__file__).resolve().parents[2] / "config" / "templates"
 ATTACHMENT_NAME = "cards.csv"
 IM_ROWS = 10
 _FORMULA_PATTERN = r"^[=+\-@\t\r]"
@@ -100,30 +99,7 @@ class DigestTemplates:
         self.email = self.environment.get_template("email.html.j2")
         self.im = self.environment.get_template("im.md.j2")
         self.ops_failure = self.environment.get_template("ops_failure.txt.j2")
-        labels: Any = self.environment.get_template("_labels.j2").module
-        self.level_names: dict[str, str] = labels.level_names
-        self.level_short: dict[str, str] = labels.level_short
-        self.clock_type_names: dict[str, str] = labels.clock_type_names
-        self.clock_detail_formats: dict[str, str] = labels.clock_detail_formats
-        self.step_number: str = labels.step_number
-        self.subject_names: dict[str, str] = labels.subject_names
-        self.status_formats: dict[str, str] = labels.status_formats
-        self.date_format: str = labels.date_format
-        self.calendar_names: dict[str, str] = labels.calendar_names
-        self.provisional_due: str = labels.provisional_due
-        self.asks: dict[str, dict[str, str]] = labels.asks
-        self.section_format: str = labels.section_format
-        self.subject_columns: dict[str, str] = labels.subject_columns
-        self.clock_columns: dict[str, str] = labels.clock_columns
-        self.columns: dict[str, str] = labels.columns
-        self.row_styles: dict[str, str] = labels.row_styles
-
-
-@cache
-def bundled_templates() -> DigestTemplates:
-    """The bundled templates: the one vocabulary (_labels.j2) of levels and clock types for outputs that are not
-    alerts (`permitwatch explain`, the periodic report)."""
-    return DigestTemplates()
+        self.labels: AlertLabels = read_alert_labels(self.environment)
 
 
 def sms_length(text: str) -> int:
@@ -168,16 +144,16 @@ def clock_label(frame: pl.DataFrame, templates: DigestTemplates) -> pl.Expr:
     clock_type = pl.col("clock_type")
     part = pl.col("clock_id").str.split(":").list.get(2, null_on_oob=True) if "clock_id" in frame.columns else None
     step_name = pl.col("step_name") if "step_name" in frame.columns else pl.lit(None, pl.String)
-    plain = clock_type.replace_strict(templates.clock_type_names, default=clock_type, return_dtype=pl.String)
+    plain = clock_type.replace_strict(templates.labels.clock_type_names, default=clock_type, return_dtype=pl.String)
     if part is None:
         return plain
     details = {
-        "step": pl.coalesce(step_name, pl.format(templates.step_number, part)),
+        "step": pl.coalesce(step_name, pl.format(templates.labels.step_number, part)),
         "special": part,
     }
     label = plain
     for kind, detail in details.items():
-        text = templates.clock_detail_formats.get(kind)
+        text = templates.labels.clock_detail_formats.get(kind)
         if text:
             label = pl.when((clock_type == kind) & detail.is_not_null()).then(pl.format(text, detail)).otherwise(label)
     return label
@@ -185,8 +161,8 @@ def clock_label(frame: pl.DataFrame, templates: DigestTemplates) -> pl.Expr:
 
 def state_text(templates: DigestTemplates) -> pl.Expr:
     """已超期12个工作日 / 剩余2个工作日，12月3日到期 / 12月3日到期，已无剩余工作日."""
-    status = templates.status_formats
-    due = pl.col("due_date").dt.strftime(templates.date_format)
+    status = templates.labels.status_formats
+    due = pl.col("due_date").dt.strftime(templates.labels.date_format)
     return (
         pl.when(pl.col("level").is_in(["overdue", "escalated"]))
         .then(pl.format(status["overdue"], pl.col("overdue_workdays")))
@@ -200,7 +176,7 @@ def ask_text(templates: DigestTemplates, supervising: pl.Expr) -> pl.Expr:
     """What the recipient is asked to do, by level and clock (`supervising`: a supervisor reading others' cards)."""
     pairs = {
         f"{level}/{clock_type}": text
-        for level, by_clock in templates.asks.items()
+        for level, by_clock in templates.labels.asks.items()
         for clock_type, text in by_clock.items()
     }
     key = pl.when(supervising).then(pl.lit("supervise")).otherwise(pl.col("level")) + "/" + pl.col("clock_type")
@@ -217,19 +193,21 @@ def display_rows(items: pl.DataFrame, units: UnitDirectory, templates: DigestTem
     provisional = pl.col("calendar") == "provisional"
     return items.join(unit_names, on="unit_code", how="left").with_columns(
         pl.col("level").alias("level_code"),
-        pl.col("level").replace_strict(templates.level_names, default=pl.col("level")).alias("level"),
+        pl.col("level").replace_strict(templates.labels.level_names, default=pl.col("level")).alias("level"),
         subject_kind(pl.col("clock_type")).alias("subject_kind"),
-        subject_kind(pl.col("clock_type")).replace_strict(templates.subject_names, default="").alias("subject"),
+        subject_kind(pl.col("clock_type")).replace_strict(templates.labels.subject_names, default="").alias("subject"),
         clock_label(items, templates).alias("clock"),
         pl.coalesce("matter_name", "project_name", "matter_code", pl.lit("")).alias("matter"),
         pl.col("unit_name").fill_null(pl.col("unit_code")),
         pl.col("due_date").alias("due_day"),
         due.alias("due_date"),
-        pl.when(provisional).then(pl.format(templates.provisional_due, due)).otherwise(due).alias("due_shown"),
+        pl.when(provisional).then(pl.format(templates.labels.provisional_due, due)).otherwise(due).alias("due_shown"),
         state_text(templates).alias("status"),
         ask_text(templates, pl.col("unit_code") != pl.col("recipient_unit")).alias("ask"),
         pl.col("calendar").alias("calendar_code"),
-        pl.col("calendar").replace_strict(templates.calendar_names, default=pl.col("calendar")).alias("calendar"),
+        pl.col("calendar")
+        .replace_strict(templates.labels.calendar_names, default=pl.col("calendar"))
+        .alias("calendar"),
         mask_name(pl.col("applicant_name").cast(pl.String)).alias("applicant_name"),
         mask_phone(pl.col("applicant_phone").cast(pl.String)).alias("applicant_phone"),
     )
@@ -336,7 +314,10 @@ def build_digests(
         (pl.col("as_of").max() if "as_of" in rows.columns else pl.lit(None, pl.Date)).alias("cards_as_of"),
         pl.col("table_row").str.join("\n").alias("table_rows"),
         pl.struct(
-            ["rank", "first_of_subject", "subject", "subject_id", "matter", "unit_name", *templates.clock_columns]
+            [
+                "rank", "first_of_subject", "subject", "subject_id", "matter", "unit_name",
+                *templates.labels.clock_columns,
+            ]
         )
         .head(IM_ROWS)
         .alias("im_rows"),
@@ -349,7 +330,8 @@ def build_digests(
 
 def _csv_attachments(email_rows: pl.DataFrame, templates: DigestTemplates) -> dict[Any, str]:
     """Each email digest's CSV (RFC 4180, CRLF, headed by the _labels.columns headings), by digest."""
-    cells = [formula_safe(pl.col(name).cast(pl.String)).alias(label) for name, label in templates.columns.items()]
+    columns = templates.labels.columns
+    cells = [formula_safe(pl.col(name).cast(pl.String)).alias(label) for name, label in columns.items()]
     parts = email_rows.partition_by("digest", as_dict=True, maintain_order=True)
     return {key: part.select(cells).write_csv(line_terminator="\r\n") for (key,), part in parts.items()}
 
@@ -357,13 +339,13 @@ def _csv_attachments(email_rows: pl.DataFrame, templates: DigestTemplates) -> di
 def _email_table_rows(templates: DigestTemplates) -> pl.Expr:
     """The <tr> rows of one item: a section heading before a responsible unit's first subject, the subject's cells
     (spanning its clocks) on its first clock, then the clock's own cells."""
-    width = len(templates.subject_columns) + len(templates.clock_columns)
+    width = len(templates.labels.subject_columns) + len(templates.labels.clock_columns)
     unit_name = _html_text(pl.col("unit_name"))
     section = pl.when(pl.col("first_of_section") & (pl.col("section") != "")).then(
         pl.format(
             '<tr><td colspan="{}" style="font-weight: bold; background: #eeeeee;">{}</td></tr>\n',
             pl.lit(width),
-            pl.format(templates.section_format, unit_name, pl.col("section_subjects")),
+            pl.format(templates.labels.section_format, unit_name, pl.col("section_subjects")),
         )
     )
     subject_cells = pl.when(pl.col("first_of_subject")).then(
@@ -372,17 +354,17 @@ def _email_table_rows(templates: DigestTemplates) -> pl.Expr:
                 pl.format(
                     '<td rowspan="{}">{}</td>', pl.col("subject_clocks"), _html_text(pl.col(name).cast(pl.String))
                 )
-                for name in templates.subject_columns
+                for name in templates.labels.subject_columns
             ]
         )
     )
     clock_cells = pl.concat_str(
         [
             pl.format("<td>{}</td>", _html_text(pl.col("due_shown" if name == "due_date" else name).cast(pl.String)))
-            for name in templates.clock_columns
+            for name in templates.labels.clock_columns
         ]
     )
-    style = pl.col("level_code").replace_strict(templates.row_styles, default="", return_dtype=pl.String)
+    style = pl.col("level_code").replace_strict(templates.labels.row_styles, default="", return_dtype=pl.String)
     return pl.concat_str(
         [
             section.otherwise(pl.lit("")),
@@ -408,7 +390,7 @@ def _render(
         "total": group["subject_count"],
         "unit_count": group["unit_count"],
         "longest_overdue": group["longest_overdue"],
-        "earliest_due": earliest.strftime(templates.date_format) if earliest else None,
+        "earliest_due": earliest.strftime(templates.labels.date_format) if earliest else None,
         "provisional": group["provisional"],
         "as_of": as_of.isoformat(),
     }

@@ -13,22 +13,27 @@ from datetime import date, timedelta
 
 import polars as pl
 
-from tasks.alerts.digests import DigestTemplates, bundled_templates, clock_label
+from config.labels import bundled_alert_labels
+from tasks.alerts.digests import DigestTemplates, clock_label
 from tasks.clocks.builders import ClockSet, extension_days
 from tasks.clocks.calendar import MAKEUP_NOTE, WorkCalendar
 from tasks.clocks.engine import evaluate_clocks
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_LABELS = bundled_templates()
-# English, with the templates' Chinese term beside it where the alerts have one.
-LEVEL_NAMES = {
+_LABELS = bundled_alert_labels()
+# English, with the alerts' Chinese term (config/templates/_labels.j2) beside it where they have one.
+_LEVEL_WORDS = {
     "normal": "normal",
-    "warning": f"warning ({_LABELS.level_names['warning']})",
-    "overdue": f"overdue ({_LABELS.level_names['overdue']})",
-    "escalated": f"escalated ({_LABELS.level_names['escalated']})",
+    "warning": "warning",
+    "overdue": "overdue",
+    "escalated": "escalated",
     "paused": "paused (特别程序 in progress)",
     "completed_on_time": "completed on time",
     "completed_late": "completed late",
+}
+LEVEL_NAMES = {
+    level: f"{word} ({_LABELS.level_names[level]})" if level in _LABELS.level_names else word
+    for level, word in _LEVEL_WORDS.items()
 }
 _CLOCK_WORDS = {
     "case": "Case",

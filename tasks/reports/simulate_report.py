@@ -1,7 +1,8 @@
 """The what-if's outputs: terminal summary, Markdown artifact, and an XLSX and HTML page in the report's style.
 
 The XLSX writer (formula-like text quoted), the chart style on the packaged CJK font, the value formatting and the
-page's look all come from tasks/reports/report.py; only the what-if's own views, labels and chart are defined here.
+page's look all come from tasks/reports/output.py, the report's column headings from config/templates/
+_report_labels.j2; only the what-if's own views, labels and chart are defined here.
 """
 
 from __future__ import annotations
@@ -14,16 +15,20 @@ import polars as pl
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
+from config.labels import bundled_report_labels
 from tasks.reports.metrics import TOTAL
-from tasks.reports.report import (
-    COLUMN_LABELS,
+from tasks.reports.output import (
+    KeyFigure,
     Section,
-    _chart_style,
-    _display_expr,
-    _environment,
-    _label_values,
-    _png,
-    _Workbook,
+    chart_style,
+    html_environment,
+    label_values,
+    open_workbook,
+    png,
+    shown_frame,
+    write_key_figures,
+    write_notes,
+    write_sheet,
 )
 from tasks.reports.simulate import WhatIf
 
@@ -45,7 +50,7 @@ VIEW_TITLES = {
     "open_changed": "在办：办结日或状态改变的时限",
 }
 LABELS = {
-    **COLUMN_LABELS,
+    **bundled_report_labels().column_labels,
     "clock_type": "时限类型",
     "clock_id": "时限编号",
     "clocks": "时限数",
@@ -123,11 +128,7 @@ def _views(result: WhatIf) -> dict[str, pl.DataFrame]:
 
 
 def _shown(frame: pl.DataFrame) -> pl.DataFrame:
-    labelled = _label_values("", frame)
-    return labelled.select(
-        _display_expr(column, dtype).fill_null("—").alias(LABELS.get(column, column))
-        for column, dtype in labelled.schema.items()
-    )
+    return shown_frame(frame, LABELS)
 
 
 def _overview_rows(result: WhatIf) -> list[tuple[str, str, str, str]]:
@@ -151,7 +152,7 @@ def on_time_comparison_chart(by_unit: pl.DataFrame, title: str) -> bytes:
     rows = by_unit.filter(pl.col("unit_code") != TOTAL).sort(
         ["on_time_rate_change", "unit_code"], descending=[True, True]
     )
-    with rc_context(_chart_style()):
+    with rc_context(chart_style()):
         figure = Figure(figsize=(8, max(2.5, 0.42 * rows.height + 1.4)), dpi=110, layout="constrained")
         axes = figure.add_subplot()
         positions = list(range(rows.height))
@@ -169,34 +170,31 @@ def on_time_comparison_chart(by_unit: pl.DataFrame, title: str) -> bytes:
             axes.text(55, 0, "窗口内无办结的时限", ha="center", va="center")
         axes.legend(loc="lower right")
         axes.grid(axis="x", alpha=0.3)
-        return _png(figure)
+        return png(figure)
 
 
 # -- files --------------------------------------------------------------------------------------------------------
 
 
 def write_xlsx(result: WhatIf, path: Path) -> None:
-    workbook = _Workbook(path)
+    book = open_workbook(path)
     try:
-        sheet = workbook.book.add_worksheet("概览")
-        sheet.write_row(0, 0, ["指标", "现行", "拟调整", "变化"], workbook.header)
-        for row, item in enumerate(result.overview.iter_rows(named=True), start=1):
-            rate = item["metric"] == "on_time_rate"
-            value_format = workbook.formats["rate" if rate else "int"]
-            sheet.write_string(row, 0, item["label"])
-            sheet.write(row, 1, item["before"], value_format)
-            sheet.write(row, 2, item["after"], value_format)
-            change = None if item["change"] is None else item["change"] * 100 if rate else item["change"]
-            sheet.write(row, 3, change, workbook.formats["points" if rate else "int"])
-        sheet.set_column(0, 0, 30)
-        sheet.set_column(1, 3, 14)
-        sheet.freeze_panes(1, 0)
+        figures = [
+            KeyFigure(
+                item["label"],
+                "rate" if item["metric"] == "on_time_rate" else "int",
+                item["before"],
+                item["after"],
+                item["change"],
+            )
+            for item in result.overview.iter_rows(named=True)
+        ]
+        write_key_figures(book, "概览", ["指标", "现行", "拟调整", "变化"], figures, 30)
         for name, frame in _views(result).items():
-            labelled = _label_values(name, frame)
-            workbook.sheet(VIEW_TITLES[name], [LABELS.get(c, c) for c in frame.columns], labelled)
-        workbook.notes("说明", [_title(result), f"回溯窗口：{_window(result)}", *result.changes, *_notes(result)])
+            write_sheet(book, VIEW_TITLES[name], label_values(frame), [LABELS.get(c, c) for c in frame.columns])
+        write_notes(book, "说明", [_title(result), f"回溯窗口：{_window(result)}", *result.changes, *_notes(result)])
     finally:
-        workbook.close()
+        book.close()
 
 
 def render_html(result: WhatIf, chart: bytes, template_dir: Path) -> str:
@@ -208,7 +206,7 @@ def render_html(result: WhatIf, chart: bytes, template_dir: Path) -> str:
             note = f"共 {frame.height} 个，此处列出前 {HTML_LIST_ROWS} 个，全部见 XLSX。"
         shown = _shown(frame.head(HTML_LIST_ROWS))
         sections.append(Section(VIEW_TITLES[name], shown.columns, shown.rows(), note))
-    return _environment(template_dir).get_template(TEMPLATE_NAME).render(
+    return html_environment(template_dir).get_template(TEMPLATE_NAME).render(
         title=_title(result),
         as_of=result.as_of.isoformat(),
         window=_window(result),
