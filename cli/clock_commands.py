@@ -166,7 +166,8 @@ def _explain_subject(
     known = clock_set.known_at(day, calendar)
     evaluated = evaluate_clocks(known.clocks, known.pauses, calendar, day)
     listing = subject_clocks(evaluated, subject)
-    listing = listing.with_columns(clock_labels(listing, tables, DigestTemplates(config.templates_dir)).alias("label"))
+    labels = DigestTemplates(config.templates_dir).labels
+    listing = listing.with_columns(clock_labels(listing, tables, labels).alias("label"))
     later = clock_set.clocks.filter(of_subject(subject) & (pl.col("start_date") > day)).sort("start_date")
     if listing.is_empty() and not later.is_empty() and not rejected:  # recorded, but not started by the as-of date
         first = later.row(0, named=True)

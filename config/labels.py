@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from functools import cache
 from typing import Any, TypeVar
 
+import polars as pl
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from config.settings import BUNDLED_CONFIG_DIR
@@ -43,6 +44,29 @@ class AlertLabels:
     clock_columns: dict[str, str]
     columns: dict[str, str]
     row_styles: dict[str, str]
+
+    def clock_label(self, frame: pl.DataFrame) -> pl.Expr:
+        """The clock as an alert names it: 办件, 环节「城市审批」, 容缺后补, 审管认领, 特别程序「专家评审」,
+        工程建设项目.
+
+        Needs clock_type, and for the details clock_id (step:C1:2, special:C1:专家评审:2026-03-02) and step_name."""
+        clock_type = pl.col("clock_type")
+        part = pl.col("clock_id").str.split(":").list.get(2, null_on_oob=True) if "clock_id" in frame.columns else None
+        step_name = pl.col("step_name") if "step_name" in frame.columns else pl.lit(None, pl.String)
+        plain = clock_type.replace_strict(self.clock_type_names, default=clock_type, return_dtype=pl.String)
+        if part is None:
+            return plain
+        details = {
+            "step": pl.coalesce(step_name, pl.format(self.step_number, part)),
+            "special": part,
+        }
+        label = plain
+        for kind, detail in details.items():
+            text = self.clock_detail_formats.get(kind)
+            if text:
+                named = pl.format(text, detail)
+                label = pl.when((clock_type == kind) & detail.is_not_null()).then(named).otherwise(label)
+        return label
 
 
 @dataclass(frozen=True)

@@ -137,28 +137,6 @@ def subject_kind(clock_type: pl.Expr) -> pl.Expr:
     return clock_type.replace_strict(SUBJECT_KINDS, default=pl.lit("case"), return_dtype=pl.String)
 
 
-def clock_label(frame: pl.DataFrame, templates: DigestTemplates) -> pl.Expr:
-    """The clock as an alert names it: 办件, 环节「城市审批」, 容缺后补, 审管认领, 特别程序「专家评审」, 工程建设项目.
-
-    Needs clock_type, and for the details clock_id (step:C1:2, special:C1:专家评审:2026-03-02) and step_name."""
-    clock_type = pl.col("clock_type")
-    part = pl.col("clock_id").str.split(":").list.get(2, null_on_oob=True) if "clock_id" in frame.columns else None
-    step_name = pl.col("step_name") if "step_name" in frame.columns else pl.lit(None, pl.String)
-    plain = clock_type.replace_strict(templates.labels.clock_type_names, default=clock_type, return_dtype=pl.String)
-    if part is None:
-        return plain
-    details = {
-        "step": pl.coalesce(step_name, pl.format(templates.labels.step_number, part)),
-        "special": part,
-    }
-    label = plain
-    for kind, detail in details.items():
-        text = templates.labels.clock_detail_formats.get(kind)
-        if text:
-            label = pl.when((clock_type == kind) & detail.is_not_null()).then(pl.format(text, detail)).otherwise(label)
-    return label
-
-
 def state_text(templates: DigestTemplates) -> pl.Expr:
     """已超期12个工作日 / 剩余2个工作日，12月3日到期 / 12月3日到期，已无剩余工作日."""
     status = templates.labels.status_formats
@@ -196,7 +174,7 @@ def display_rows(items: pl.DataFrame, units: UnitDirectory, templates: DigestTem
         pl.col("level").replace_strict(templates.labels.level_names, default=pl.col("level")).alias("level"),
         subject_kind(pl.col("clock_type")).alias("subject_kind"),
         subject_kind(pl.col("clock_type")).replace_strict(templates.labels.subject_names, default="").alias("subject"),
-        clock_label(items, templates).alias("clock"),
+        templates.labels.clock_label(items).alias("clock"),
         pl.coalesce("matter_name", "project_name", "matter_code", pl.lit("")).alias("matter"),
         pl.col("unit_name").fill_null(pl.col("unit_code")),
         pl.col("due_date").alias("due_day"),

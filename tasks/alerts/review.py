@@ -37,7 +37,7 @@ from tasks.alerts.cards import (
     SUPERSEDED,
     SUPPRESSED,
 )
-from tasks.alerts.digests import DigestTemplates, clock_label, state_text
+from tasks.alerts.digests import DigestTemplates, state_text
 from tasks.alerts.subjects import add_subject_names
 
 APPROVED, HELD = "approved", "held"
@@ -139,7 +139,7 @@ def waiting_escalations(engine: Engine, units: UnitDirectory, templates: DigestT
     named = add_subject_names(engine, per_escalation)
     return named.with_columns(
         pl.col("unit_code").replace_strict(names, default=pl.col("unit_code")).alias("unit_name"),
-        clock_label(named, templates).alias("clock"),
+        templates.labels.clock_label(named).alias("clock"),
         pl.coalesce("matter_name", "project_name", "matter_code", pl.lit("")).alias("matter"),
         state_text(templates).alias("reason"),
         pl.col("supervisor_codes")

@@ -13,8 +13,7 @@ from datetime import date, timedelta
 
 import polars as pl
 
-from config.labels import bundled_alert_labels
-from tasks.alerts.digests import DigestTemplates, clock_label
+from config.labels import AlertLabels, bundled_alert_labels
 from tasks.clocks.builders import ClockSet, extension_days
 from tasks.clocks.calendar import MAKEUP_NOTE, WorkCalendar
 from tasks.clocks.engine import evaluate_clocks
@@ -536,8 +535,8 @@ def choose_clock(listing: pl.DataFrame, wanted: str | None) -> str:
     raise LookupError(f"{several} --clock {text!r}; choose one of: {choices}")
 
 
-def clock_labels(listing: pl.DataFrame, tables: Mapping[str, pl.DataFrame], templates: DigestTemplates) -> pl.Series:
-    """Each listed clock's label as the alerts print it (the vocabulary of `templates`), steps by their step_name."""
+def clock_labels(listing: pl.DataFrame, tables: Mapping[str, pl.DataFrame], labels: AlertLabels) -> pl.Series:
+    """Each listed clock's label as the alerts print it (the vocabulary of `labels`), steps by their step_name."""
     steps = tables.get("steps")
     named = listing
     if steps is not None and not steps.is_empty():
@@ -545,7 +544,7 @@ def clock_labels(listing: pl.DataFrame, tables: Mapping[str, pl.DataFrame], temp
             pl.format("step:{}:{}", "case_id", "step_no").alias("clock_id"), pl.col("step_name").cast(pl.String)
         )
         named = listing.join(names, on="clock_id", how="left", maintain_order="left")
-    return named.select(clock_label(named, templates)).to_series()
+    return named.select(labels.clock_label(named)).to_series()
 
 
 def pause_labels(tables: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
