@@ -285,9 +285,10 @@ def rules_changed(tmp_path: Path) -> Setup:
     shutil.copytree(BUNDLED_CONFIG_DIR, directory, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     rules = directory / "rules.yaml"
     content = rules.read_text(encoding="utf-8")
-    assert "escalate_after: 5 " in content
-    rules.write_text(content.replace("escalate_after: 5 ", "escalate_after: 4 ", 1), encoding="utf-8")
+    assert "\ndefaults:" not in content  # the bundled rules keep the built-in thresholds
+    rules.write_text(content + "\ndefaults:\n  escalate_after: 4\n", encoding="utf-8")
     config = load_config(directory)
+    assert config.rules.defaults.escalate_after == 4
     return Setup(config, load_work_calendar(config.calendar_files))
 
 
