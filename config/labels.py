@@ -78,6 +78,10 @@ class ReportLabels:
     view_column_labels: dict[str, dict[str, str]]
     metric_labels: dict[str, str]
     notes: list[str]
+    what_if_titles: dict[str, str]
+    what_if_columns: dict[str, str]
+    what_if_overview: dict[str, str]
+    what_if_notes: list[str]
 
 
 def _read(kind: type[Labels], environment: Environment, template: str) -> Labels:

@@ -41,9 +41,11 @@ def test_every_bundled_region_and_mode_has_its_name_in_the_report_vocabulary() -
 
 
 def test_no_python_module_repeats_a_name_the_vocabularies_hold() -> None:
-    """Level, region and mode names appear in Python only as read from config/templates."""
+    """Level, region and mode names, and the what-if's sheet titles and overview rows, appear in Python only as read
+    from config/templates."""
     alerts, report = bundled_alert_labels(), bundled_report_labels()
-    names = {*alerts.level_names.values(), *report.region_names.values(), *report.mode_names.values()}
+    names = {*alerts.level_names.values(), *report.region_names.values(), *report.mode_names.values(),
+             *report.what_if_titles.values(), *report.what_if_overview.values()}
     sources = [*ROOT.glob("tasks/**/*.py"), *ROOT.glob("flows/*.py"), *ROOT.glob("cli/*.py"), *ROOT.glob("config/*.py")]
     repeated = [
         f"{path.relative_to(ROOT)}: {name}"

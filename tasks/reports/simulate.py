@@ -25,6 +25,7 @@ from datetime import date, timedelta
 
 import polars as pl
 
+from config.labels import bundled_report_labels
 from config.proposal import ProposedRules, changed_versions, merged_rules, retrospective_rules
 from config.rules import RuleBook
 from tasks.clocks.builders import build_clocks
@@ -327,16 +328,6 @@ def simulate(
     )
 
 
-OVERVIEW_LABELS = {
-    "finished": "窗口内办结的时限",
-    "on_time": "按时办结",
-    "on_time_rate": "按时办结率",
-    "open": "统计日在办的时限",
-    "open_overdue": "在办超期（含督办）",
-    "open_warning": "在办黄牌预警",
-    "open_changed": "在办时限中办结日或状态改变",
-}
-
 
 def _overview(retro: pl.DataFrame, prospective: pl.DataFrame) -> pl.DataFrame:
     total = _rates(retro, ())
@@ -354,7 +345,7 @@ def _overview(retro: pl.DataFrame, prospective: pl.DataFrame) -> pl.DataFrame:
         ("open_changed", 0, prospective["changed"].sum()),
     ]
     frame = pl.DataFrame(
-        [(name, OVERVIEW_LABELS[name], before, after) for name, before, after in rows],
+        [(name, bundled_report_labels().what_if_overview[name], before, after) for name, before, after in rows],
         schema={"metric": pl.String, "label": pl.String, "before": pl.Float64, "after": pl.Float64},
         orient="row",
     )

@@ -36,61 +36,10 @@ TEMPLATE_NAME = "what_if.html.j2"
 HTML_LIST_ROWS = 50
 TERMINAL_ROWS = 5
 
-VIEW_TITLES = {
-    "by_kind": "回溯：按时限类型",
-    "by_unit": "回溯：按单位",
-    "by_region": "回溯：按区域",
-    "by_matter": "回溯：按事项",
-    "by_category": "回溯：按项目类别",
-    "by_mode": "回溯：按市县同权模式",
-    "elapsed": "回溯：用时分布与时限",
-    "finished_changed": "回溯：判定改变的时限",
-    "open_levels": "在办：状态（现行与拟调整）",
-    "open_by_unit": "在办：按单位",
-    "open_changed": "在办：办结日或状态改变的时限",
-}
-LABELS = {
-    **bundled_report_labels().column_labels,
-    "clock_type": "时限类型",
-    "clock_id": "时限编号",
-    "clocks": "时限数",
-    "old_on_time": "现行按时",
-    "new_on_time": "拟调整按时",
-    "old_on_time_rate": "现行按时率",
-    "new_on_time_rate": "拟调整按时率",
-    "on_time_rate_change": "变化(百分点)",
-    "changed": "改变",
-    "entry": "规则(事项/项目类别)",
-    "elapsed_p50": "用时P50",
-    "elapsed_p90": "用时P90",
-    "elapsed_max": "最长用时",
-    "old_limit_p50": "现行时限",
-    "new_limit_p50": "拟调整时限",
-    "limit_changed": "时限改变数",
-    "before": "现行",
-    "after": "拟调整",
-    "change": "变化",
-    "open": "在办",
-    "due_earlier": "办结日提前",
-    "due_later": "办结日推后",
-    "newly_overdue": "新增超期",
-    "start_date": "起算日",
-    "completed_date": "办结日",
-    "limit_days": "现行时限",
-    "limit_days_after": "拟调整时限",
-    "due_date": "现行法定办结日",
-    "due_date_after": "拟调整法定办结日",
-    "elapsed": "已用",
-    "level": "现行状态",
-    "level_after": "拟调整状态",
-}
-NOTES = (
-    "时限、用时、办结日与状态均由预警所用的同一时限引擎按法定工作日（含调休上班日）计算，特别程序暂停期间不计入；自然日时限以自然日计。",
-    "回溯：统计日前窗口内办结的时限，分别按现行规则和“拟调整时限一直适用”判定是否按时办结；"
-    "按时率 = 按时办结数 ÷ 办结数，合计行按全部时限计算。",
-    "在办：统计日仍在办的时限按拟调整规则重新计算。时限适用其起算日有效的规则版本，生效日晚于起算日的新版本不改变已起算的时限。",
-    "只读测算：不保存任何结果，不产生预警，不发送消息。P90 按线性插值（同 Excel PERCENTILE.INC）。",
-)
+_WORDING = bundled_report_labels()
+VIEW_TITLES = _WORDING.what_if_titles
+LABELS = {**_WORDING.column_labels, **_WORDING.what_if_columns}
+NOTES = tuple(_WORDING.what_if_notes)
 
 
 @dataclass(frozen=True)
