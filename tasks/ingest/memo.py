@@ -1,0 +1,201 @@
+"""The memo of per-row checking (逐行校验备忘): what checking gave for each raw export row last night, so that a
+nightly rerun parses and checks only the rows that are new or changed, and an unchanged row costs only reading and
+hashing.
+
+Why it is safe. It is a cache of a pure function, never a second source of truth:
+
+- Everything the load does to one row before the cross-row checks (tasks/ingest/load.py `_check_file`: parse its
+  values, apply the source's defaults and value maps, resolve unit and matter aliases, check the contract, look for
+  control characters) depends only on that row's raw values and on what the memo's fingerprint covers: the source
+  definition, the known codes (aliases of units.yaml and rules.yaml), the code of the modules doing it
+  (`MEMO_MODULES`) and the polars and pandera versions. The database plays no part.
+- A row is keyed by a 64-bit hash of its raw values in the mapped columns, in canonical column order, seeded with the
+  file's layout (which header feeds which column, and its type), so the same values under another header or type are
+  another key.
+- Only rows with no per-row reason are kept. A rejected row, and any row holding a control character in any column,
+  is checked again in full, with all its reasons.
+- A memo whose fingerprint differs, or that cannot be read or does not have the expected columns, is ignored: every
+  row is checked, never an error. The checks that need other rows (duplicate keys, a pause within its case's life)
+  always run afterwards on the whole canonical frame, memo or not.
+
+Where: one Parquet file per source in `<var dir>/memo/` (the nightly run only; `validate`, `evaluate` and
+`run --full` do not read it, and `--full` rewrites it). It holds canonical rows, applicant names and phones included,
+like the database: the folder is created 0700 and each file 0600, written to a temporary file and renamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandera
+import polars as pl
+
+from config.canonical import CANONICAL_COLUMNS
+from config.sources import Source
+from schemas.contracts import canonical_schema
+from tasks.ingest.platform_codes import KnownCodes
+
+# The code a row's checking result depends on (and this module's, which decides what a key is).
+MEMO_MODULES = (
+    "tasks.ingest.load",
+    "tasks.ingest.parsing",
+    "tasks.ingest.platform_codes",
+    "tasks.ingest.memo",
+    "schemas.contracts",
+    "schemas.messages",
+    "config.canonical",
+    "config.sources",
+)
+HASH_COLUMN = "__raw_hash"
+FINGERPRINT_KEY = "permitwatch_memo_fingerprint"
+_log = logging.getLogger(__name__)
+
+
+def memo_fingerprint(source: Source, codes: KnownCodes | None) -> str:
+    """A digest of everything besides a row's raw values that decides what checking the row gives."""
+    digest = hashlib.sha256()
+    digest.update(source.model_dump_json().encode())
+    known = None if codes is None else {"units": codes.units, "matters": codes.matters}
+    digest.update(json.dumps(known, sort_keys=True, ensure_ascii=False).encode())
+    digest.update(f"polars {pl.__version__} pandera {pandera.__version__}".encode())
+    for name in MEMO_MODULES:
+        digest.update(Path(importlib.import_module(name).__file__ or "").read_bytes())
+    return digest.hexdigest()
+
+
+def memo_path(directory: Path, source_name: str) -> Path:
+    """A source's memo file: its name made safe for a file name, plus a digest so that two names never share one."""
+    safe = re.sub(r"[^\w.-]", "_", source_name)[:60]
+    return directory / f"{safe}-{hashlib.sha256(source_name.encode()).hexdigest()[:8]}.parquet"
+
+
+def raw_hashes(frame: pl.DataFrame, mapped: dict[str, str], table: str) -> pl.Series:
+    """One u64 per row over the raw values of the mapped columns, in canonical column order, seeded with the layout."""
+    by_canonical = {canonical: header for header, canonical in mapped.items()}
+    headers = [by_canonical[column.name] for column in CANONICAL_COLUMNS[table] if column.name in by_canonical]
+    layout = json.dumps([[mapped[header], header, str(frame.schema[header])] for header in headers],
+                        ensure_ascii=False)
+    seed = int.from_bytes(hashlib.sha256(layout.encode()).digest()[:8], "big")
+    if not headers:  # every column from the source's defaults: all rows alike
+        return pl.repeat(seed, frame.height, dtype=pl.UInt64, eager=True).alias(HASH_COLUMN)
+    return frame.select(headers).hash_rows(seed=seed).alias(HASH_COLUMN)
+
+
+@dataclass
+class _Seen:
+    """One file of tonight's load: its row hashes, its canonical frame and which rows had no per-row reason."""
+
+    hashes: pl.Series
+    canonical: pl.DataFrame
+    clean: pl.Series
+
+
+@dataclass
+class RowMemo:
+    """One source's memo during one load: the rows last night's memo knows, and tonight's rows for the next one.
+
+    `reuse=False` (`run --full`) reads nothing, so every row is checked, and the memo is written afresh."""
+
+    path: Path
+    fingerprint: str
+    table: str
+    known: pl.DataFrame | None = None  # HASH_COLUMN + canonical columns, as last written
+    _index: pl.DataFrame | None = None  # HASH_COLUMN, __memo_row: the first memo row of each hash
+    _seen: list[_Seen] = field(default_factory=list)
+    _hit: list[pl.Series] = field(default_factory=list)  # memo rows used tonight
+
+    @classmethod
+    def open(cls, directory: Path, source: Source, codes: KnownCodes | None, *, reuse: bool = True) -> RowMemo:
+        memo = cls(memo_path(directory, source.name), memo_fingerprint(source, codes), source.table)
+        if reuse:
+            memo.known = memo._read()
+        if memo.known is not None:
+            memo._index = (
+                memo.known.select(HASH_COLUMN)
+                .with_row_index("__memo_row")
+                .unique(HASH_COLUMN, keep="first", maintain_order=True)
+            )
+        return memo
+
+    def _read(self) -> pl.DataFrame | None:
+        """The memo if it is readable, carries this load's fingerprint and has the expected columns; else None."""
+        expected = {HASH_COLUMN: pl.UInt64(), **canonical_schema(self.table)}
+        try:
+            if pl.read_parquet_metadata(self.path).get(FINGERPRINT_KEY) != self.fingerprint:
+                return None
+            frame = pl.read_parquet(self.path, columns=list(expected))
+        except FileNotFoundError:
+            return None
+        except (OSError, pl.exceptions.PolarsError, pl.exceptions.PanicException) as exc:
+            _log.warning("%s: memo ignored, every row is checked: %s", self.path, exc)
+            return None
+        return frame if frame.schema == pl.Schema(expected) else None
+
+    def lookup(self, hashes: pl.Series) -> pl.Series:
+        """For each row, the memo row holding its canonical values (UInt32), or null when the memo does not know it."""
+        if self._index is None:
+            return pl.Series("__memo_row", [None] * hashes.len(), dtype=pl.UInt32)
+        return (
+            hashes.to_frame()
+            .join(self._index, on=HASH_COLUMN, how="left", maintain_order="left")
+            .get_column("__memo_row")
+        )
+
+    def assemble(self, known_rows: pl.Series, checked: pl.DataFrame) -> pl.DataFrame:
+        """The canonical frame in row order: known rows from the memo (`known_rows`, null where unknown), the others
+        from `checked`, which holds the unknown rows in their order."""
+        assert self.known is not None
+        unknown = known_rows.is_null()
+        offset = self.known.height
+        position = pl.select(
+            pl.when(unknown).then(unknown.cum_sum().cast(pl.UInt32) - 1 + offset).otherwise(known_rows)
+        ).to_series()
+        self._hit.append(known_rows.drop_nulls())
+        return pl.concat([self.known.drop(HASH_COLUMN), checked], rechunk=False)[position]
+
+    def remember(self, hashes: pl.Series, canonical: pl.DataFrame, reason_rows: pl.Series) -> None:
+        """Tonight's rows of one file: the ones without a per-row reason go into the next memo."""
+        clean = pl.Series([True] * canonical.height, dtype=pl.Boolean).scatter(reason_rows, False)
+        self._seen.append(_Seen(hashes, canonical, clean))
+
+    def _unchanged(self) -> bool:
+        """Whether tonight's memo would hold exactly last night's rows: every memo row was used and every clean row
+        came from the memo (a row checked in full had a reason)."""
+        if self._index is None or not self._hit:
+            return False
+        used = pl.concat(self._hit).n_unique()
+        fresh = sum(item.clean.sum() for item in self._seen) - sum(hit.len() for hit in self._hit)
+        return used == self._index.height and fresh == 0
+
+    def save(self) -> bool:
+        """Write the memo for the next load, unless it would hold the same rows; False when it could not be written
+        (a warning: the next load then checks every row, as without a memo)."""
+        unchanged = self._unchanged()
+        seen, self._seen = self._seen, []
+        self.known, self._index, self._hit = None, None, []
+        if unchanged or not seen:
+            return True
+        rows = pl.concat(
+            [item.canonical.lazy().with_columns(item.hashes).filter(item.clean) for item in seen], rechunk=False
+        ).select(HASH_COLUMN, *canonical_schema(self.table))
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(prefix=f".{self.path.stem}-", suffix=".tmp", dir=self.path.parent)
+            os.close(handle)  # mkstemp made it 0600; polars writes into it, keeping the mode
+            try:
+                rows.sink_parquet(temporary, metadata={FINGERPRINT_KEY: self.fingerprint}, compression="lz4")
+                os.replace(temporary, self.path)
+            finally:
+                Path(temporary).unlink(missing_ok=True)
+        except OSError as exc:
+            _log.warning("%s: memo not written, the next load checks every row: %s", self.path, exc)
+            return False
+        return True
