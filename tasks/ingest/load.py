@@ -702,7 +702,8 @@ def load_source(
             targets = [(path, _label(path, inbox_dir)) for path in paths]
         result.files = [label for _, label in targets]
         result.content_hash = content_hash([path for path, _ in targets if path is not None])
-        memo = RowMemo.open(memo_dir, source, codes, reuse=reuse_memo) if memo_dir is not None else None
+        memo = None if memo_dir is None else RowMemo.open(memo_dir, source, codes, files=len(targets),
+                                                            reuse=reuse_memo)
         checked = []
         steps = 2 * len(targets) + 1  # read and check each file, then the cross-row checks
         for index, (path, label) in enumerate(targets):
@@ -736,7 +737,7 @@ def _check_with_memo(source: Source, raw: _RawTable, codes: KnownCodes | None, m
     mapped = map_headers(source, raw.frame.columns, raw.label)
     hashes = raw_hashes(raw.frame, mapped, source.table)
     known = memo.lookup(hashes)
-    if raw.may_hold_controls:
+    if raw.may_hold_controls and known.null_count() < known.len():
         # A control character in any column, mapped or not, is a reason: such a row is checked in full.
         flagged = _control_characters(raw.frame, mapped).get_column("row")
         known = known.scatter(flagged, None) if flagged.len() else known

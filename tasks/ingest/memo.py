@@ -37,6 +37,7 @@ from pathlib import Path
 
 import pandera
 import polars as pl
+import pyarrow.parquet as pq
 
 from config.canonical import CANONICAL_COLUMNS
 from config.sources import Source
@@ -56,6 +57,7 @@ MEMO_MODULES = (
 )
 HASH_COLUMN = "__raw_hash"
 FINGERPRINT_KEY = "permitwatch_memo_fingerprint"
+_WRITE_SLICE = 100_000  # rows written at a time
 _log = logging.getLogger(__name__)
 
 
@@ -100,54 +102,66 @@ class _Seen:
 
 @dataclass
 class RowMemo:
-    """One source's memo during one load: the rows last night's memo knows, and tonight's rows for the next one.
+    """One source's memo during one load of `files` files: the rows last night's memo knows, and tonight's rows for
+    the next one. It is read at the first look-up (after the first file, so that reading the export and the memo do
+    not hold their buffers at once) and let go after the last file's rows are assembled.
 
     `reuse=False` (`run --full`) reads nothing, so every row is checked, and the memo is written afresh."""
 
     path: Path
     fingerprint: str
     table: str
-    known: pl.DataFrame | None = None  # HASH_COLUMN + canonical columns, as last written
+    files: int  # still to be looked up
+    unread: bool = True  # False: nothing to read (`reuse=False`), or read already
+    known: pl.DataFrame | None = None  # the canonical columns as last written
     _index: pl.DataFrame | None = None  # HASH_COLUMN, __memo_row: the first memo row of each hash
+    _size: int = 0  # distinct hashes in the memo read
     _seen: list[_Seen] = field(default_factory=list)
     _hit: list[pl.Series] = field(default_factory=list)  # memo rows used tonight
 
     @classmethod
-    def open(cls, directory: Path, source: Source, codes: KnownCodes | None, *, reuse: bool = True) -> RowMemo:
-        memo = cls(memo_path(directory, source.name), memo_fingerprint(source, codes), source.table)
-        if reuse:
-            memo.known = memo._read()
-        if memo.known is not None:
-            memo._index = (
-                memo.known.select(HASH_COLUMN)
-                .with_row_index("__memo_row")
-                .unique(HASH_COLUMN, keep="first", maintain_order=True)
-            )
-        return memo
+    def open(cls, directory: Path, source: Source, codes: KnownCodes | None, *, files: int,
+             reuse: bool = True) -> RowMemo:
+        return cls(memo_path(directory, source.name), memo_fingerprint(source, codes), source.table, files, reuse)
 
-    def _read(self) -> pl.DataFrame | None:
-        """The memo if it is readable, carries this load's fingerprint and has the expected columns; else None."""
+    def _read(self) -> None:
+        """The memo if it is readable, carries this load's fingerprint and has the expected columns; else nothing."""
+        self.unread = False
         expected = {HASH_COLUMN: pl.UInt64(), **canonical_schema(self.table)}
         try:
             if pl.read_parquet_metadata(self.path).get(FINGERPRINT_KEY) != self.fingerprint:
-                return None
+                return
             frame = pl.read_parquet(self.path, columns=list(expected))
         except FileNotFoundError:
-            return None
+            return
         except (OSError, pl.exceptions.PolarsError, pl.exceptions.PanicException) as exc:
             _log.warning("%s: memo ignored, every row is checked: %s", self.path, exc)
-            return None
-        return frame if frame.schema == pl.Schema(expected) else None
+            return
+        if frame.schema != pl.Schema(expected):
+            return
+        self._index = (
+            frame.select(HASH_COLUMN)
+            .with_row_index("__memo_row")
+            .unique(HASH_COLUMN, keep="first", maintain_order=True)
+        )
+        self._size = self._index.height
+        self.known = frame.drop(HASH_COLUMN)
 
     def lookup(self, hashes: pl.Series) -> pl.Series:
         """For each row, the memo row holding its canonical values (UInt32), or null when the memo does not know it."""
+        if self.unread:
+            self._read()
+        self.files -= 1
         if self._index is None:
             return pl.Series("__memo_row", [None] * hashes.len(), dtype=pl.UInt32)
-        return (
+        found = (
             hashes.to_frame()
             .join(self._index, on=HASH_COLUMN, how="left", maintain_order="left")
             .get_column("__memo_row")
         )
+        if self.files == 0:
+            self._index = None
+        return found
 
     def assemble(self, known_rows: pl.Series, checked: pl.DataFrame) -> pl.DataFrame:
         """The canonical frame in row order: known rows from the memo (`known_rows`, null where unknown), the others
@@ -159,39 +173,38 @@ class RowMemo:
             pl.when(unknown).then(unknown.cum_sum().cast(pl.UInt32) - 1 + offset).otherwise(known_rows)
         ).to_series()
         self._hit.append(known_rows.drop_nulls())
-        return pl.concat([self.known.drop(HASH_COLUMN), checked], rechunk=False)[position]
+        return pl.concat([self.known, checked], rechunk=False)[position]
 
     def remember(self, hashes: pl.Series, canonical: pl.DataFrame, reason_rows: pl.Series) -> None:
         """Tonight's rows of one file: the ones without a per-row reason go into the next memo."""
         clean = pl.Series([True] * canonical.height, dtype=pl.Boolean).scatter(reason_rows, False)
         self._seen.append(_Seen(hashes, canonical, clean))
+        if self.files == 0:
+            self.known = None  # the last file: let the memo go before the cross-row checks need memory
 
     def _unchanged(self) -> bool:
         """Whether tonight's memo would hold exactly last night's rows: every memo row was used and every clean row
         came from the memo (a row checked in full had a reason)."""
-        if self._index is None or not self._hit:
+        if not self._hit:
             return False
         used = pl.concat(self._hit).n_unique()
         fresh = sum(item.clean.sum() for item in self._seen) - sum(hit.len() for hit in self._hit)
-        return used == self._index.height and fresh == 0
+        return used == self._size and fresh == 0
 
     def save(self) -> bool:
         """Write the memo for the next load, unless it would hold the same rows; False when it could not be written
         (a warning: the next load then checks every row, as without a memo)."""
         unchanged = self._unchanged()
-        seen, self._seen = self._seen, []
-        self.known, self._index, self._hit = None, None, []
+        seen, self._seen, self._hit = self._seen, [], []
+        self.known, self._index = None, None
         if unchanged or not seen:
             return True
-        rows = pl.concat(
-            [item.canonical.lazy().with_columns(item.hashes).filter(item.clean) for item in seen], rechunk=False
-        ).select(HASH_COLUMN, *canonical_schema(self.table))
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(prefix=f".{self.path.stem}-", suffix=".tmp", dir=self.path.parent)
-            os.close(handle)  # mkstemp made it 0600; polars writes into it, keeping the mode
+            os.close(handle)  # mkstemp made it 0600; the writer writes into it, keeping the mode
             try:
-                rows.sink_parquet(temporary, metadata={FINGERPRINT_KEY: self.fingerprint}, compression="lz4")
+                self._write(seen, temporary)
                 os.replace(temporary, self.path)
             finally:
                 Path(temporary).unlink(missing_ok=True)
@@ -199,3 +212,15 @@ class RowMemo:
             _log.warning("%s: memo not written, the next load checks every row: %s", self.path, exc)
             return False
         return True
+
+    def _write(self, seen: list[_Seen], path: str) -> None:
+        """The clean rows, a slice at a time: only one slice's copy is held besides the frames themselves."""
+        columns = [HASH_COLUMN, *canonical_schema(self.table)]
+        schema = pl.DataFrame(schema={HASH_COLUMN: pl.UInt64, **canonical_schema(self.table)}).to_arrow().schema
+        schema = schema.with_metadata({FINGERPRINT_KEY: self.fingerprint})
+        with pq.ParquetWriter(path, schema, compression="lz4") as writer:
+            for item in seen:
+                frame = item.canonical.with_columns(item.hashes, item.clean.alias("__clean"))
+                for offset in range(0, frame.height, _WRITE_SLICE):
+                    part = frame.slice(offset, _WRITE_SLICE).filter("__clean").select(columns)
+                    writer.write_table(part.to_arrow().cast(schema))
