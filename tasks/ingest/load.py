@@ -742,18 +742,17 @@ def _check_with_memo(source: Source, raw: _RawTable, codes: KnownCodes | None, m
         flagged = _control_characters(raw.frame, mapped).get_column("row")
         known = known.scatter(flagged, None) if flagged.len() else known
     unknown = known.is_null().arg_true()
-    if unknown.len() == raw.frame.height:
-        checked = _check_file(source, raw, codes)
-    else:
+    checked = None
+    if unknown.len() < raw.frame.height:
         part = _check_file(source, replace(raw, frame=raw.frame[unknown], lines=raw.lines.gather(unknown)), codes)
-        checked = _CheckedFile(
-            raw=raw,
-            canonical=memo.assemble(known, part.canonical),
+        canonical = memo.assemble(known, part.canonical, raw.frame, mapped)
+        if canonical is not None:
             # Rows keep their order (unknown rows are ascending), so the reasons stay sorted as `_check_file` sorts.
-            reasons=part.reasons.with_columns(unknown.gather(part.reasons.get_column("row")).alias("row")),
-            mapped=mapped,
-        )
-    memo.remember(hashes, checked.canonical, checked.reasons.get_column("row"))
+            reasons = part.reasons.with_columns(unknown.gather(part.reasons.get_column("row")).alias("row"))
+            checked = _CheckedFile(raw=raw, canonical=canonical, reasons=reasons, mapped=mapped)
+    if checked is None:
+        checked = _check_file(source, raw, codes)
+    memo.remember(hashes, checked.canonical, checked.reasons.get_column("row"), raw.frame, mapped)
     return checked
 
 
