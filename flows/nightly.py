@@ -3,12 +3,11 @@
 The UI graph shows one ingest, validate and store task per source, then read-back, build-clocks, evaluate, settle,
 store-evaluations, cards and publish-artifacts. An export row identical to one checked the night before takes its
 checked values from the source's memo (tasks/ingest/memo.py). Only the clocks that can change are read back and
-evaluated: open
-ones and those whose rows changed (tasks/store/settled.py); `full=True`, a rule or calendar change, or the first run
-evaluate every clock. A source that fails (after its retries) or trips its reject threshold does not stop the
-others: everything else is stored, evaluated and carded, and then the run ends Failed so that it is red in the UI
-and ops are alerted. Only one nightly run works at a time (a database lock); a second
-one stands down cleanly and stores nothing.
+evaluated: open ones and those whose rows changed (tasks/store/settled.py); `full=True`, a rule or calendar change, or
+the first run evaluate every clock. A source that fails (after its retries) or trips its reject threshold does not
+stop the others: everything else is stored, evaluated and carded, and then the run ends Failed so that it is red in
+the UI and ops are alerted. Only one nightly run works at a time (a database lock); a second one stands down cleanly
+and stores nothing.
 """
 
 from __future__ import annotations
