@@ -6,9 +6,10 @@ of reading every export with polars and hashing each row, measured in the same r
 
 For each size: the first load (one run on an empty database), then `--repeats` unchanged reruns and `--repeats`
 reruns with `--changed` of the cases changed (completions of open cases, limits of settled ones), each the next night.
-Every run is a fresh `permitwatch run` process, timed whole (Prefect start included) with its peak RSS. By default a
-real Prefect server is started for the benchmark (`--ephemeral`: each command starts its own). Figures are medians;
-the load average is printed, since the machine is shared.
+Every run is a fresh `permitwatch run` process, timed whole (Prefect start included) with its CPU time (user + system)
+and peak RSS. By default a real Prefect server is started for the benchmark (`--ephemeral`: each command starts its
+own). Figures are medians; the load average is printed, since the machine is shared and CPU time moves less with it
+than the wall clock.
 """
 
 from __future__ import annotations
@@ -51,17 +52,17 @@ def floor_seconds(inbox: Path) -> float:
     return time.perf_counter() - started
 
 
-def timed_run(env: dict[str, str], as_of: date, *extra: str) -> tuple[float, float, str]:
-    """(seconds, peak MB, the evaluation line) of one `permitwatch run` process."""
-    command = ["/usr/bin/time", "-f", "%e %M", PERMITWATCH, "run", "--as-of", as_of.isoformat(), *extra]
+def timed_run(env: dict[str, str], as_of: date, *extra: str) -> tuple[float, float, float, str]:
+    """(seconds, CPU seconds (user + system), peak MB, the evaluation line) of one `permitwatch run` process."""
+    command = ["/usr/bin/time", "-f", "%e %U %S %M", PERMITWATCH, "run", "--as-of", as_of.isoformat(), *extra]
     started = time.perf_counter()
     done = subprocess.run(command, env={**env, "COLUMNS": "250"}, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
     if done.returncode not in (0, 1):  # 1: a source over its reject limit still evaluates everything else
         raise SystemExit(f"permitwatch run failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    peak_kib = int(done.stderr.strip().splitlines()[-1].split()[1])
+    _, user, system, peak_kib = done.stderr.strip().splitlines()[-1].split()
     evaluation = next((line for line in done.stdout.splitlines() if line.startswith("Evaluation:")), "")
-    return seconds, peak_kib / 1024, evaluation
+    return seconds, float(user) + float(system), int(peak_kib) / 1024, evaluation
 
 
 def change_cases(inbox: Path, fraction: float, rng: np.random.Generator, as_of: date) -> None:
@@ -145,27 +146,31 @@ def bench_size(cases: int, args: argparse.Namespace, base_env: dict[str, str]) -
         }
         floors = [floor_seconds(inbox) for _ in range(3)]
         as_of = FIRST_NIGHT
-        first, first_peak, first_line = timed_run(env, as_of)
-        print(f"  first load {first:.1f} s, peak {first_peak:.0f} MB. {first_line}", flush=True)
-        unchanged, changed, peaks = [], [], []
+        first, first_cpu, first_peak, first_line = timed_run(env, as_of)
+        print(f"  first load {first:.1f} s, CPU {first_cpu:.1f} s, peak {first_peak:.0f} MB. {first_line}", flush=True)
+        unchanged, changed, unchanged_cpu, changed_cpu, peaks = [], [], [], [], []
         for _ in range(args.repeats):
             as_of += timedelta(days=1)
-            seconds, peak, line = timed_run(env, as_of)
+            seconds, cpu, peak, line = timed_run(env, as_of)
             unchanged.append(seconds)
+            unchanged_cpu.append(cpu)
             peaks.append(peak)
-            print(f"  unchanged rerun {seconds:.1f} s, peak {peak:.0f} MB. {line}", flush=True)
+            print(f"  unchanged rerun {seconds:.1f} s, CPU {cpu:.1f} s, peak {peak:.0f} MB. {line}", flush=True)
         for _ in range(args.repeats):
             as_of += timedelta(days=1)
             change_cases(inbox, args.changed, rng, as_of)
             floors.append(floor_seconds(inbox))
-            seconds, peak, line = timed_run(env, as_of)
+            seconds, cpu, peak, line = timed_run(env, as_of)
             changed.append(seconds)
+            changed_cpu.append(cpu)
             peaks.append(peak)
-            print(f"  {args.changed:.1%} changed rerun {seconds:.1f} s, peak {peak:.0f} MB. {line}", flush=True)
+            print(f"  {args.changed:.1%} changed rerun {seconds:.1f} s, CPU {cpu:.1f} s, peak {peak:.0f} MB. {line}",
+                  flush=True)
     floor = statistics.median(floors)
     return {
         "cases": cases, "rows": rows, "floor": floor, "first": first, "unchanged": statistics.median(unchanged),
-        "changed": statistics.median(changed), "first_peak": first_peak, "peak": max(peaks),
+        "changed": statistics.median(changed), "first_peak": first_peak, "peak": max(peaks), "first_cpu": first_cpu,
+        "unchanged_cpu": statistics.median(unchanged_cpu), "changed_cpu": statistics.median(changed_cpu),
     }
 
 
@@ -200,11 +205,13 @@ def main() -> None:
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}; Prefect: {'ephemeral' if args.ephemeral else 'server'};"
           f" database: {args.database.split('://')[0]}; medians of {args.repeats}")
     print("| cases | export rows | floor (read + hash) | first load | unchanged rerun | "
-          f"{args.changed:.1%} changed rerun | changed / floor | peak, first load / reruns |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+          f"{args.changed:.1%} changed rerun | changed / floor | CPU s, first / unchanged / changed | "
+          "peak, first load / reruns |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in results:
         print(f"| {row['cases']:,} | {row['rows']:,} | {row['floor']:.2f} s | {row['first']:.1f} s | "
               f"{row['unchanged']:.1f} s | {row['changed']:.1f} s | {row['changed'] / row['floor']:.1f}× | "
+              f"{row['first_cpu']:.1f} / {row['unchanged_cpu']:.1f} / {row['changed_cpu']:.1f} | "
               f"{row['first_peak'] / 1024:.2f} / {row['peak'] / 1024:.2f} GB |")
 
 

@@ -73,7 +73,10 @@ def run(
     as_of: str | None = typer.Option(None, "--as-of", help="Evaluate as of the end of this day (default: yesterday)."),
     source: list[str] | None = typer.Option(None, "--source", help="Only these sources (repeatable)."),
     full: bool = typer.Option(
-        False, "--full", help="Read back and evaluate every clock, not only the open ones and those that changed."
+        False,
+        "--full",
+        help="Check every exported row (not taking any from the memo of rows checked before) and read back and "
+        "evaluate every clock, not only the open ones and those that changed.",
     ),
 ) -> None:
     """Run the nightly flow once: ingest, validate, store, evaluate, cards. Sends nothing."""

@@ -97,6 +97,11 @@ class Settings(BaseSettings):
         return self.outbox_dir or self.var_dir / "outbox"
 
     @property
+    def memo_dir(self) -> Path:
+        """Where the nightly run keeps, per source, the memo of rows already checked (tasks/ingest/memo.py)."""
+        return self.var_dir / "memo"
+
+    @property
     def effective_inbox_dir(self) -> Path:
         """Where file sources' relative globs are resolved (the nightly exports land here)."""
         return self.inbox_dir or self.var_dir / "inbox"

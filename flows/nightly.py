@@ -1,12 +1,13 @@
 """`nightly`: ingest → validate → store → evaluate → cards. Runs at 01:30 Asia/Shanghai; sends nothing itself.
 
 The UI graph shows one ingest, validate and store task per source, then read-back, build-clocks, evaluate, settle,
-store-evaluations, cards and publish-artifacts. Only the clocks that can change are read back and evaluated: open
-ones and those whose rows changed (tasks/store/settled.py); `full=True`, a rule or calendar change, or the first run
-evaluate every clock. A source that fails (after its retries) or trips its reject threshold does not stop the
-others: everything else is stored, evaluated and carded, and then the run ends Failed so that it is red in the UI
-and ops are alerted. Only one nightly run works at a time (a database lock); a second
-one stands down cleanly and stores nothing.
+store-evaluations, cards and publish-artifacts. An export row identical to one checked the night before takes its
+checked values from the source's memo (tasks/ingest/memo.py). Only the clocks that can change are read back and
+evaluated: open ones and those whose rows changed (tasks/store/settled.py); `full=True`, a rule or calendar change, or
+the first run evaluate every clock. A source that fails (after its retries) or trips its reject threshold does not
+stop the others: everything else is stored, evaluated and carded, and then the run ends Failed so that it is red in
+the UI and ops are alerted. Only one nightly run works at a time (a database lock); a second one stands down cleanly
+and stores nothing.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def nightly(
 ) -> State:
     """The nightly run as of `as_of` (default: yesterday, Asia/Shanghai). `sources` limits it to the named sources
     (a rerun after a late export); `deliverable=False` stores no alertable cards (default: only for as-of dates
-    before yesterday, which replay history); `full=True` reads back and evaluates every clock, settled or not."""
+    before yesterday, which replay history); `full=True` checks every exported row (rewriting the memo of rows
+    checked before) and reads back and evaluates every clock, settled or not."""
     setup_apprise()
     context = RunContext.prepare(load_settings(), check_as_of(as_of) if as_of else None)
     selected = context.select_sources(sources)
@@ -106,7 +108,7 @@ def _nightly_stages(
     context: RunContext, run_id: int, selected: list[Source], deliverable: bool | None, full: bool
 ) -> dict[str, Any]:
     progress = RunProgress(PROGRESS_KEY, f"nightly {context.as_of}", 2 * len(selected) + AFTER_SOURCES)
-    results = _ingest(context, selected, progress)
+    results = _ingest(context, selected, progress, full)
     stored = [_validate_and_store(context, results[source.name], run_id, progress) for source in selected]
 
     loads = [results[source.name] for source in selected]
@@ -132,17 +134,20 @@ def _nightly_stages(
     return summary
 
 
-def _ingest(context: RunContext, selected: list[Source], progress: RunProgress) -> dict[str, LoadResult]:
-    """Read every source in parallel; suspensions wait for this load's cases, to check pauses against them."""
+def _ingest(context: RunContext, selected: list[Source], progress: RunProgress, full: bool) -> dict[str, LoadResult]:
+    """Read every source in parallel; suspensions wait for this load's cases, to check pauses against them. `full`:
+    every row is checked, none taken from the memo of rows checked before (tasks/ingest/memo.py)."""
     ingest = context.io(ingest_source)
-    first = {ingest.submit(context, source): source for source in selected if source.table != "suspensions"}
+    first = {ingest.submit(context, source, full=full): source for source in selected if source.table != "suspensions"}
     results: dict[str, LoadResult] = {}
     for future, source in first.items():
         if source.table == "cases":
             results[source.name] = _loaded(future, source)
             progress.advance(f"read {source.name}")
     cases = [results[source.name] for source in selected if source.table == "cases"]
-    later = {ingest.submit(context, source, cases): source for source in selected if source.table == "suspensions"}
+    later = {
+        ingest.submit(context, source, cases, full): source for source in selected if source.table == "suspensions"
+    }
     pending = {future: source for future, source in {**first, **later}.items() if source.name not in results}
     for future in as_completed(list(pending)):
         source = pending[future]

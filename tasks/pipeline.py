@@ -156,11 +156,13 @@ class StoredSource:
 
 @task(name="ingest", task_run_name="ingest-{source.name}", **STAGE)
 def ingest_source(
-    context: RunContext, source: Source, cases: list[LoadResult] | None = None
+    context: RunContext, source: Source, cases: list[LoadResult] | None = None, full: bool = False
 ) -> LoadResult | State[Any]:
     """Read one source and check every row against its contract, splitting accepted and rejected rows.
 
     Suspensions are checked against their case's life: the cases of this load (`cases`) first, then the stored ones.
+    Rows identical to ones checked before take their checked values from the source's memo in the var dir
+    (tasks/ingest/memo.py); `full` (`run --full`) checks every row and writes the memo afresh.
     """
     reference = None
     if source.table == "suspensions":
@@ -173,6 +175,8 @@ def ingest_source(
         case_reference=reference,
         codes=KnownCodes.of(context.config),
         watermark=watermark,
+        memo_dir=context.settings.memo_dir,
+        reuse_memo=not full,
     )
     log = get_run_logger()
     if result.error:

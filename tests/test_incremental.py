@@ -403,8 +403,9 @@ def test_store_unsettles_the_groups_a_change_touches(engine: Engine, tmp_path: P
 def test_nightly_flow_incremental_and_full_give_the_same_summary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two nights through the flow on two databases, one incremental and one with full=True: the same summary, and
-    the incremental one says what it evaluated and why."""
+    """Two nights through the flow on two databases, one incremental and one with full=True: the same summary and
+    stored evaluations, and the incremental one says what it evaluated and why. The incremental one's second night
+    takes its unchanged export rows from the memo of the first (tasks/ingest/memo.py); full=True reads no memo."""
     first = sample_tables()
     cases = first["cases"]
     second = {
@@ -416,16 +417,32 @@ def test_nightly_flow_incremental_and_full_give_the_same_summary(
         ),
     }
     summaries: dict[str, list[dict[str, Any]]] = {"incremental": [], "full": []}
+    evaluations: dict[str, pl.DataFrame] = {}
+    memos: dict[str, list[dict[str, int]]] = {"incremental": [], "full": []}
     for night_no, (as_of, exports) in enumerate([(AS_OF, first), (AS_OF + timedelta(days=1), second)]):
         for mode in summaries:
-            make_pipeline(tmp_path / mode, monkeypatch, None)
+            pipeline = make_pipeline(tmp_path / mode, monkeypatch, None)
             write_sample(exports, tmp_path / mode / "inbox")
             state = nightly(as_of=as_of, deliverable=True, full=mode == "full", return_state=True)
             assert state.is_completed(), state.message
             summary = state.result()
             summaries[mode].append(summary)
+            engine = pipeline.engine()
+            evaluations[mode] = read_evaluations(engine, as_of).drop("run_id").sort("clock_id")
+            engine.dispose()
+            memos[mode].append({path.name: path.stat().st_mtime_ns
+                                for path in (tmp_path / mode / "var" / "memo").glob("*.parquet")})
         incremental, full = (summaries[mode][night_no] for mode in summaries)
         assert {**incremental, "evaluation": None} == {**full, "evaluation": None}, f"night {night_no}"
+        assert evaluations["incremental"].equals(evaluations["full"]), f"night {night_no}"
+    # One memo per source. The second night read it: an unchanged export (steps) left its memo as it was, a changed
+    # one (cases) rewrote it; full=True rewrote every memo.
+    assert len(memos["incremental"][0]) == len(first)
+    (steps,), (cases_memo,) = ([name for name in memos["incremental"][0] if name.startswith(f"{table}-")]
+                               for table in ("steps", "cases"))
+    assert memos["incremental"][1][steps] == memos["incremental"][0][steps]
+    assert memos["incremental"][1][cases_memo] != memos["incremental"][0][cases_memo]
+    assert memos["full"][1][steps] != memos["full"][0][steps]
     assert [summary["evaluation"]["mode"] for summary in summaries["incremental"]] == ["full", "incremental"]
     assert "first evaluation" in summaries["incremental"][0]["evaluation"]["reason"]
     assert summaries["full"][1]["evaluation"]["reason"].endswith("(--full)")

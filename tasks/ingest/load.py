@@ -46,6 +46,7 @@ from schemas.contracts import (
 )
 from tasks.ingest.events import FILE_REJECTS_SCHEMA, EventColumns, pair_events
 from tasks.ingest.freshness import content_hash
+from tasks.ingest.memo import RowMemo, raw_hashes
 from tasks.ingest.parsing import ColumnKind, header_key, parse_columns
 from tasks.ingest.platform_codes import KnownCodes, keep_platform_sentinel, resolve_codes, unsupported_limit_units
 
@@ -673,11 +674,16 @@ def load_source(
     progress: ProgressCallback | None = None,
     codes: KnownCodes | None = None,
     watermark: datetime | None = None,
+    memo_dir: Path | None = None,
+    reuse_memo: bool = True,
 ) -> LoadResult:
     """Read, check and split one source. `case_reference` (case_id, accepted_at, completed_at) lets suspensions be
     checked against their case's life; without it that check is skipped. `codes` resolves unit and matter aliases
     (and, with `unknown_codes: reject`, rejects codes nobody knows); without it codes are loaded as given.
-    `watermark`: the newest stored value of a sql source's watermark column (tasks.store.upsert.stored_watermark)."""
+    `watermark`: the newest stored value of a sql source's watermark column (tasks.store.upsert.stored_watermark).
+    `memo_dir` (the nightly run's): rows checked identically before take their canonical values from the source's
+    memo there (tasks/ingest/memo.py), and the memo is written for the next load; `reuse_memo=False` checks every row
+    but still writes it. The result is the same with or without a memo."""
     result = LoadResult(
         source=source.name,
         table=source.table,
@@ -696,6 +702,8 @@ def load_source(
             targets = [(path, _label(path, inbox_dir)) for path in paths]
         result.files = [label for _, label in targets]
         result.content_hash = content_hash([path for path, _ in targets if path is not None])
+        memo = None if memo_dir is None else RowMemo.open(memo_dir, source, codes, files=len(targets),
+                                                            reuse=reuse_memo)
         checked = []
         steps = 2 * len(targets) + 1  # read and check each file, then the cross-row checks
         for index, (path, label) in enumerate(targets):
@@ -704,11 +712,16 @@ def load_source(
             if source.events is not None:
                 raw = _paired(source, raw)
             _report(progress, f"{source.name}: checking {label}", 2 * index + 1, steps)
-            checked.append(_check_file(source, raw, codes))
+            if memo is None:
+                checked.append(_check_file(source, raw, codes))
+            else:
+                checked.append(_check_with_memo(source, raw, codes, memo))
     except SourceError as exc:
         result.error = str(exc)
         result.error_transient = exc.transient
         return result
+    if memo is not None:
+        memo.save()
     result.pii_headers = tuple(
         sorted({header for item in checked for header, column in item.mapped.items() if column in PII_COLUMNS})
     )
@@ -716,6 +729,31 @@ def load_source(
     _split(source, checked, case_reference, result)
     _report(progress, f"{source.name}: done", steps, steps)
     return result
+
+
+def _check_with_memo(source: Source, raw: _RawTable, codes: KnownCodes | None, memo: RowMemo) -> _CheckedFile:
+    """`_check_file` for the rows the memo does not know; the others take their canonical values from it. The result
+    equals `_check_file` over the whole file (tasks/ingest/memo.py says why)."""
+    mapped = map_headers(source, raw.frame.columns, raw.label)
+    hashes = raw_hashes(raw.frame, mapped, source.table)
+    known = memo.lookup(hashes)
+    if raw.may_hold_controls and known.null_count() < known.len():
+        # A control character in any column, mapped or not, is a reason: such a row is checked in full.
+        flagged = _control_characters(raw.frame, mapped).get_column("row")
+        known = known.scatter(flagged, None) if flagged.len() else known
+    unknown = known.is_null().arg_true()
+    checked = None
+    if unknown.len() < raw.frame.height:
+        part = _check_file(source, replace(raw, frame=raw.frame[unknown], lines=raw.lines.gather(unknown)), codes)
+        canonical = memo.assemble(known, part.canonical, raw.frame, mapped)
+        if canonical is not None:
+            # Rows keep their order (unknown rows are ascending), so the reasons stay sorted as `_check_file` sorts.
+            reasons = part.reasons.with_columns(unknown.gather(part.reasons.get_column("row")).alias("row"))
+            checked = _CheckedFile(raw=raw, canonical=canonical, reasons=reasons, mapped=mapped)
+    if checked is None:
+        checked = _check_file(source, raw, codes)
+    memo.remember(hashes, checked.canonical, checked.reasons.get_column("row"), raw.frame, mapped)
+    return checked
 
 
 def _paired(source: Source, raw: _RawTable) -> _RawTable:
