@@ -30,7 +30,6 @@ like the database: the folder is created 0700 and each file 0600, written to a t
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import logging
 import os
@@ -46,6 +45,7 @@ import polars as pl
 from config.canonical import CANONICAL_COLUMNS
 from config.sources import Source
 from schemas.contracts import canonical_schema
+from tasks.code_version import add_module_sources
 from tasks.ingest.platform_codes import KnownCodes
 
 # The code a row's checking result depends on (and this module's, which decides what a key is).
@@ -72,8 +72,7 @@ def memo_fingerprint(source: Source, codes: KnownCodes | None) -> str:
     known = None if codes is None else {"units": codes.units, "matters": codes.matters}
     digest.update(json.dumps(known, sort_keys=True, ensure_ascii=False).encode())
     digest.update(f"polars {pl.__version__} pandera {pandera.__version__}".encode())
-    for name in MEMO_MODULES:
-        digest.update(Path(importlib.import_module(name).__file__ or "").read_bytes())
+    add_module_sources(digest, MEMO_MODULES)
     return digest.hexdigest()
 
 

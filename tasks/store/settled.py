@@ -23,10 +23,8 @@ the calendar (a new config/calendar/YYYY.yaml), the unit codes, or the code of t
 from __future__ import annotations
 
 import hashlib
-import importlib
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
 import polars as pl
 from sqlalchemy import Engine, delete, func, select
@@ -35,6 +33,7 @@ from config.bundle import PermitwatchConfig
 from schemas.contracts import canonical_schema
 from schemas.tables import OpenGroup, SettledBasis, SettledGroup
 from tasks.clocks.calendar import WorkCalendar
+from tasks.code_version import add_module_sources
 from tasks.store.evaluations import KEEP_COMPLETED_FOR
 from tasks.store.upsert import OPEN_FLAG, append_rows, read_rows
 
@@ -91,8 +90,7 @@ def fingerprint(config: PermitwatchConfig, calendar: WorkCalendar) -> str:
     digest.update(config.rules.model_dump_json().encode())
     digest.update("\n".join(sorted(config.units.units)).encode())
     digest.update(calendar.table.select("date", "is_workday", "provisional").write_csv().encode())
-    for name in ENGINE_MODULES:
-        digest.update(Path(importlib.import_module(name).__file__ or "").read_bytes())
+    add_module_sources(digest, ENGINE_MODULES)
     return digest.hexdigest()
 
 
