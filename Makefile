@@ -19,10 +19,13 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 
 setup: $(VENV)/.synced
 
+# Prefect makes its home but not the folders above it; a fresh checkout has no var/ yet.
 demo: setup
+	mkdir -p $(PREFECT_HOME)
 	$(VENV)/bin/permitwatch demo
 
 test: setup
+	mkdir -p $(PREFECT_HOME)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 
