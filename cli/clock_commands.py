@@ -134,6 +134,9 @@ def _load_files(config: PermitwatchConfig, cases: Path, suspensions: Path | None
     from tasks.clocks.from_files import load_case_files
     from tasks.ingest.load import SourceError
 
+    for path in (cases, suspensions):
+        if path is not None and not path.is_file():
+            fail(f"{path}: no such file")
     try:
         return load_case_files(cases, suspensions, config)
     except (SourceError, ConfigError) as exc:

@@ -153,6 +153,18 @@ def test_evaluate_names_a_missing_column(tmp_path: Path) -> None:
     assert "missing required column(s) matter_code (事项编码) for table cases" in output
 
 
+def test_a_missing_file_is_named_and_nothing_is_written(files: tuple[Path, Path], tmp_path: Path) -> None:
+    cases, _ = files
+    missing = tmp_path / "suspensions-typo.csv"
+    out = tmp_path / "out.csv"
+    code, output = run("evaluate", str(cases), "--suspensions", str(missing), "--as-of", "2025-02-01", "-o", str(out))
+    assert code == 2
+    assert output.strip() == f"error: {missing}: no such file"
+    assert not out.exists()
+    code, output = run("explain", "X1", "--cases", str(missing), "--as-of", "2025-02-01")
+    assert (code, output.strip()) == (2, f"error: {missing}: no such file")
+
+
 def test_explain_from_files_shows_the_days_that_matter(files: tuple[Path, Path]) -> None:
     cases, suspensions = files
     code, output = run(
