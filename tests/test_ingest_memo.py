@@ -4,6 +4,7 @@ that cannot be read, makes the load check every row again."""
 
 from __future__ import annotations
 
+import logging
 import stat
 from collections.abc import Callable, Iterator
 from datetime import date
@@ -204,7 +205,7 @@ def test_a_changed_source_definition_or_alias_table_makes_the_memo_ignored(
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "foreign"])
 def test_a_memo_that_cannot_be_used_is_ignored(
-    config: PermitwatchConfig, tmp_path: Path, checked_rows: list[int], damage: str
+    config: PermitwatchConfig, tmp_path: Path, checked_rows: list[int], damage: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     inbox, memo_dir = tmp_path / "inbox", tmp_path / "memo"
     write_exports(config, inbox, 41)
@@ -225,7 +226,9 @@ def test_a_memo_that_cannot_be_used_is_ignored(
         pl.DataFrame({"x": [1]}).write_parquet(path, metadata={FINGERPRINT_KEY: fingerprint})
 
     checked_rows.clear()
-    result = load_source(source, inbox_dir=inbox, memo_dir=memo_dir)
+    with caplog.at_level(logging.WARNING, logger="tasks.ingest.memo"):
+        result = load_source(source, inbox_dir=inbox, memo_dir=memo_dir)
+    assert f"{path}: memo ignored, every row is checked" in caplog.text  # outside a flow run; in one, the run's log
     assert checked_rows == [expected.rows_read]
     assert_same({"cases": result}, {"cases": expected})
     # Rewritten whole: the next load uses it.

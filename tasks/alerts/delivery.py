@@ -27,8 +27,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from prefect.exceptions import MissingContextError
-from prefect.logging import get_run_logger
 from sqlalchemy import Engine
 
 from config.bundle import PermitwatchConfig
@@ -50,6 +48,7 @@ from tasks.alerts.sending import SendOptions, display_target, send_digest
 from tasks.alerts.silences import suppress_silenced
 from tasks.alerts.subjects import add_subject_names
 from tasks.clocks.calendar import WorkCalendar, load_work_calendar
+from tasks.run_log import run_logger
 from tasks.store.runs import RunIncomplete
 
 logger = logging.getLogger("permitwatch.alerts")
@@ -192,7 +191,7 @@ def send_digests(
     result recorded right after (one transaction each), under a lease this delivery renews while it runs, so a
     crash leaves at most `parallel_sends` digests claimed, and the next delivery gives them back at once."""
     install_message_id_hook()
-    log = run_logger()
+    log = run_logger(logger)
     report = plan.report
     policy = config.units.alerting
     stamp = plan.now.strftime("%Y%m%dT%H%M%S")
@@ -231,16 +230,8 @@ def settle_delivery(
     if newly_failed:
         templates = DigestTemplates(config.templates_dir)
         report.ops_notified = report_failed_targets(newly_failed, config.units, templates, outbox_dir, plan.now)
-    run_logger().info("delivery at %s: %s", plan.now.isoformat(timespec="seconds"), report.summary())
+    run_logger(logger).info("delivery at %s: %s", plan.now.isoformat(timespec="seconds"), report.summary())
     return report
-
-
-def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    """The Prefect run's logger inside a flow or task run (its lines reach the run's log in the UI), else ours."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logger
 
 
 def _tally(

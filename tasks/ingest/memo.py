@@ -47,6 +47,7 @@ from config.sources import Source
 from schemas.contracts import canonical_schema
 from tasks.code_version import add_module_sources
 from tasks.ingest.platform_codes import KnownCodes
+from tasks.run_log import run_logger
 
 # The code a row's checking result depends on (and this module's, which decides what a key is).
 MEMO_MODULES = (
@@ -142,7 +143,7 @@ class RowMemo:
         except FileNotFoundError:
             return
         except (OSError, ValueError, pl.exceptions.PolarsError, pl.exceptions.PanicException) as exc:
-            _log.warning("%s: memo ignored, every row is checked: %s", self.path, exc)
+            run_logger(_log).warning("%s: memo ignored, every row is checked: %s", self.path, exc)
             return
         if frame.schema != pl.Schema(expected):
             return
@@ -242,7 +243,7 @@ class RowMemo:
             finally:
                 Path(temporary).unlink(missing_ok=True)
         except OSError as exc:
-            _log.warning("%s: memo not written, the next load checks every row: %s", self.path, exc)
+            run_logger(_log).warning("%s: memo not written, the next load checks every row: %s", self.path, exc)
             return False
         return True
 
