@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from config.bundle import PermitwatchConfig, load_config
+from config.canonical import TABLES
 from config.settings import Settings
 from config.sources import Source
 from schemas.database import ensure_schema
@@ -60,6 +61,7 @@ from tasks.store.upsert import (
     store_rejects,
     store_table,
     stored_watermark,
+    tables_written_by,
 )
 
 STAGE = {"cache_policy": NO_CACHE}  # stages pass frames in memory; nothing to cache between runs
@@ -236,13 +238,21 @@ def read_stored(context: RunContext) -> dict[str, pl.DataFrame]:
 
 
 @task(name="read-back", **STAGE)
-def read_back(context: RunContext, full: bool = False) -> ReadBack:
+def read_back(
+    context: RunContext, run_id: int, written: dict[str, list[pl.DataFrame]], full: bool = False
+) -> ReadBack:
     """The nightly run's read-back: the stored rows of the groups that have not settled (tasks/store/settled.py), or, on
-    the full path, every row."""
+    the full path, every row. `written`: the frames this run stored, by table; a table this run wrote whole (the
+    first load) is taken from them rather than read back."""
     plan = plan_evaluation(context.engine, context.config, context.calendar, context.as_of, full=full)
-    get_run_logger().info("evaluation: %s", plan.reason)
+    log = get_run_logger()
+    log.info("evaluation: %s", plan.reason)
     if plan.full:
-        tables = read_tables(context.engine)
+        tables = tables_written_by(context.engine, run_id, written)
+        if tables:
+            log.info("not read back, this run wrote them whole: %s", ", ".join(tables))
+        tables |= read_tables(context.engine, [table for table in TABLES if table not in tables])
+        tables = {table: tables[table] for table in TABLES}
         return ReadBack(plan, tables, {table: frame.height for table, frame in tables.items()})
     return ReadBack(plan, read_open_tables(context.engine), count_rows(context.engine))
 

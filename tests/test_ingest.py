@@ -163,6 +163,33 @@ def test_ragged_lines_are_rejected_whole(tmp_path: Path) -> None:
     assert json.loads(result.rejected["raw"].item())["_extra"] == '["extra"]'
 
 
+@pytest.mark.parametrize("block", [1, 9, 40, 1 << 18])
+def test_line_counts_are_the_same_whatever_the_scan_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    """Lines are scanned in blocks of whole lines; a line longer than a block, a block ending just after a line feed
+    and a CRLF file without its last line feed read as in one block."""
+    monkeypatch.setattr("tasks.ingest.load._LINE_BLOCK", block)
+    (tmp_path / "cases.csv").write_bytes(
+        b"case_id,matter_code,unit_code,accepted_at,matter_name\r\n"
+        b"A,M,U,2023-01-20,a long name that is longer than every small block\r\n"
+        b"\r\n"
+        b"B,M,U,2023-01-20,extra,fields\r\n"
+        b'C,M,U,2023-01-20,"quoted, with a comma"\r\n'
+        b"D,M,U,2023-01-20"
+    )
+    result = load("cases", "cases.csv", tmp_path, max_reject_fraction=1)
+    assert_nothing_lost(result)
+    assert result.accepted["case_id"].to_list() == ["A", "C"]
+    assert result.accepted["matter_name"].to_list() == [
+        "a long name that is longer than every small block", "quoted, with a comma"
+    ]
+    assert rejected_by_line(result) == {
+        4: "line has 6 fields, the header has 5 (truncated or shifted record)",
+        6: "line has 4 fields, the header has 5 (truncated or shifted record)",
+    }
+
+
 # ----------------------------------------------------------------------------------------------------- spreadsheets
 
 

@@ -16,7 +16,7 @@ from config.sources import Source
 from schemas.contracts import canonical_schema
 from schemas.tables import Reject, Run
 from tasks.ingest.load import load_sources
-from tasks.store.upsert import read_case_reference, read_tables, store_rejects, store_table
+from tasks.store.upsert import read_case_reference, read_tables, store_rejects, store_table, tables_written_by
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ingest"
 
@@ -230,3 +230,42 @@ def test_suspensions_are_checked_against_stored_cases(engine: Engine, tmp_path: 
     sources = [Source(name="s", kind="csv", table="suspensions", path="suspensions.csv", max_reject_fraction=1)]
     (result,) = load_sources(sources, inbox_dir=inbox, stored_cases=read_case_reference(engine))
     assert result.rejected["line"].to_list() == [4, 5]
+
+
+def test_tables_a_run_wrote_whole_are_taken_from_its_frames_exactly_as_read_back(
+    engine: Engine, tmp_path: Path
+) -> None:
+    inbox = inbox_with_fixtures(tmp_path)
+    sources = [Source(name=t, kind="csv", table=t, path=f"{t}.csv", max_reject_fraction=1) for t in TABLES]
+    run_id = new_run(engine)
+    written: dict[str, list[pl.DataFrame]] = {}
+    for result in load_sources(sources, inbox_dir=inbox):
+        store_table(engine, result.table, result.accepted, run_id)
+        written[result.table] = [result.accepted.sample(fraction=1, shuffle=True, seed=3)]  # any order
+    # An optional column the export lacked is null, as stored.
+    written["cases"] = [written["cases"][0].drop("platform_due_date")]
+    taken = tables_written_by(engine, run_id, written)
+    stored = read_tables(engine)
+    assert set(taken) == set(TABLES)
+    for table in TABLES:
+        assert taken[table].schema == stored[table].schema
+        assert taken[table].equals(stored[table]), table
+
+    # The next run stores the same cases plus one: the unchanged rows were written by the first run.
+    second = new_run(engine)
+    more = pl.concat([written["cases"][0], cases({"case_id": "NEW-1"}).drop("platform_due_date")], how="diagonal")
+    store_table(engine, "cases", more, second)
+    assert tables_written_by(engine, second, {"cases": [more]}) == {}
+
+
+def test_frames_sharing_a_key_or_off_their_dtypes_are_read_back_instead(engine: Engine) -> None:
+    run_id = new_run(engine)
+    first, second = cases({"case_id": "A"}, {"case_id": "B"}), cases({"case_id": "B", "limit_days": 20})
+    store_table(engine, "cases", first, run_id)
+    store_table(engine, "cases", second, run_id)  # B again: the table holds 2 rows, the frames 3
+    assert tables_written_by(engine, run_id, {"cases": [first, second]}) == {}
+    assert set(tables_written_by(engine, run_id, {"cases": [first.filter(pl.col("case_id") == "A"), second]})) == {
+        "cases"
+    }
+    as_text = first.with_columns(pl.col("accepted_at").cast(pl.String))
+    assert tables_written_by(engine, run_id, {"cases": [as_text]}) == {}

