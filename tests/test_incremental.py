@@ -450,6 +450,36 @@ def test_nightly_flow_incremental_and_full_give_the_same_summary(
     assert second_night["evaluation"]["evaluated_clocks"] < second_night["clocks"] / 2
 
 
+def test_a_first_load_builds_from_what_it_stored_as_a_full_rerun_does_from_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first load takes every table from the frames it has just stored; the same night again with full=True
+    reads all of them back from the database. Both store the same evaluations and count the same clocks."""
+    pipeline = make_pipeline(tmp_path, monkeypatch, None)
+    write_sample(sample_tables(), tmp_path / "inbox")
+    read_back: list[list[str]] = []
+
+    def reading(engine: Engine, tables: Any = TABLES) -> dict[str, pl.DataFrame]:
+        read_back.append(list(tables))
+        return read_tables(engine, tables)
+
+    monkeypatch.setattr("tasks.pipeline.read_tables", reading)
+    results = []
+    for full in (False, True):
+        state = nightly(as_of=AS_OF, deliverable=False, full=full, return_state=True)
+        assert state.is_completed(), state.message
+        engine = pipeline.engine()
+        results.append((state.result(), read_evaluations(engine, AS_OF).drop("run_id").sort("clock_id")))
+        engine.dispose()
+    assert read_back == [[], list(TABLES)]
+    (first, first_evaluations), (again, again_evaluations) = results
+    assert first["evaluation"]["mode"] == again["evaluation"]["mode"] == "full"
+    assert first_evaluations.height > 0 and first["clocks"] > 0
+    assert first_evaluations.equals(again_evaluations)
+    for figure in ("clocks", "level_table", "top_overdue_units", "clock_reconciliation", "provisional_clocks"):
+        assert first[figure] == again[figure], figure
+
+
 def test_a_sql_source_with_a_watermark_is_sent_only_what_changed(
     sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
