@@ -81,3 +81,21 @@ def test_dirty_rows_are_the_requested_share_and_of_known_kinds() -> None:
 def test_tiny_samples_work(cases: int) -> None:
     tables = _sample(cases=cases, dirty_fraction=0.0)
     assert tables["cases"].height == cases
+
+
+def test_colliding_project_codes_leave_their_cases_regular(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large sample draws the same random project code now and then; the project is kept once and the cases
+    meant for the dropped ones become regular cases, so the sample still has every case and no orphan project."""
+    import tasks.ingest.sample as sample
+
+    drawn = sample._projects
+
+    def colliding(*args: object, **kwargs: object) -> pl.DataFrame:
+        projects = drawn(*args, **kwargs)  # type: ignore[arg-type]
+        return projects.head(projects.height - 3)
+
+    monkeypatch.setattr(sample, "_projects", colliding)
+    tables = _sample(dirty_fraction=0.0)
+    assert tables["cases"]["case_id"].n_unique() == 3000
+    members = set(tables["cases"]["project_code"].drop_nulls())
+    assert members and members <= set(tables["projects"]["project_code"])

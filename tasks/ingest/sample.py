@@ -74,6 +74,13 @@ def generate_sample(
 
     place_names = {code: units[code].name.removesuffix("行政审批局") for code in counties}
     projects = _projects(rng, n_projects, counties, county_region, place_names, days, rules)
+    if projects.height < n_projects:
+        # Random project codes collide now and then in a large sample (7 of 160,000 at 4 M cases); the cases meant
+        # for the dropped projects become regular cases. No draw is added, so smaller samples stay as they were.
+        n_projects = projects.height
+        cases_per_project = cases_per_project[:n_projects]
+        project_case_count = int(cases_per_project.sum())
+        regular_count = spec.cases - project_case_count
     project_of_case = np.repeat(np.arange(n_projects), cases_per_project)
 
     general_matters = np.arange(len(matters))
