@@ -301,9 +301,10 @@ def test_evaluate_matches_headers_as_the_nightly_load_does(tmp_path: Path) -> No
     assert pl.read_csv(out, infer_schema=False).select("case_id", "due_date").rows() == [("H1", "2025-10-09")]
 
 
-def test_evaluating_files_does_not_start_prefect(tmp_path: Path) -> None:
-    """`evaluate` reads files through the nightly loader but runs no flow: in a fresh process, evaluating a file
-    imports no Prefect (most of a second of start-up), and the loader's warnings go to its own logger."""
+def test_evaluating_files_imports_neither_prefect_nor_sqlalchemy(tmp_path: Path) -> None:
+    """`evaluate` reads files through the nightly loader but runs no flow and opens no database: in a fresh process,
+    evaluating a file imports neither Prefect (most of a second of start-up) nor SQLAlchemy, and the loader's
+    warnings go to its own logger."""
     import subprocess
     import sys
 
@@ -314,9 +315,9 @@ def test_evaluating_files_does_not_start_prefect(tmp_path: Path) -> None:
         "from typer.testing import CliRunner\n"
         f"outcome = CliRunner().invoke(app, ['evaluate', {str(tmp_path / 'cases.csv')!r}, '--as-of', '2025-10-20',"
         f" '-o', {str(tmp_path / 'out.csv')!r}])\n"
-        "print(outcome.exit_code, 'prefect' in sys.modules)\n"
+        "print(outcome.exit_code, 'prefect' in sys.modules, 'sqlalchemy' in sys.modules)\n"
     )
     done = subprocess.run([sys.executable, "-c", probe], cwd=Path(__file__).resolve().parents[1], capture_output=True,
                           text=True, timeout=120, check=True)
-    assert done.stdout.split()[-2:] == ["0", "False"]
+    assert done.stdout.split()[-3:] == ["0", "False", "False"]
     assert pl.read_csv(tmp_path / "out.csv")["case_id"].to_list() == ["C1", "C2"]

@@ -29,8 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from config.canonical import CANONICAL_COLUMNS, PII_COLUMNS, TABLES
 from config.loader import ConfigError
@@ -58,7 +56,6 @@ ORIGIN_SCHEMA = {"source": pl.String, "line": pl.Int64}
 CASE_REFERENCE_SCHEMA = {"case_id": pl.String, "accepted_at": pl.Date, "completed_at": pl.Date}
 
 # A database that is down, restarting, busy or out of reach: a query that fails so may work a minute later.
-_UNREACHABLE = (OperationalError, InterfaceError, OSError)
 # C0 control characters other than tab and newline (a CR counts unless it ends a CRLF line break): a NUL or a form
 # feed in a text field is a corrupt export, and PostgreSQL cannot store a NUL at all.
 _CONTROL_CHARACTER = r"[\x00-\x08\x0b-\x1f]"
@@ -525,6 +522,10 @@ WATERMARK_FLOOR = datetime(1900, 1, 1)  # the :watermark of a first load: before
 def _read_sql(source: Source, watermark: datetime | None = None) -> _RawTable:
     """The query's rows; a source with a watermark gets `watermark` (None: nothing stored yet, so the earliest
     time) as the bound parameter :watermark."""
+    # SQLAlchemy is imported here, not with the module: reading files (`permitwatch evaluate`) needs none of it.
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
     label = source.name
     url = source.resolved_url()
     engine = create_engine(url)
@@ -537,7 +538,7 @@ def _read_sql(source: Source, watermark: datetime | None = None) -> _RawTable:
     except Exception as exc:  # driver errors vary by database; the URL (which may hold a secret) is not repeated
         raise SourceError(
             f"source '{label}': query failed: {type(exc).__name__}: {str(exc).splitlines()[0]}",
-            transient=isinstance(exc, _UNREACHABLE),
+            transient=isinstance(exc, (OperationalError, InterfaceError, OSError)),
         ) from None
     finally:
         engine.dispose()
