@@ -342,6 +342,23 @@ def test_the_plan_names_why_everything_is_evaluated(engine: Engine, tmp_path: Pa
     assert changed.full and "rules, calendar" in changed.reason
 
 
+def test_settled_groups_are_the_same_whatever_the_groups_counted_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The settled groups' counts and digests are made a slice of groups at a time; the slices change nothing."""
+    config = load_config(BUNDLED_CONFIG_DIR)
+    calendar = load_work_calendar(config.calendar_files)
+    tables = first_history(tmp_path, Setup(config, calendar), 5)
+    clock_set = build_clocks(tables, config.rules)
+    evaluations = evaluate_clocks(clock_set.clocks, clock_set.pauses, calendar, FIRST_NIGHT)
+    at_once = settle_groups(tables, evaluations, clock_set.rejects, FIRST_NIGHT).groups
+    monkeypatch.setattr("tasks.store.settled._GROUPS_AT_ONCE", 7)
+    in_slices = settle_groups(tables, evaluations, clock_set.rejects, FIRST_NIGHT).groups
+    assert at_once.filter(pl.col("kind") == "case").height > 100
+    assert at_once["counts"].str.contains(";").any()
+    assert in_slices.equals(at_once)
+
+
 def test_store_unsettles_the_groups_a_change_touches(engine: Engine, tmp_path: Path) -> None:
     """A new or changed row unsettles its case and that case's project (as stored and as written); a push moved to
     another case unsettles both cases; a changed project row its project. An unchanged export unsettles nothing."""
