@@ -298,12 +298,13 @@ def check_platform_due_dates(
 
 @task(name="settle", **STAGE)
 def settle_clocks(
-    context: RunContext, stored: ReadBack, clock_set: ClockSet, evaluations: pl.DataFrame, run_id: int
+    context: RunContext, stored: ReadBack, clock_rejects: pl.DataFrame, evaluations: pl.DataFrame, run_id: int
 ) -> Settlement:
     """Keep the evaluations of the unsettled groups and record the groups that settled now; on the full path, the
-    settled groups are decided again from scratch."""
+    settled groups are decided again from scratch. `clock_rejects`: the clock builder's rejected rows, whose groups
+    do not settle."""
     earlier = read_settled_counts(context.engine) if not stored.plan.full else None
-    settlement = settle_groups(stored.tables, evaluations, clock_set.rejects, context.as_of, earlier)
+    settlement = settle_groups(stored.tables, evaluations, clock_rejects, context.as_of, earlier)
     moved = record_settlement(context.engine, settlement, stored.plan, context.as_of, run_id)
     return replace(settlement, moved=moved)
 
