@@ -156,3 +156,38 @@ def prefect_database_text() -> str:
     found = [candidate for candidate in (path, Path(f"{path}-wal")) if candidate.exists()]
     assert found, path
     return "".join(candidate.read_bytes().decode("utf-8", errors="replace") for candidate in found)
+
+
+def test_large_exports_are_read_one_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading an export takes several times its size in memory for a moment: the large ones wait for each other,
+    the small ones are read beside them."""
+    import threading
+
+    import tasks.pipeline as pipeline_tasks
+
+    make_pipeline(tmp_path, monkeypatch, sample_tables())
+    sizes = sorted(path.stat().st_size for path in (tmp_path / "inbox").glob("*.csv"))
+    monkeypatch.setattr(pipeline_tasks, "LARGE_EXPORT_BYTES", sizes[-3])  # cases, steps and pushes are large
+    reading = pipeline_tasks.load_source
+    lock = threading.Lock()
+    now = {"large": 0, "any": 0}
+    most = dict(now)
+
+    def spying(source: Any, **options: Any) -> Any:
+        large = pipeline_tasks.export_bytes(source, options["inbox_dir"]) >= sizes[-3]
+        with lock:
+            now["any"] += 1
+            now["large"] += large
+            most.update({kind: max(most[kind], now[kind]) for kind in now})
+        time.sleep(0.3)  # long enough for any other read to begin
+        try:
+            return reading(source, **options)
+        finally:
+            with lock:
+                now["any"] -= 1
+                now["large"] -= large
+
+    monkeypatch.setattr(pipeline_tasks, "load_source", spying)
+    state = nightly(as_of=AS_OF, deliverable=False, return_state=True)
+    assert state.is_completed(), state.message
+    assert most == {"large": 1, "any": most["any"]} and most["any"] >= 2
