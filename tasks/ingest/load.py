@@ -863,7 +863,8 @@ def _split(
     """Cross-row checks over the whole load, then accepted/rejected, then the count invariant per file.
 
     Rows are addressed by (file, row) and selected with boolean masks: the wide canonical frames are filtered once,
-    never joined, so a million-row load stays within memory."""
+    never joined, so a million-row load stays within memory. `checked` is emptied once the raw rows are done with,
+    since the caller holds no other reference to them."""
     if not checked:
         return
     bad = pl.concat(
