@@ -112,11 +112,7 @@ def _nightly_stages(
     stored = [_validate_and_store(context, results[source.name], run_id, progress) for source in selected]
 
     loads = [results[source.name] for source in selected]
-    written: dict[str, list[pl.DataFrame]] = {}
-    for load, entry in zip(loads, stored, strict=True):
-        if entry.stored:
-            written.setdefault(load.table, []).append(load.accepted)
-    stored_rows = context.io(read_back)(context, run_id, written, full)
+    stored_rows = context.io(read_back)(context, run_id, loads, stored, full)
     clock_set = make_clocks(context, stored_rows.tables)
     refused = context.io(store_clock_rejects)(context, clock_set, loads, run_id)
     progress.advance("clocks built")

@@ -262,15 +262,19 @@ def read_stored(context: RunContext) -> dict[str, pl.DataFrame]:
 
 @task(name="read-back", **STAGE)
 def read_back(
-    context: RunContext, run_id: int, written: dict[str, list[pl.DataFrame]], full: bool = False
+    context: RunContext, run_id: int, loads: list[LoadResult], stored: list[StoredSource], full: bool = False
 ) -> ReadBack:
     """The nightly run's read-back: the stored rows of the groups that have not settled (tasks/store/settled.py), or, on
-    the full path, every row. `written`: the frames this run stored, by table; a table this run wrote whole (the
-    first load) is taken from them rather than read back."""
+    the full path, every row. `loads` and `stored` (one entry per source, in the same order): a table this run wrote
+    whole (the first load) is taken from the accepted rows it stored rather than read back."""
     plan = plan_evaluation(context.engine, context.config, context.calendar, context.as_of, full=full)
     log = get_run_logger()
     log.info("evaluation: %s", plan.reason)
     if plan.full:
+        written: dict[str, list[pl.DataFrame]] = {}
+        for load, entry in zip(loads, stored, strict=True):
+            if entry.stored:
+                written.setdefault(load.table, []).append(load.accepted)
         tables = tables_written_by(context.engine, run_id, written)
         if tables:
             log.info("not read back, this run wrote them whole: %s", ", ".join(tables))

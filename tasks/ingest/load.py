@@ -55,7 +55,6 @@ REJECTED_SCHEMA = {"source": pl.String, "table": pl.String, "line": pl.Int64, "r
 ORIGIN_SCHEMA = {"source": pl.String, "line": pl.Int64}
 CASE_REFERENCE_SCHEMA = {"case_id": pl.String, "accepted_at": pl.Date, "completed_at": pl.Date}
 
-# A database that is down, restarting, busy or out of reach: a query that fails so may work a minute later.
 # C0 control characters other than tab and newline (a CR counts unless it ends a CRLF line break): a NUL or a form
 # feed in a text field is a corrupt export, and PostgreSQL cannot store a NUL at all.
 _CONTROL_CHARACTER = r"[\x00-\x08\x0b-\x1f]"
@@ -538,6 +537,7 @@ def _read_sql(source: Source, watermark: datetime | None = None) -> _RawTable:
     except Exception as exc:  # driver errors vary by database; the URL (which may hold a secret) is not repeated
         raise SourceError(
             f"source '{label}': query failed: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+            # A database that is down, restarting, busy or out of reach: the query may work a minute later.
             transient=isinstance(exc, (OperationalError, InterfaceError, OSError)),
         ) from None
     finally:
